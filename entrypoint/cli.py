@@ -1,0 +1,224 @@
+"""The ``tekton-uploader`` command line: options (each also an environment variable) -> Config -> Run.
+
+Errors in the options are one line on stderr and exit code 2, before COMMAND starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Optional, TypeVar
+
+import click
+
+from . import __version__, exitcodes
+from .config import ConfigError, build_config
+from .report import PREFIX, Reporter
+from .units import parse_duration, parse_size
+
+
+class Size(click.ParamType):  # type: ignore[type-arg]
+    name = "SIZE"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    name = "DURATION"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
+        if isinstance(value, (int, float)):
+            return float(value)
+        try:
+            return parse_duration(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _opt(*decls: str, env: list[str], **kw: Any) -> Callable[[F], F]:
+    return click.option(*decls, envvar=env, show_envvar=True, **kw)
+
+
+CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+EPILOG = """\b
+Exit codes: COMMAND's own; 128+N when COMMAND was killed by signal N; 2 bad usage or
+configuration (COMMAND not started); 74 objects still missing after the final flush although
+COMMAND exited 0; 125 internal error of the wrapper; 126 COMMAND not executable; 127 COMMAND not
+found.
+"""
+
+
+@click.command(context_settings=CONTEXT, epilog=EPILOG)
+@_opt(
+    "--endpoint",
+    env=["OBJECTSTORE_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
+    metavar="URL",
+    help="S3 endpoint (http:// or https://), or file:///DIR for a local directory store. "
+    "[default: none: local directory ./objectstore]",
+)
+@_opt(
+    "--bucket",
+    env=["OBJECTSTORE_BUCKET", "ARTIFACT_BUCKET"],
+    default="mlpipeline",
+    show_default=True,
+    help="Bucket to store into.",
+)
+@_opt(
+    "--create-bucket/--no-create-bucket",
+    env=["OBJECTSTORE_CREATE_BUCKET"],
+    default=True,
+    show_default=True,
+    help="Create the bucket when it is missing (checked once per run).",
+)
+@_opt("--access-key", env=["OBJECTSTORE_ACCESS_KEY", "AWS_ACCESS_KEY_ID"], metavar="KEY", help="Access key.")
+@_opt(
+    "--secret-key",
+    env=["OBJECTSTORE_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"],
+    metavar="KEY",
+    help="Secret key (visible to ps on the command line: prefer the environment).",
+)
+@_opt(
+    "--session-token",
+    env=["OBJECTSTORE_SESSION_TOKEN", "AWS_SESSION_TOKEN"],
+    metavar="TOKEN",
+    help="Session token for temporary credentials.",
+)
+@_opt(
+    "--region",
+    env=["OBJECTSTORE_REGION", "AWS_REGION"],
+    help="Region. [default: us-east-1 for non-AWS endpoints, detected for AWS]",
+)
+@_opt(
+    "--path-style/--virtual-host-style",
+    "path_style",
+    env=["OBJECTSTORE_PATH_STYLE"],
+    default=None,
+    help="Force path-style or virtual-host-style URLs. [default: path style except on AWS]",
+)
+@_opt(
+    "--pipelinerun",
+    env=["PIPELINERUN"],
+    metavar="NAME",
+    help="PipelineRun name. [default: from the pod labels]",
+)
+@_opt(
+    "--pipelinetask",
+    env=["PIPELINETASK"],
+    metavar="NAME",
+    help="Pipeline task name. [default: from the pod labels]",
+)
+@_opt(
+    "--pod-labels",
+    env=["OBJECTSTORE_POD_LABELS"],
+    default="/etc/podinfo/labels",
+    show_default=True,
+    metavar="FILE",
+    help="Downward-API labels file read when the names are not given.",
+)
+@_opt(
+    "--step",
+    env=["OBJECTSTORE_STEP"],
+    default="main",
+    show_default=True,
+    metavar="NAME",
+    help="Step name, used in <step>-log.tgz and logs/<step>/.",
+)
+@_opt(
+    "--results-dir",
+    env=["OBJECTSTORE_RESULTS_DIR"],
+    default="/tekton/results",
+    show_default=True,
+    metavar="DIR",
+    help="Each regular file here is stored as <result>.tgz after COMMAND exits.",
+)
+@_opt(
+    "--key-prefix",
+    env=["OBJECTSTORE_KEY_PREFIX"],
+    default="artifacts",
+    show_default=True,
+    metavar="PREFIX",
+    help="First part of every object key.",
+)
+@_opt(
+    "--log-chunk-size",
+    env=["OBJECTSTORE_LOG_CHUNK_SIZE"],
+    type=Size(),
+    default="8MiB",
+    show_default=True,
+    help="Upload the live log in chunks of this size.",
+)
+@_opt(
+    "--log-flush-interval",
+    env=["OBJECTSTORE_LOG_FLUSH_INTERVAL"],
+    type=Duration(),
+    default="5s",
+    show_default=True,
+    help="Upload unsent log data at least this often.",
+)
+@_opt(
+    "--spool-dir",
+    env=["OBJECTSTORE_SPOOL_DIR"],
+    metavar="DIR",
+    help="Where sealed chunks wait for upload. [default: a temporary directory]",
+)
+@_opt(
+    "--flush-timeout",
+    env=["OBJECTSTORE_FLUSH_TIMEOUT"],
+    type=Duration(),
+    default="5m",
+    show_default=True,
+    help="Longest time to keep uploading after COMMAND exits.",
+)
+@_opt("--quiet", "-q", env=["OBJECTSTORE_QUIET"], is_flag=True, help="Silence the wrapper's own info lines.")
+@_opt("--debug", env=["OBJECTSTORE_DEBUG"], is_flag=True, help="Print every upload and retry.")
+@click.version_option(__version__, "--version", prog_name="tekton-uploader")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
+def command(command: tuple[str, ...], **values: Any) -> int:
+    """Run COMMAND, pass its output through, and store its log and Tekton results in object storage.
+
+    \b
+    Objects (bucket-relative):
+      <prefix>/<pipelinerun>/<pipelinetask>/<result>.tgz
+      <prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
+      <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
+    """
+    from .run import Run
+
+    cfg = build_config(values, command)
+    reporter = Reporter(quiet=cfg.quiet, debug=cfg.debug)
+    return Run(cfg, reporter).execute()
+
+
+def main(argv: Optional[list[str]] = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        code = command.main(args, prog_name="tekton-uploader", standalone_mode=False)
+    except click.exceptions.Exit as exc:  # --help, --version
+        code = exc.exit_code
+    except click.ClickException as exc:
+        _fail(exc.format_message() + " (see --help)")
+        code = exitcodes.USAGE
+    except ConfigError as exc:
+        _fail(str(exc))
+        code = exitcodes.USAGE
+    except KeyboardInterrupt:
+        code = exitcodes.SIGNAL_BASE + 2
+    except Exception as exc:  # never a traceback: one line, and a distinct code
+        _fail(f"internal error: {type(exc).__name__}: {exc}")
+        code = exitcodes.INTERNAL
+    sys.stdout.flush()
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"{PREFIX}error: {message.splitlines()[0] if message else 'failed'}\n")
+    sys.stderr.flush()

@@ -1,0 +1,242 @@
+"""The wrapper's configuration: validated values, no I/O beyond reading the pod labels file.
+
+``cli.py`` collects raw option values (flags or environment); ``build_config`` turns them into a
+``Config`` or raises ``ConfigError`` with a one-line message naming the option.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .layout import Layout, name_problem
+
+DEFAULT_BUCKET = "mlpipeline"
+DEFAULT_LOCAL_DIR = "./objectstore"
+DEFAULT_POD_LABELS = "/etc/podinfo/labels"
+
+
+class ConfigError(Exception):
+    """Bad configuration; the message is one line naming the option and the fix."""
+
+
+@dataclass(frozen=True)
+class S3Endpoint:
+    host: str  # host[:port], as minio wants it
+    secure: bool
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.secure else 'http'}://{self.host}"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    access_key: str = field(repr=False)
+    secret_key: str = field(repr=False)
+    session_token: Optional[str] = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return "Credentials(access_key=***, secret_key=***)"
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """Where objects go: an S3 endpoint, or a local directory (``local_dir``)."""
+
+    bucket: str = DEFAULT_BUCKET
+    endpoint: Optional[S3Endpoint] = None
+    local_dir: Optional[Path] = None
+    credentials: Optional[Credentials] = None
+    region: Optional[str] = None
+    create_bucket: bool = True
+    path_style: Optional[bool] = None  # None: the client decides (path style for non-AWS hosts)
+
+    def describe(self) -> str:
+        if self.endpoint is not None:
+            return f"{self.endpoint.url}/{self.bucket}"
+        return f"{self.local_dir}/{self.bucket}"
+
+
+@dataclass(frozen=True)
+class Config:
+    command: tuple[str, ...]
+    store: StoreConfig
+    layout: Layout
+    results_dir: Path
+    log_chunk_size: int
+    log_flush_interval: float
+    spool_dir: Optional[Path]
+    flush_timeout: float = 300.0
+    quiet: bool = False
+    debug: bool = False
+    embedded_default: bool = False  # no endpoint configured: local directory store
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def check_bucket(name: str) -> str:
+    problem = None
+    if not _BUCKET.match(name):
+        problem = (
+            "must be 3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit"
+        )
+    elif ".." in name or ".-" in name or "-." in name:
+        problem = "must not contain '..', '.-' or '-.'"
+    else:
+        try:
+            ipaddress.IPv4Address(name)
+            problem = "must not look like an IP address"
+        except ValueError:
+            pass
+    if problem:
+        raise ConfigError(f"--bucket: invalid bucket name {name!r}: {problem}")
+    return name
+
+
+def parse_endpoint(url: str) -> tuple[Optional[S3Endpoint], Optional[Path]]:
+    """``http(s)://host[:port]`` -> S3 endpoint; ``file:///dir`` -> local directory."""
+    hint = "use http://HOST[:PORT], https://HOST[:PORT] or file:///DIR"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"--endpoint: malformed URL ({exc}); {hint}") from None
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ConfigError(f"--endpoint: {url!r} is not an absolute file:/// URL; {hint}")
+        return None, Path(urllib.parse.unquote(parts.path))
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"--endpoint: unsupported scheme in {url!r}; {hint}")
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"--endpoint: {url!r} must be scheme, host and port only; {hint}")
+    if parts.username or parts.password:
+        raise ConfigError("--endpoint: credentials in the URL are not allowed; use --access-key/--secret-key")
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    return S3Endpoint(host if port is None else f"{host}:{port}", parts.scheme == "https"), None
+
+
+def read_pod_labels(path: Path) -> dict[str, str]:
+    """Parse a downward-API labels file (lines ``key="value"``). Missing file: no labels."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"--pod-labels: cannot read {path}: {exc.strerror}") from None
+    labels: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, raw = line.partition("=")
+        if not sep:
+            continue
+        raw = raw.strip()
+        try:
+            value = json.loads(raw) if raw.startswith('"') else raw
+        except ValueError:
+            value = raw.strip('"')
+        labels[key.strip()] = str(value)
+    return labels
+
+
+def resolve_identity(
+    pipelinerun: Optional[str], pipelinetask: Optional[str], labels_file: Path
+) -> tuple[str, str]:
+    """Flags/env first, then the pod labels Tekton sets."""
+    labels: Mapping[str, str] = {}
+    if not pipelinerun or not pipelinetask:
+        labels = read_pod_labels(labels_file)
+    run = pipelinerun or labels.get("tekton.dev/pipelineRun") or labels.get("tekton.dev/taskRun")
+    task = (
+        pipelinetask
+        or labels.get("tekton.dev/pipelineTask")
+        or labels.get("tekton.dev/task")
+        or labels.get("tekton.dev/taskRun")
+    )
+    for option, variable, value in (
+        ("--pipelinerun", "PIPELINERUN", run),
+        ("--pipelinetask", "PIPELINETASK", task),
+    ):
+        if value is None:
+            raise ConfigError(
+                f"{option}: not set and no Tekton labels in {labels_file}; "
+                f"set {option} or ${variable}, or mount the pod labels with the downward API"
+            )
+        problem = name_problem(value)
+        if problem:
+            raise ConfigError(f"{option}: {value!r} {problem}; use a plain name")
+    assert run is not None and task is not None
+    return run, task
+
+
+def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
+    """Validate raw option values (as click collected them) into a ``Config``."""
+    if not command:
+        raise ConfigError("no COMMAND given; usage: tekton-uploader [OPTIONS] -- COMMAND [ARGS]...")
+    bucket = check_bucket(values.get("bucket") or DEFAULT_BUCKET)
+    endpoint_url = values.get("endpoint")
+    endpoint: Optional[S3Endpoint] = None
+    local_dir: Optional[Path] = None
+    if endpoint_url:
+        endpoint, local_dir = parse_endpoint(endpoint_url)
+    else:
+        local_dir = Path(DEFAULT_LOCAL_DIR)
+    credentials = None
+    if endpoint is not None:
+        access, secret = values.get("access_key"), values.get("secret_key")
+        if not access or not secret:
+            missing = "--access-key" if not access else "--secret-key"
+            raise ConfigError(
+                f"{missing}: S3 endpoint {endpoint.url} needs credentials; set --access-key and "
+                "--secret-key (or OBJECTSTORE_ACCESS_KEY / OBJECTSTORE_SECRET_KEY)"
+            )
+        credentials = Credentials(access, secret, values.get("session_token") or None)
+    store = StoreConfig(
+        bucket=bucket,
+        endpoint=endpoint,
+        local_dir=local_dir,
+        credentials=credentials,
+        region=values.get("region") or None,
+        create_bucket=bool(values.get("create_bucket", True)),
+        path_style=values.get("path_style"),
+    )
+    run, task = resolve_identity(
+        values.get("pipelinerun"),
+        values.get("pipelinetask"),
+        Path(values.get("pod_labels") or DEFAULT_POD_LABELS),
+    )
+    step = values.get("step") or "main"
+    prefix = str(values.get("key_prefix") if values.get("key_prefix") is not None else "artifacts").strip("/")
+    try:
+        layout = Layout(prefix, run, task, step)
+    except ValueError as exc:
+        option = "--step" if str(exc).startswith("step") else "--key-prefix"
+        raise ConfigError(f"{option}: {exc}; use a plain name") from None
+    chunk = int(values.get("log_chunk_size") or 8 * 1024 * 1024)
+    if chunk < 1024:
+        raise ConfigError("--log-chunk-size: must be at least 1KiB")
+    interval = float(values.get("log_flush_interval") or 5.0)
+    if interval <= 0:
+        raise ConfigError("--log-flush-interval: must be greater than 0")
+    spool = values.get("spool_dir")
+    return Config(
+        command=tuple(command),
+        store=store,
+        layout=layout,
+        results_dir=Path(values.get("results_dir") or "/tekton/results"),
+        log_chunk_size=chunk,
+        log_flush_interval=interval,
+        spool_dir=Path(spool) if spool else None,
+        flush_timeout=float(values.get("flush_timeout") or 300.0),
+        quiet=bool(values.get("quiet")),
+        debug=bool(values.get("debug")),
+        embedded_default=not endpoint_url,
+    )

@@ -1,0 +1,77 @@
+"""Object keys, built only from validated name components.
+
+<prefix>/<pipelinerun>/<pipelinetask>/<result>.tgz
+<prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
+<prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from dataclasses import dataclass
+
+CHUNK_DIGITS = 8
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def name_problem(value: str) -> str | None:
+    """Why ``value`` cannot be one component of an object key, or None when it can."""
+    if not value:
+        return "is empty"
+    if value in (".", ".."):
+        return f"is {value!r}"
+    if _CONTROL.search(value) or any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in value):
+        return "contains control characters"
+    folded = unicodedata.normalize("NFKC", value)
+    if "/" in value or "\\" in value or "/" in folded or "\\" in folded:
+        return "contains a path separator"
+    if folded in (".", ".."):
+        return f"normalises to {folded!r}"
+    if len(value.encode("utf-8", "surrogateescape")) > 255:
+        return "is longer than 255 bytes"
+    return None
+
+
+def check_name(what: str, value: str) -> str:
+    """Return ``value`` or raise ValueError naming ``what`` and the problem."""
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(f"{what} {value!r} {problem}")
+    return value
+
+
+@dataclass(frozen=True)
+class Layout:
+    prefix: str
+    pipelinerun: str
+    pipelinetask: str
+    step: str
+
+    def __post_init__(self) -> None:
+        for part in self.prefix.split("/") if self.prefix else ():
+            check_name("key prefix segment", part)
+        check_name("pipelinerun", self.pipelinerun)
+        check_name("pipelinetask", self.pipelinetask)
+        check_name("step", self.step)
+
+    @property
+    def task_prefix(self) -> str:
+        parts = [self.prefix] if self.prefix else []
+        return "/".join([*parts, self.pipelinerun, self.pipelinetask]) + "/"
+
+    def result_key(self, result: str) -> str:
+        return f"{self.task_prefix}{check_name('result', result)}.tgz"
+
+    def log_archive_key(self) -> str:
+        return f"{self.task_prefix}{self.step}-log.tgz"
+
+    def chunk_prefix(self) -> str:
+        return f"{self.task_prefix}logs/{self.step}/"
+
+    def chunk_key(self, seq: int) -> str:
+        return f"{self.chunk_prefix()}{seq:0{CHUNK_DIGITS}d}.log"
+
+    def step_object_key(self, suffix: str) -> str:
+        """``<step>-<suffix>`` next to the log archive (summary.json, manifest.json)."""
+        return f"{self.task_prefix}{self.step}-{suffix}"

@@ -1,0 +1,42 @@
+"""The wrapper's own messages on stderr: one line each, prefixed, written atomically.
+
+COMMAND's stderr passes through the same file descriptor, so a message is written with a single
+``os.write`` to keep it from being split by COMMAND's output.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+PREFIX = "tekton-uploader: "
+
+
+class Reporter:
+    def __init__(self, quiet: bool = False, debug: bool = False, fd: int = 2) -> None:
+        self.quiet = quiet
+        self.verbose = debug
+        self._fd = fd
+        self._lock = threading.Lock()
+
+    def _emit(self, text: str) -> None:
+        data = (PREFIX + text.replace("\n", " ") + "\n").encode("utf-8", "replace")
+        with self._lock:
+            try:
+                os.write(self._fd, data)
+            except OSError:
+                pass  # stderr gone: nothing to tell, keep working
+
+    def info(self, text: str) -> None:
+        if not self.quiet:
+            self._emit(text)
+
+    def warn(self, text: str) -> None:
+        self._emit(f"warning: {text}")
+
+    def error(self, text: str) -> None:
+        self._emit(f"error: {text}")
+
+    def debug(self, text: str) -> None:
+        if self.verbose:
+            self._emit(f"debug: {text}")

@@ -1,0 +1,48 @@
+"""Parsing of sizes and durations: one syntax for every option that takes one."""
+
+from __future__ import annotations
+
+import re
+
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(text: str) -> int:
+    """``"8MiB"`` -> 8388608. Plain numbers are bytes. Raises ValueError."""
+    match = _NUMBER.match(text)
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _SIZE_UNITS:
+        raise ValueError(f"{text!r} is not a size (use bytes or a unit: 512KiB, 8MiB, 1GiB)")
+    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_duration(text: str) -> float:
+    """``"500ms"`` -> 0.5, ``"2m"`` -> 120.0. Plain numbers are seconds. Raises ValueError."""
+    match = _NUMBER.match(text)
+    unit = match.group(2).lower() if match else None
+    if not match or unit not in _DURATION_UNITS:
+        raise ValueError(f"{text!r} is not a duration (use seconds or a unit: 500ms, 5s, 2m, 1h)")
+    return float(match.group(1)) * _DURATION_UNITS[unit]
+
+
+def format_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover
