@@ -152,15 +152,18 @@ def resolve_identity(
 ) -> tuple[str, str]:
     """Flags/env first, then the pod labels Tekton sets."""
     labels: Mapping[str, str] = {}
-    if not pipelinerun or not pipelinetask:
+    if pipelinerun is None or pipelinetask is None:
         labels = read_pod_labels(labels_file)
-    run = pipelinerun or labels.get("tekton.dev/pipelineRun") or labels.get("tekton.dev/taskRun")
-    task = (
-        pipelinetask
-        or labels.get("tekton.dev/pipelineTask")
-        or labels.get("tekton.dev/task")
-        or labels.get("tekton.dev/taskRun")
-    )
+    run = pipelinerun
+    if run is None:
+        run = labels.get("tekton.dev/pipelineRun") or labels.get("tekton.dev/taskRun")
+    task = pipelinetask
+    if task is None:
+        task = (
+            labels.get("tekton.dev/pipelineTask")
+            or labels.get("tekton.dev/task")
+            or labels.get("tekton.dev/taskRun")
+        )
     for option, variable, value in (
         ("--pipelinerun", "PIPELINERUN", run),
         ("--pipelinetask", "PIPELINETASK", task),

@@ -157,3 +157,67 @@ def bucket(s3: S3Server) -> str:
     name = f"t-{uuid.uuid4().hex[:16]}"
     s3.client().make_bucket(name)
     return name
+
+
+WRAPPER = [sys.executable, "-m", "entrypoint"]
+
+
+class StoreView:
+    """One store as the wrapper sees it (``env``) and as a test reads it back."""
+
+    def __init__(self, kind: str, env: dict[str, str], bucket: str, s3: S3Server | None, root: Path | None):
+        self.kind = kind
+        self.env = env
+        self.bucket = bucket
+        self._s3 = s3
+        self._root = root
+
+    def read(self, key: str) -> bytes:
+        if self._s3 is not None:
+            return self._s3.read(self.bucket, key)
+        assert self._root is not None
+        return (self._root / self.bucket / key).read_bytes()
+
+    def keys(self, prefix: str = "") -> list[str]:
+        if self._s3 is not None:
+            return self._s3.keys(self.bucket, prefix)
+        assert self._root is not None
+        base = self._root / self.bucket
+        if not base.is_dir():
+            return []
+        found = (p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
+        return sorted(k for k in found if k.startswith(prefix))
+
+
+@pytest.fixture(params=["s3", "local"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreView:
+    """Each behavioural test runs against the S3 server and against the local directory store."""
+    if request.param == "s3":
+        server: S3Server = request.getfixturevalue("s3")
+        name = request.getfixturevalue("bucket")
+        return StoreView("s3", server.env(name), name, server, None)
+    root = tmp_path / "store"
+    env = clean_env(OBJECTSTORE_ENDPOINT=f"file://{root}", OBJECTSTORE_BUCKET="mlpipeline")
+    return StoreView("local", env, "mlpipeline", None, root)
+
+
+def run_wrapper(
+    args: list[str], env: dict[str, str], timeout: float = 120, **kwargs
+) -> subprocess.CompletedProcess[bytes]:
+    """Run the wrapper CLI to completion, capturing its stdout and stderr."""
+    return subprocess.run([*WRAPPER, *args], env=env, capture_output=True, timeout=timeout, **kwargs)
+
+
+def untar_single(data: bytes) -> tuple[str, bytes]:
+    """The one member of a .tgz given as bytes: its name and content."""
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
+        members = tar.getmembers()
+        assert len(members) == 1, [m.name for m in members]
+        member = members[0]
+        assert member.isfile()
+        extracted = tar.extractfile(member)
+        assert extracted is not None
+        return member.name, extracted.read()
