@@ -1,9 +1,18 @@
 """Capture: COMMAND's output goes into a rolling buffer of chunk files in the spool directory.
 
-The hot path (``LogCapture.write``) only appends to the current chunk file. A chunk is *sealed*
-when it reaches the chunk size or when the flush interval passes with unsent data; sealed chunks
-are handed on (to the uploader and to the log archiver) and never change again. Memory use does
-not depend on the log volume: the bytes live on disk until they are stored.
+The hot path (``LogCapture.write``) appends to the current chunk file after one integer
+comparison against the spool headroom. A chunk is *sealed* when it reaches the chunk size or
+when the flush interval passes with unsent data; sealed chunks are handed on (to the uploader and
+to the log archiver) and never change again. Memory use does not depend on the log volume: the
+bytes live on disk until they are stored.
+
+Disk use is capped by the spool limit (``SpoolBudget``: chunk files not yet deleted plus the
+compressed log archive built so far). When the next write would pass it, capture pauses (the
+output still passes through, untouched, by the supervisor), the bytes skipped are counted, and
+when room comes back (uploads caught up) or at the end, a marker line in the log states exactly
+how many bytes are missing at that point. A failing spool write (disk full) is handled the same
+way. While log chunks are queued behind one still being retried, chunks are sealed by size only,
+so a long store outage adds no more chunks than the spool limit divided by the chunk size.
 """
 
 from __future__ import annotations
@@ -19,6 +28,32 @@ from typing import Optional
 
 from . import archive
 from .payload import Payload
+from .units import format_size
+
+MARKER_PREFIX = b"[tekton-uploader: "
+BACKLOG_SEAL_BY_SIZE_ONLY = 2  # ordered uploads pending (one in flight, one waiting)
+
+
+class SpoolBudget:
+    """Bytes the capture keeps on disk. Each counter has one writer, so no update is lost."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.written = 0  # chunk bytes written (capture thread)
+        self.archived = 0  # compressed log archive bytes (archiver thread)
+        self._released = 0  # chunk bytes deleted (any thread, under the lock)
+        self._lock = threading.Lock()
+        self.peak = 0
+
+    def release(self, n: int) -> None:
+        with self._lock:
+            self._released += n
+
+    def used(self) -> int:
+        used = self.written - self._released + self.archived
+        if used > self.peak:
+            self.peak = used
+        return used
 
 
 @dataclass
@@ -27,6 +62,7 @@ class Chunk:
     path: Path
     size: int
     users: int = 2  # the uploader and the archiver; the file goes when both are done
+    on_free: Optional[Callable[[int], None]] = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def release(self) -> None:
@@ -38,6 +74,17 @@ class Chunk:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+            if self.on_free is not None:
+                self.on_free(self.size)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Output not captured: ``size`` bytes after ``at`` bytes of COMMAND's output."""
+
+    at: int
+    size: int
+    reason: str
 
 
 def write_all(fd: int, data: memoryview) -> None:
@@ -54,37 +101,122 @@ class LogCapture:
         flush_interval: float,
         on_sealed: Callable[[Chunk], None],
         clock: Callable[[], float] = time.monotonic,
+        budget: Optional[SpoolBudget] = None,
+        backlog: Callable[[], int] = lambda: 0,
+        on_pause: Optional[Callable[[str], None]] = None,
     ) -> None:
         self.directory = directory
         self.chunk_size = chunk_size
         self.flush_interval = flush_interval
         self._on_sealed = on_sealed
         self._clock = clock
+        self.budget = budget or SpoolBudget(1 << 62)
+        self._backlog = backlog
+        self._on_pause = on_pause or (lambda _text: None)
         self._fd = -1
         self._seq = 0
         self._size = 0  # bytes in the current chunk
         self._first_unsent: Optional[float] = None
-        self.total = 0  # bytes captured so far
+        self._headroom = self.budget.limit  # bytes that may be written before looking again
+        self._last_newline = True
+        self._gap_at = -1  # output offset where the current gap began; -1: capturing
+        self._gap_reason = ""
+        self.total = 0  # bytes captured so far (the log, markers included)
+        self.output = 0  # bytes COMMAND wrote
+        self.gaps: list[Gap] = []
+
+    @property
+    def not_captured(self) -> int:
+        return sum(g.size for g in self.gaps) + (self.output - self._gap_at if self._gap_at >= 0 else 0)
 
     def _path(self, seq: int) -> Path:
         return self.directory / f"{seq:08d}.log"
 
     def write(self, data: memoryview) -> None:
+        n = len(data)
+        self.output += n
+        if n <= self._headroom:
+            self._headroom -= n
+            self._capture(data)
+        else:
+            self._write_tight(data)
+
+    def _write_tight(self, data: memoryview) -> None:
+        """The slow path: out of headroom, or paused."""
+        n = len(data)
+        limit = self.budget.limit
+        room = limit - self.budget.used()
+        if self._gap_at >= 0:
+            if room < n + limit // 4:  # resume only with a quarter of the spool free
+                return
+            self._end_gap(self.output - n)
+            if self._gap_at >= 0:  # the marker itself could not be written
+                return
+            room = limit - self.budget.used()
+        if n > room:
+            self._begin_gap(self.output - n, f"spool limit {format_size(limit)} reached")
+            return
+        self._headroom = room - n
+        self._capture(data)
+
+    def _capture(self, data: memoryview, gap_at: Optional[int] = None) -> None:
+        """Append to the current chunk; on a write error, a gap starts (at ``gap_at`` if given)."""
         while data:
-            if self._fd < 0:
-                self._fd = os.open(
-                    self._path(self._seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
-                )
-            piece = data[: self.chunk_size - self._size]
-            write_all(self._fd, piece)
+            try:
+                if self._fd < 0:
+                    self._fd = os.open(
+                        self._path(self._seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
+                    )
+                piece = data[: self.chunk_size - self._size]
+                write_all(self._fd, piece)
+            except OSError as exc:
+                self._undo_partial_write()
+                at = self.output - len(data) if gap_at is None else gap_at
+                self._begin_gap(at, f"spool write failed: {exc.strerror or exc}")
+                return
             n = len(piece)
             self._size += n
             self.total += n
+            self.budget.written += n
+            self._last_newline = piece[-1] == 10
             if self._first_unsent is None:
                 self._first_unsent = self._clock()
             data = data[n:]
             if self._size >= self.chunk_size:
                 self.seal()
+
+    def _undo_partial_write(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            os.ftruncate(self._fd, self._size)
+            os.lseek(self._fd, self._size, os.SEEK_SET)
+        except OSError:
+            pass
+
+    def _begin_gap(self, at: int, reason: str) -> None:
+        """Stop capturing from output offset ``at`` (bytes from there on are counted, not kept)."""
+        self._gap_at = at
+        self._gap_reason = reason
+        self._headroom = -1  # every write takes the slow path while paused
+        self.seal()  # what was captured goes up now
+        self._on_pause(
+            f"{reason}: capture paused at byte {at} of the output (which still passes through); "
+            "a marker line in the log will say how many bytes are missing"
+        )
+
+    def _end_gap(self, end: int) -> None:
+        """Resume at output offset ``end``: a marker line states exactly how many bytes are missing."""
+        gap = Gap(self._gap_at, end - self._gap_at, self._gap_reason)
+        self.gaps.append(gap)
+        self._gap_at = -1
+        self._headroom = 0
+        marker = (
+            (b"" if self._last_newline else b"\n")
+            + MARKER_PREFIX
+            + (f"{gap.size} bytes of output not captured here: {gap.reason}]\n".encode())
+        )
+        self._capture(memoryview(marker), gap_at=end)
 
     def due(self) -> Optional[float]:
         """When the current chunk must be sealed (monotonic seconds), or None if it is empty."""
@@ -94,18 +226,27 @@ class LogCapture:
 
     def tick(self, now: float) -> None:
         due = self.due()
-        if due is not None and now >= due:
-            self.seal()
+        if due is None or now < due:
+            return
+        if self._backlog() >= BACKLOG_SEAL_BY_SIZE_ONLY:
+            self._first_unsent = now  # the store is behind: keep filling this chunk, look again later
+            return
+        self.seal()
 
     def seal(self) -> None:
         if self._fd < 0 or self._size == 0:
             return
         os.close(self._fd)
-        chunk = Chunk(self._seq, self._path(self._seq), self._size)
+        chunk = Chunk(self._seq, self._path(self._seq), self._size, on_free=self.budget.release)
         self._fd, self._seq, self._size, self._first_unsent = -1, self._seq + 1, 0, None
         self._on_sealed(chunk)
 
     def close(self) -> None:
+        if self._gap_at >= 0:
+            self._end_gap(self.output)
+            if self._gap_at >= 0:  # not even the marker fits: the gap runs to the end
+                self.gaps.append(Gap(self._gap_at, self.output - self._gap_at, self._gap_reason))
+                self._gap_at = -1
         self.seal()
         if self._fd >= 0:
             os.close(self._fd)
@@ -120,8 +261,9 @@ class LogArchiver:
     needs the log's total size, which is only known then, and costs nothing to compress late.
     """
 
-    def __init__(self, directory: Path, member_name: str) -> None:
+    def __init__(self, directory: Path, member_name: str, budget: Optional[SpoolBudget] = None) -> None:
         self.member_name = member_name
+        self._budget = budget
         self.members = directory / "log-members.gz"
         self._out = open(self.members, "wb")  # noqa: SIM115 - closed in finish()
         self._queue: queue.Queue[Optional[Chunk]] = queue.Queue()
@@ -144,6 +286,8 @@ class LogArchiver:
                         archive.gzip_file(fd, self._out)
                     finally:
                         os.close(fd)
+                    if self._budget is not None:
+                        self._budget.archived = self._out.tell()
             except OSError as exc:
                 self._error = exc
             finally:

@@ -20,6 +20,9 @@ from .layout import Layout, name_problem
 DEFAULT_BUCKET = "mlpipeline"
 DEFAULT_LOCAL_DIR = "./objectstore"
 DEFAULT_POD_LABELS = "/etc/podinfo/labels"
+DEFAULT_SPOOL_LIMIT = 1024**3
+MIN_SPOOL_LIMIT = 1024**2
+PREFLIGHT_MODES = ("off", "warn", "strict")
 
 
 class ConfigError(Exception):
@@ -57,6 +60,8 @@ class StoreConfig:
     region: Optional[str] = None
     create_bucket: bool = True
     path_style: Optional[bool] = None  # None: the client decides (path style for non-AWS hosts)
+    connect_timeout: float = 5.0  # per request: a hung connection must not hang the wrapper
+    read_timeout: float = 30.0
 
     def describe(self) -> str:
         if self.endpoint is not None:
@@ -77,6 +82,10 @@ class Config:
     quiet: bool = False
     debug: bool = False
     embedded_default: bool = False  # no endpoint configured: local directory store
+    spool_limit: int = DEFAULT_SPOOL_LIMIT  # bytes the capture may keep on disk
+    preflight: str = "warn"  # off | warn | strict
+    ignore_upload_errors: bool = False  # keep COMMAND's exit code when objects are missing
+    skip_results_on_failure: bool = False  # no results upload when COMMAND failed
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -202,6 +211,8 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
                 "--secret-key (or OBJECTSTORE_ACCESS_KEY / OBJECTSTORE_SECRET_KEY)"
             )
         credentials = Credentials(access, secret, values.get("session_token") or None)
+    connect_timeout = _positive(values, "connect_timeout", "--connect-timeout", 5.0)
+    read_timeout = _positive(values, "read_timeout", "--read-timeout", 30.0)
     store = StoreConfig(
         bucket=bucket,
         endpoint=endpoint,
@@ -210,6 +221,8 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         region=values.get("region") or None,
         create_bucket=bool(values.get("create_bucket", True)),
         path_style=values.get("path_style"),
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
     )
     run, task = resolve_identity(
         values.get("pipelinerun"),
@@ -230,6 +243,13 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
     if interval <= 0:
         raise ConfigError("--log-flush-interval: must be greater than 0")
     spool = values.get("spool_dir")
+    spool_limit = values.get("spool_limit")
+    spool_limit = DEFAULT_SPOOL_LIMIT if spool_limit is None else int(spool_limit)
+    if spool_limit < MIN_SPOOL_LIMIT:
+        raise ConfigError("--spool-limit: must be at least 1MiB")
+    preflight = str(values.get("preflight") or "warn").lower()
+    if preflight not in PREFLIGHT_MODES:
+        raise ConfigError(f"--preflight: {preflight!r} is not one of off, warn, strict")
     return Config(
         command=tuple(command),
         store=store,
@@ -242,4 +262,16 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         quiet=bool(values.get("quiet")),
         debug=bool(values.get("debug")),
         embedded_default=not endpoint_url,
+        spool_limit=spool_limit,
+        preflight=preflight,
+        ignore_upload_errors=bool(values.get("ignore_upload_errors")),
+        skip_results_on_failure=bool(values.get("skip_results_on_failure")),
     )
+
+
+def _positive(values: Mapping[str, Any], name: str, option: str, default: float) -> float:
+    value = values.get(name)
+    value = default if value is None else float(value)
+    if value <= 0:
+        raise ConfigError(f"{option}: must be greater than 0")
+    return value

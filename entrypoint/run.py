@@ -12,9 +12,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import exitcodes, results
-from .capture import Chunk, LogArchiver, LogCapture
+from . import exitcodes
+from .capture import Chunk, LogArchiver, LogCapture, SpoolBudget
 from .config import Config
+from .flush import FinalFlush, Outcome
 from .payload import Payload
 from .report import Reporter
 from .store import Store, open_store
@@ -22,6 +23,7 @@ from .supervisor import SpawnError, Supervisor
 from .uploader import Job, Uploader
 
 StoreFactory = Callable[[], Store]
+PREFLIGHT_TIMEOUT = 30.0  # --preflight strict: how long transient errors are retried
 
 
 class Run:
@@ -35,15 +37,25 @@ class Run:
         self.cfg = cfg
         self.reporter = reporter
         self.clock = clock
-        self.store_factory = store_factory or (lambda: open_store(cfg.store))
+        self.store_factory = store_factory or (lambda: open_store(cfg.store, warn=reporter.warn))
         self.spool = self._make_spool()
         (self.spool / "chunks").mkdir()
         self.uploader = Uploader(self.store_factory, reporter, clock=clock)
-        self.archiver = LogArchiver(self.spool, f"{cfg.layout.step}.log")
+        self.budget = SpoolBudget(cfg.spool_limit)
+        self.archiver = LogArchiver(self.spool, f"{cfg.layout.step}.log", self.budget)
         self.capture = LogCapture(
-            self.spool / "chunks", cfg.log_chunk_size, cfg.log_flush_interval, self._sealed, clock
+            self.spool / "chunks",
+            cfg.log_chunk_size,
+            cfg.log_flush_interval,
+            self._sealed,
+            clock,
+            budget=self.budget,
+            backlog=self.uploader.backlog,
+            on_pause=reporter.warn,
         )
         self.supervisor = Supervisor(cfg.command, self.capture, reporter, clock)
+        self.flush = FinalFlush(cfg, reporter, self.uploader, self.capture, self.archiver, self.spool, clock)
+        self.outcome: Outcome | None = None
 
     def _make_spool(self) -> Path:
         parent = self.cfg.spool_dir
@@ -59,6 +71,7 @@ class Run:
                 build=lambda: Payload((chunk.path,), chunk.size),
                 content_type="text/plain; charset=utf-8",
                 on_done=lambda _job: chunk.release(),
+                kind="log-chunk",
             ),
             ordered=True,
         )
@@ -69,9 +82,19 @@ class Run:
         finally:
             shutil.rmtree(self.spool, ignore_errors=True)
 
+    def _preflight_strict(self) -> bool:
+        """--preflight strict: check the bucket before starting COMMAND; False to stop."""
+        error = self.uploader.preflight_strict(self.cfg.layout.task_prefix, PREFLIGHT_TIMEOUT)
+        if error is None:
+            return True
+        self.reporter.error(f"preflight: {error}; COMMAND not started (--preflight strict)")
+        return False
+
     def _execute(self) -> int:
         cfg = self.cfg
         sup = self.supervisor
+        if cfg.preflight == "strict" and not self._preflight_strict():
+            return exitcodes.USAGE
         sup.install_signals()
         try:
             sup.spawn()
@@ -79,41 +102,12 @@ class Run:
             sup.restore_signals()
             self.reporter.error(str(exc))
             return exc.code
-        self.uploader.start()  # after the spawn: the S3 client is imported in the background
+        # after the spawn: the S3 client is imported in the background
+        self.uploader.start(cfg.preflight, cfg.layout.task_prefix)
         if cfg.embedded_default:
             self.reporter.info(f"no --endpoint set: storing objects in {cfg.store.describe()}")
         code = sup.run()
         finished = time.time()
-
-        found, skipped = results.scan(cfg.results_dir, self.reporter)
-        jobs = [
-            self.uploader.submit(
-                Job(
-                    key=cfg.layout.result_key(result.name),
-                    build=lambda r=result, i=i: results.archive_result(r, self.spool, i),  # type: ignore[misc]
-                    content_type="application/gzip",
-                )
-            )
-            for i, result in enumerate(found)
-        ]
-        self.capture.close()
-        total = self.capture.total
-        jobs.append(
-            self.uploader.submit(
-                Job(
-                    key=cfg.layout.log_archive_key(),
-                    build=lambda: self.archiver.finish(total, finished),
-                    content_type="application/gzip",
-                )
-            )
-        )
-        missing = self.uploader.close(self.clock() + cfg.flush_timeout)
+        self.outcome = self.flush.run(code, finished)
         sup.restore_signals()
-        for job in missing:
-            self.reporter.error(f"not stored: {job.key} ({job.error or 'still uploading at the deadline'})")
-        if skipped:
-            self.reporter.warn(f"{len(skipped)} result(s) skipped: {', '.join(map(repr, skipped))}")
-        if missing and code == 0:
-            self.reporter.error(f"{len(missing)} object(s) missing; exiting with {exitcodes.UPLOAD_FAILED}")
-            return exitcodes.UPLOAD_FAILED
-        return code
+        return self.outcome.exit_code
