@@ -79,6 +79,10 @@ class Config:
     log_flush_interval: float
     spool_dir: Optional[Path]
     flush_timeout: float = 300.0
+    timeout: Optional[float] = None
+    kill_after: float = 20.0
+    termination_grace: float = 30.0
+    signal_child_only: bool = False
     quiet: bool = False
     debug: bool = False
     embedded_default: bool = False  # no endpoint configured: local directory store
@@ -211,8 +215,8 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
                 "--secret-key (or OBJECTSTORE_ACCESS_KEY / OBJECTSTORE_SECRET_KEY)"
             )
         credentials = Credentials(access, secret, values.get("session_token") or None)
-    connect_timeout = _positive(values, "connect_timeout", "--connect-timeout", 5.0)
-    read_timeout = _positive(values, "read_timeout", "--read-timeout", 30.0)
+    connect_timeout = float(_duration(values, "connect_timeout", 5.0))
+    read_timeout = float(_duration(values, "read_timeout", 30.0))
     store = StoreConfig(
         bucket=bucket,
         endpoint=endpoint,
@@ -258,7 +262,11 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         log_chunk_size=chunk,
         log_flush_interval=interval,
         spool_dir=Path(spool) if spool else None,
-        flush_timeout=float(values.get("flush_timeout") or 300.0),
+        flush_timeout=_duration(values, "flush_timeout", 300.0),
+        timeout=_duration(values, "timeout", None),
+        kill_after=_duration(values, "kill_after", 20.0),
+        termination_grace=_duration(values, "termination_grace", 30.0),
+        signal_child_only=bool(values.get("signal_child_only")),
         quiet=bool(values.get("quiet")),
         debug=bool(values.get("debug")),
         embedded_default=not endpoint_url,
@@ -269,9 +277,10 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
     )
 
 
-def _positive(values: Mapping[str, Any], name: str, option: str, default: float) -> float:
+def _duration(values: Mapping[str, Any], name: str, default: Optional[float]) -> Any:
     value = values.get(name)
-    value = default if value is None else float(value)
-    if value <= 0:
-        raise ConfigError(f"{option}: must be greater than 0")
-    return value
+    if value is None:
+        return default
+    if float(value) <= 0:
+        raise ConfigError(f"--{name.replace('_', '-')}: must be greater than 0")
+    return float(value)

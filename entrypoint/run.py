@@ -2,28 +2,40 @@
 
 config -> supervisor (spawn, signals, reaping) -> capture (pump, rolling buffer, spool)
 -> uploader (queue, retries) -> store (S3 or a local directory). Results feed the same uploader.
+After COMMAND: results and the log archive, then the run summary, then the manifest (last).
 """
 
 from __future__ import annotations
 
+import datetime
+import json
+import os
 import shutil
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any, Optional
 
-from . import exitcodes
+from . import exitcodes, flush
 from .capture import Chunk, LogArchiver, LogCapture, SpoolBudget
 from .config import Config
-from .flush import FinalFlush, Outcome
+from .manifest import Manifest
 from .payload import Payload
 from .report import Reporter
 from .store import Store, open_store
-from .supervisor import SpawnError, Supervisor
+from .summary import Summary, TreeSampler, children_cpu
+from .supervisor import INTERRUPTS, Policy, SpawnError, Supervisor
+from .units import format_size
 from .uploader import Job, Uploader
 
 StoreFactory = Callable[[], Store]
+EXIT_MARGIN = 2.0  # seconds kept back from the termination grace for exiting cleanly
 PREFLIGHT_TIMEOUT = 30.0  # --preflight strict: how long transient errors are retried
+
+
+def _iso(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
 class Run:
@@ -40,9 +52,10 @@ class Run:
         self.store_factory = store_factory or (lambda: open_store(cfg.store, warn=reporter.warn))
         self.spool = self._make_spool()
         (self.spool / "chunks").mkdir()
-        self.uploader = Uploader(self.store_factory, reporter, clock=clock)
+        policy = Policy(
+            timeout=cfg.timeout, kill_after=cfg.kill_after, signal_child_only=cfg.signal_child_only
+        )
         self.budget = SpoolBudget(cfg.spool_limit)
-        self.archiver = LogArchiver(self.spool, f"{cfg.layout.step}.log", self.budget)
         self.capture = LogCapture(
             self.spool / "chunks",
             cfg.log_chunk_size,
@@ -50,12 +63,14 @@ class Run:
             self._sealed,
             clock,
             budget=self.budget,
-            backlog=self.uploader.backlog,
+            backlog=lambda: self.uploader.backlog(),
             on_pause=reporter.warn,
         )
-        self.supervisor = Supervisor(cfg.command, self.capture, reporter, clock)
-        self.flush = FinalFlush(cfg, reporter, self.uploader, self.capture, self.archiver, self.spool, clock)
-        self.outcome: Outcome | None = None
+        self.supervisor = Supervisor(cfg.command, self.capture, reporter, clock, policy)
+        self.uploader = Uploader(self.store_factory, reporter, clock=clock, notify=self.supervisor.wake)
+        self.archiver = LogArchiver(self.spool, f"{cfg.layout.step}.log", self.budget)
+        self.aborted = False
+        self.manifest: dict[str, Any] = {}
 
     def _make_spool(self) -> Path:
         parent = self.cfg.spool_dir
@@ -102,12 +117,150 @@ class Run:
             sup.restore_signals()
             self.reporter.error(str(exc))
             return exc.code
-        # after the spawn: the S3 client is imported in the background
+        started_wall = time.time()
+        # after the spawn: the S3 client is imported (and the bucket checked) in the background
         self.uploader.start(cfg.preflight, cfg.layout.task_prefix)
+        sampler = TreeSampler(sup.pid).start()
         if cfg.embedded_default:
             self.reporter.info(f"no --endpoint set: storing objects in {cfg.store.describe()}")
+
         code = sup.run()
-        finished = time.time()
-        self.outcome = self.flush.run(code, finished)
+
+        finished_wall = time.time()
+        peak = sampler.stop()
+        flush_started = self.clock()
+        found, not_uploaded = flush.submit_results(cfg, self.uploader, self.spool, self.reporter, code)
+        self.capture.close()
+        total = self.capture.total
+        self.uploader.submit(
+            Job(
+                key=cfg.layout.log_archive_key(),
+                build=lambda: self.archiver.finish(total, finished_wall),
+                content_type="application/gzip",
+                kind="log",
+            )
+        )
+        reserve = flush.manifest_reserve(cfg.flush_timeout)
+        self._wait(self.uploader.jobs(), self._flush_deadline(flush_started) - reserve)
+        self.uploader.abandon()  # what is not stored now is reported missing: no more attempts
+        missing = [j for j in self.uploader.jobs() if not j.stored]
+        final = flush.exit_code(cfg, code, missing)
+        account = flush.log_account(self.capture)
+
+        user, system = children_cpu()
+        status = sup.status if sup.status is not None else 0
+        summary = Summary(
+            pipelinerun=cfg.layout.pipelinerun,
+            pipelinetask=cfg.layout.pipelinetask,
+            step=cfg.layout.step,
+            exit_code=final,
+            command_exit_code=None if signal_of(status) else os.waitstatus_to_exitcode(status),
+            signal=signal_of(status),
+            timed_out=sup.timed_out,
+            started_at=_iso(started_wall),
+            finished_at=_iso(finished_wall),
+            wall_seconds=round(finished_wall - started_wall, 3),
+            cpu_user_seconds=round(user, 3),
+            cpu_system_seconds=round(system, 3),
+            peak_rss_bytes=peak or None,
+            log_bytes=total,
+            results=found,
+            results_skipped=[s.name for s in not_uploaded],
+            signals_received=list(sup.signals_received),
+            objects_missing=[j.key for j in missing],
+            extra={
+                "log_output_bytes": account.output_bytes,
+                "log_not_captured_bytes": account.not_captured_bytes,
+                "upload_requests": self.uploader.requests,
+                "upload_retries": sum(j.retries for j in self.uploader.jobs()),
+            },
+        )
+        if not self.aborted:
+            deadline = self._flush_deadline(flush_started)
+            data = json.dumps(summary.to_dict(), indent=2).encode() + b"\n"
+            summary_job = self.uploader.start_last(
+                Job(
+                    cfg.layout.step_object_key("summary.json"),
+                    lambda: Payload.of(data),
+                    "application/json",
+                    kind="summary",
+                ),
+                deadline - reserve / 2,
+            )
+            self._wait([summary_job], deadline - reserve / 2)
+            if not summary_job.stored:
+                missing.append(summary_job)
+            manifest = Manifest(cfg.layout, cfg.store.bucket, account, code, final, not_uploaded)
+            jobs = self.uploader.jobs()
+            self.manifest = manifest.to_dict(jobs)
+            manifest_data = manifest.encode(jobs)
+            manifest_job = self.uploader.start_last(
+                Job(
+                    cfg.layout.step_object_key("manifest.json"),
+                    lambda: Payload.of(manifest_data),
+                    "application/json",
+                    kind="manifest",
+                ),
+                deadline,
+            )
+            self._wait([manifest_job], self._flush_deadline(flush_started))
+            if not manifest_job.stored:
+                missing.append(manifest_job)
+        self.uploader.stop()
         sup.restore_signals()
-        return self.outcome.exit_code
+        return self._finish(summary, code, missing, account, self.clock() - flush_started)
+
+    def _flush_deadline(self, started: float) -> float:
+        deadline = started + self.cfg.flush_timeout
+        term = self.supervisor.terminated_at
+        if term is not None:  # the kubelet's SIGKILL follows the grace period
+            deadline = min(deadline, term + self.cfg.termination_grace - EXIT_MARGIN)
+        return deadline
+
+    def _wait(self, jobs: list[Job], deadline: float) -> None:
+        """Wait for ``jobs`` until ``deadline``; an interrupt shortens it, a second one ends it."""
+        sup = self.supervisor
+        self.uploader.set_deadline(deadline)
+        while not self.aborted and not all(j.done.is_set() for j in jobs):
+            now = self.clock()
+            if now >= deadline:
+                return
+            self.reporter.debug(
+                f"final flush: waiting for {sum(not j.done.is_set() for j in jobs)} object(s)"
+            )
+            for sig in sup.wait_wakeup(deadline - now):
+                if sig not in INTERRUPTS:
+                    continue
+                if sup.interrupts >= 2:
+                    self.reporter.warn("interrupted again: giving up the final flush")
+                    self.aborted = True
+                    self.uploader.set_deadline(now)
+                    return
+                grace_end = (sup.terminated_at or now) + self.cfg.termination_grace - EXIT_MARGIN
+                if grace_end < deadline:
+                    deadline = grace_end
+                    self.uploader.set_deadline(deadline)
+
+    def _finish(
+        self, summary: Summary, code: int, missing: list[Job], account: Any, flush_seconds: float
+    ) -> int:
+        final = flush.exit_code(self.cfg, code, missing)
+        if summary.results_skipped:
+            names = ", ".join(map(repr, summary.results_skipped))
+            self.reporter.warn(f"{len(summary.results_skipped)} result(s) skipped: {names}")
+        stored = [j for j in self.uploader.jobs() if j.stored]
+        how = f"signal {summary.signal}" if summary.signal else f"exit code {code}"
+        if summary.timed_out:
+            how = "timed out"
+        self.reporter.info(
+            f"{self.cfg.layout.step}: COMMAND ended with {how} after {summary.wall_seconds:.1f}s "
+            f"(cpu {summary.cpu_user_seconds:.1f}s user, {summary.cpu_system_seconds:.1f}s sys, "
+            f"peak {format_size(summary.peak_rss_bytes or 0)}); stored {len(stored)} object(s), "
+            f"{format_size(sum(j.size for j in stored))}, in {flush_seconds:.2f}s after exit"
+        )
+        flush.report(self.reporter, missing, account, final, code)
+        return final
+
+
+def signal_of(status: int) -> Optional[int]:
+    return os.WTERMSIG(status) if os.WIFSIGNALED(status) else None

@@ -67,12 +67,14 @@ class Uploader:
         workers: int = 4,
         clock: Clock = time.monotonic,
         policy: Optional[RetryPolicy] = None,
+        notify: Optional[Callable[[], None]] = None,
     ) -> None:
         self._store_factory = store_factory
         self._reporter = reporter
         self._clock = clock
         self._policy = policy or RetryPolicy()
         self._backoff = Backoff(clock)
+        self._notify = notify  # called after every finished job (wakes the supervisor's loop)
         self._ordered: queue.Queue[object] = queue.Queue()
         self._pool: queue.Queue[object] = queue.Queue()
         self._workers = workers
@@ -83,6 +85,8 @@ class Uploader:
         self._lock = threading.Lock()
         self._jobs: list[Job] = []
         self._ordered_pending = 0
+        self._abandoned = False
+        self._last_backoff: Optional[Backoff] = None
         self.requests = 0  # attempts made, all jobs
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -113,6 +117,13 @@ class Uploader:
     def set_deadline(self, deadline: Optional[float]) -> None:
         """From now on, no attempt starts after ``deadline`` (monotonic seconds)."""
         self._backoff.set_deadline(deadline)
+        if self._last_backoff is not None:
+            self._last_backoff.set_deadline(deadline)
+
+    def abandon(self) -> None:
+        """Queued and retrying jobs make no further attempt (they are being reported missing)."""
+        self._abandoned = True
+        self._backoff.set_deadline(self._clock())
 
     def wait(self, jobs: list[Job], deadline: Optional[float]) -> bool:
         """Wait for ``jobs`` until ``deadline``; True when all are done (stored or failed)."""
@@ -121,6 +132,12 @@ class Uploader:
             if not job.done.wait(timeout):
                 return False
         return True
+
+    def stop(self) -> None:
+        """Let the workers finish what is queued, then end."""
+        for _ in range(self._workers):
+            self._pool.put(_STOP)
+        self._ordered.put(_STOP)
 
     def close(self, deadline: Optional[float]) -> list[Job]:
         """Finish every submitted job by ``deadline``; return the jobs not stored."""
@@ -133,15 +150,15 @@ class Uploader:
         self.wait(jobs, deadline)
         return [j for j in jobs if not j.stored]
 
-    def run_last(self, job: Job, deadline: float) -> Job:
-        """Upload ``job`` on a thread of its own (the workers may be stuck) by ``deadline``."""
+    def start_last(self, job: Job, deadline: float) -> Job:
+        """Upload ``job`` on a thread of its own (workers may be stuck on a dead connection),
+        with its own ``deadline``; wait for ``job.done``."""
         with self._lock:
             self._jobs.append(job)
         backoff = Backoff(self._clock)
         backoff.set_deadline(deadline)
-        thread = threading.Thread(target=self._finish, args=(job, backoff), name="upload-last", daemon=True)
-        thread.start()
-        job.done.wait(max(0.0, deadline - self._clock()))
+        self._last_backoff = backoff
+        threading.Thread(target=self._finish, args=(job, backoff), name="upload-last", daemon=True).start()
         return job
 
     def jobs(self) -> list[Job]:
@@ -233,12 +250,19 @@ class Uploader:
             if ordered:
                 with self._lock:
                     self._ordered_pending -= 1
-            job.done.set()
             if job.on_done is not None:
                 try:
                     job.on_done(job)
                 except Exception as exc:
                     self._reporter.error(f"after uploading {job.key}: {exc}")
+            job.done.set()
+            if self._notify is not None:
+                self._notify()
+
+    def _gone(self) -> Optional[StoreError]:
+        if not self._abandoned:
+            return None
+        return StoreError("flush deadline passed", transient=True, code="Deadline")
 
     def _attempted(self, job: Job) -> None:
         job.attempts += 1
@@ -247,6 +271,9 @@ class Uploader:
     def _run(self, job: Job, backoff: Backoff) -> None:
         if self.permanent is not None:
             job.error = str(self.permanent)
+            return
+        if backoff is self._backoff and self._abandoned:
+            job.error = "not started before the flush deadline"
             return
         try:
             payload = job.build()
@@ -260,7 +287,7 @@ class Uploader:
             self._policy,
             self._reporter,
             on_attempt=lambda: self._attempted(job),
-            doomed=lambda: self.permanent,
+            doomed=lambda: self.permanent or (self._gone() if backoff is self._backoff else None),
         )
         try:
             stored = self.store().put(job.key, payload, job.content_type, attempts)
