@@ -35,12 +35,19 @@ BACKLOG_SEAL_BY_SIZE_ONLY = 2  # ordered uploads pending (one in flight, one wai
 
 
 class SpoolBudget:
-    """Bytes the capture keeps on disk. Each counter has one writer, so no update is lost."""
+    """Bytes the capture keeps on disk. Each counter has one writer, so no update is lost.
+
+    Every captured byte is on disk twice for a while: in its chunk file (until uploaded and
+    archived) and, compressed, in the log archive. Bytes not archived yet are counted at their
+    largest compressed size (deflate adds at most ~0.1 % to incompressible data), so the limit
+    holds before the archiver catches up.
+    """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.written = 0  # chunk bytes written (capture thread)
-        self.archived = 0  # compressed log archive bytes (archiver thread)
+        self.archived_in = 0  # chunk bytes the archiver has consumed (archiver thread)
+        self.archived_out = 0  # compressed log archive bytes (archiver thread)
         self._released = 0  # chunk bytes deleted (any thread, under the lock)
         self._lock = threading.Lock()
         self.peak = 0
@@ -49,8 +56,14 @@ class SpoolBudget:
         with self._lock:
             self._released += n
 
+    def capacity(self) -> int:
+        """How many more bytes may be captured (each costs its chunk and its archive copy)."""
+        return max(0, self.limit - self.used() - 1024) * 1000 // 2001
+
     def used(self) -> int:
-        used = self.written - self._released + self.archived
+        pending = self.written - self.archived_in
+        reserve = pending + pending // 1000 + 1024 if pending > 0 else 0
+        used = self.written - self._released + self.archived_out + reserve
         if used > self.peak:
             self.peak = used
         return used
@@ -117,7 +130,7 @@ class LogCapture:
         self._seq = 0
         self._size = 0  # bytes in the current chunk
         self._first_unsent: Optional[float] = None
-        self._headroom = self.budget.limit  # bytes that may be written before looking again
+        self._headroom = 0  # bytes that may be captured before looking at the budget again
         self._last_newline = True
         self._gap_at = -1  # output offset where the current gap began; -1: capturing
         self._gap_reason = ""
@@ -144,17 +157,16 @@ class LogCapture:
     def _write_tight(self, data: memoryview) -> None:
         """The slow path: out of headroom, or paused."""
         n = len(data)
-        limit = self.budget.limit
-        room = limit - self.budget.used()
+        room = self.budget.capacity()
         if self._gap_at >= 0:
-            if room < n + limit // 4:  # resume only with a quarter of the spool free
+            if room < n + self.budget.limit // 8:  # resume only with a quarter of the spool free
                 return
             self._end_gap(self.output - n)
             if self._gap_at >= 0:  # the marker itself could not be written
                 return
-            room = limit - self.budget.used()
+            room = self.budget.capacity()
         if n > room:
-            self._begin_gap(self.output - n, f"spool limit {format_size(limit)} reached")
+            self._begin_gap(self.output - n, f"spool limit {format_size(self.budget.limit)} reached")
             return
         self._headroom = room - n
         self._capture(data)
@@ -236,6 +248,7 @@ class LogCapture:
     def seal(self) -> None:
         if self._fd < 0 or self._size == 0:
             return
+        self.budget.used()  # notes the peak
         os.close(self._fd)
         chunk = Chunk(self._seq, self._path(self._seq), self._size, on_free=self.budget.release)
         self._fd, self._seq, self._size, self._first_unsent = -1, self._seq + 1, 0, None
@@ -286,11 +299,12 @@ class LogArchiver:
                         archive.gzip_file(fd, self._out)
                     finally:
                         os.close(fd)
-                    if self._budget is not None:
-                        self._budget.archived = self._out.tell()
             except OSError as exc:
                 self._error = exc
             finally:
+                if self._budget is not None:
+                    self._budget.archived_out = self._out.tell()
+                    self._budget.archived_in += chunk.size
                 chunk.release()
 
     def finish(self, total: int, mtime: float) -> Payload:

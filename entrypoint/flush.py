@@ -71,7 +71,7 @@ def exit_code(cfg: Config, code: int, missing: list[Job]) -> int:
 
 def report(reporter: Reporter, missing: list[Job], account: LogAccount, final: int, code: int) -> None:
     for job in missing[:MISSING_LINES]:
-        reporter.error(f"not stored: {job.key} ({job.reason()})")
+        reporter.error(f"not stored: {job.key} ({job.reason(short=True)})")
     if len(missing) > MISSING_LINES:
         reporter.error(f"... and {len(missing) - MISSING_LINES} more not stored (see the manifest)")
     if account.not_captured_bytes:

@@ -25,12 +25,18 @@ Clock = Callable[[], float]
 @dataclass(frozen=True)
 class RetryPolicy:
     base: float = 0.25  # the first backoff is drawn from [0, base]
-    cap: float = 5.0  # no wait between two attempts is longer than this
+    cap: float = 5.0  # no wait between two attempts is longer than this (the server is busy)
+    network_cap: float = 2.0  # ... or this when the server could not be reached at all
     rng: random.Random = field(default_factory=random.Random, compare=False)
 
-    def delay(self, failures: int) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2**(failures-1))]."""
-        return self.rng.uniform(0, min(self.cap, self.base * (2 ** min(max(failures - 1, 0), 30))))
+    def delay(self, failures: int, error: Optional[StoreError] = None) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2**(failures-1))].
+
+        Connection failures cost the server nothing, so they get the shorter cap: the store is
+        noticed sooner when it comes back. Throttling and 5xx answers get the longer one.
+        """
+        cap = self.network_cap if error is not None and error.code == "Network" else self.cap
+        return self.rng.uniform(0, min(cap, self.base * (2 ** min(max(failures - 1, 0), 30))))
 
 
 class DeadlinePassed(StoreError):
@@ -122,7 +128,7 @@ class Attempts:
                 self.retries += 1
                 self.backoff.failed()
                 self.on_transient(exc)
-                delay = self.policy.delay(failures)
+                delay = self.policy.delay(failures, exc)
                 if self.backoff.expired(delay):
                     raise DeadlinePassed(exc) from None
                 self.reporter.debug(f"retry {failures} of {what} in {delay:.2f}s after: {exc}")

@@ -42,13 +42,16 @@ class Job:
     stored: bool = False
     result: Optional[Stored] = None
     error: str = ""
+    cause: str = ""  # the code of a whole-store error (reported once on its own) that stopped it
     attempts: int = 0
     retries: int = 0
     size: int = 0
     done: threading.Event = field(default_factory=threading.Event)
 
-    def reason(self) -> str:
-        """Why the job is not stored (for messages and the manifest)."""
+    def reason(self, short: bool = False) -> str:
+        """Why the job is not stored (for the manifest; ``short`` for stderr lines)."""
+        if short and self.cause:
+            return f"{self.cause}, see above"
         if self.error:
             return self.error
         if self.attempts:
@@ -86,6 +89,10 @@ class Uploader:
         self._jobs: list[Job] = []
         self._ordered_pending = 0
         self._abandoned = False
+        # Uploads wait (at most ``verdict_wait`` s) for the preflight's answer before their first
+        # request, so a misconfiguration costs one request, not one per worker.
+        self._verdict = threading.Event()
+        self.verdict_wait = 5.0
         self._last_backoff: Optional[Backoff] = None
         self.requests = 0  # attempts made, all jobs
 
@@ -99,6 +106,8 @@ class Uploader:
             t.start()
             self._threads.append(t)
         # Build the store (imports the S3 client) in the background, and check it if asked to.
+        if preflight != "warn":
+            self._verdict.set()
         target = self._warm_up if preflight != "warn" else lambda: self._preflight_warn(probe_prefix)
         threading.Thread(target=target, name="store-warm-up", daemon=True).start()
 
@@ -194,6 +203,13 @@ class Uploader:
     def _preflight_warn(self, prefix: str) -> None:
         """In the background while COMMAND runs: report a misconfiguration within seconds."""
         try:
+            self._check(prefix)
+        finally:
+            self._verdict.set()
+
+    def _check(self, prefix: str) -> None:
+        self.requests += 1
+        try:
             self.store().check(prefix)
         except StoreError as exc:
             if exc.transient:
@@ -224,13 +240,16 @@ class Uploader:
             return exc
         return None
 
-    def _note_permanent(self, exc: StoreError) -> None:
+    def _note_permanent(self, exc: StoreError) -> StoreError:
+        """Record the first whole-store error (reported once); return the one recorded."""
         with self._lock:
             first = self.permanent is None
             if first:
                 self.permanent = exc
         if first:
             self._reporter.error(f"object storage: {exc} (not retried)")
+        assert self.permanent is not None
+        return self.permanent
 
     # -- workers -----------------------------------------------------------------------------
     def _work(self, q: queue.Queue[object]) -> None:
@@ -271,6 +290,7 @@ class Uploader:
     def _run(self, job: Job, backoff: Backoff) -> None:
         if self.permanent is not None:
             job.error = str(self.permanent)
+            job.cause = self.permanent.code
             return
         if backoff is self._backoff and self._abandoned:
             job.error = "not started before the flush deadline"
@@ -282,6 +302,7 @@ class Uploader:
             self._reporter.error(f"{job.key}: {job.error}")
             return
         job.size = payload.size
+        self._verdict.wait(self.verdict_wait)
         attempts = Attempts(
             backoff,
             self._policy,
@@ -294,6 +315,7 @@ class Uploader:
         except StoreError as exc:
             job.error = str(exc)
             if exc.whole_store:
+                job.cause = exc.code
                 self._note_permanent(exc)
             elif not exc.transient:
                 self._reporter.error(f"{job.key}: {exc} (not retried)")
