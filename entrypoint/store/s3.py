@@ -59,7 +59,7 @@ STORE_PERMANENT = {
     "PermanentRedirect": "the bucket is in another region or endpoint; check --region/--endpoint",
     "AccountProblem": "the account has a problem; check it with the storage provider",
     "RequestTimeTooSkewed": "this machine's clock is too far off; fix the node's time",
-    "NotImplemented": "the server does not support a request the wrapper needs",
+    "NotImplemented": "the server does not support a request the wrapper needs; use an S3-compatible store",
     "MethodNotAllowed": "the server does not allow uploads here; check --endpoint/--bucket",
 }
 # Not worth retrying, but only this object is affected.
