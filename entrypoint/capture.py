@@ -34,35 +34,52 @@ MARKER_PREFIX = b"[tekton-uploader: "
 BACKLOG_SEAL_BY_SIZE_ONLY = 2  # ordered uploads pending (one in flight, one waiting)
 
 
-class SpoolBudget:
-    """Bytes the capture keeps on disk. Each counter has one writer, so no update is lost.
+def _worst_compressed(n: int) -> int:
+    """The most disk ``n`` bytes take once gzip-compressed (deflate adds ~0.03 % to random data)."""
+    return n + n // 1000 + 1024 if n > 0 else 0
 
-    Every captured byte is on disk twice for a while: in its chunk file (until uploaded and
-    archived) and, compressed, in the log archive. Bytes not archived yet are counted at their
-    largest compressed size (deflate adds at most ~0.1 % to incompressible data), so the limit
-    holds before the archiver catches up.
+
+class SpoolBudget:
+    """Bytes the capture keeps on disk, counted so that the limit holds at every moment.
+
+    A captured byte lives in its chunk file until the chunk is both uploaded and archived, and
+    in compressed form in the log archive from when it is archived. While a chunk is neither
+    uploaded nor archived, room for its compressed copy is reserved (at its worst size: the
+    archive may get it before the upload frees the chunk); once either is done the reserve goes:
+    archived first, its real compressed size is counted instead; uploaded first, the archiver
+    replaces the chunk file by its compressed copy, never more than it. Each counter has one
+    writer (or a lock), so no update is lost.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.written = 0  # chunk bytes written (capture thread)
-        self.archived_in = 0  # chunk bytes the archiver has consumed (archiver thread)
         self.archived_out = 0  # compressed log archive bytes (archiver thread)
-        self._released = 0  # chunk bytes deleted (any thread, under the lock)
+        self.archiving = 0  # size of the chunk being compressed right now (archiver thread)
+        self._settled = 0  # chunk bytes uploaded or archived (under the lock)
+        self._released = 0  # chunk bytes deleted (under the lock)
         self._lock = threading.Lock()
         self.peak = 0
 
+    def settle(self, n: int) -> None:
+        """``n`` chunk bytes were uploaded or archived, whichever came first."""
+        with self._lock:
+            self._settled += n
+
     def release(self, n: int) -> None:
+        """``n`` chunk bytes were deleted."""
         with self._lock:
             self._released += n
 
-    def capacity(self) -> int:
-        """How many more bytes may be captured (each costs its chunk and its archive copy)."""
-        return max(0, self.limit - self.used() - 1024) * 1000 // 2001
+    def capacity(self, chunk_size: int) -> int:
+        """How many more bytes may be captured: each costs its chunk and its archive reserve,
+        and room stays free for the archiver's working copy of one chunk (an uploaded chunk is
+        on disk until its compressed copy is complete)."""
+        free = self.limit - self.used() - _worst_compressed(chunk_size) - 1024
+        return max(0, free) * 1000 // 2001
 
     def used(self) -> int:
-        pending = self.written - self.archived_in
-        reserve = pending + pending // 1000 + 1024 if pending > 0 else 0
+        reserve = _worst_compressed(self.written - self._settled) + _worst_compressed(self.archiving)
         used = self.written - self._released + self.archived_out + reserve
         if used > self.peak:
             self.peak = used
@@ -74,21 +91,27 @@ class Chunk:
     seq: int
     path: Path
     size: int
-    users: int = 2  # the uploader and the archiver; the file goes when both are done
-    on_free: Optional[Callable[[int], None]] = None
+    budget: Optional[SpoolBudget] = None
+    uploaded: bool = False
+    archived: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def release(self) -> None:
+    def done(self, uploaded: bool = False, archived: bool = False) -> None:
+        """The uploader or the archiver is done with the chunk; the file goes when both are."""
         with self._lock:
-            self.users -= 1
-            last = self.users == 0
+            first = not (self.uploaded or self.archived)
+            self.uploaded |= uploaded
+            self.archived |= archived
+            last = self.uploaded and self.archived
+        if first and self.budget is not None:
+            self.budget.settle(self.size)
         if last:
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
-            if self.on_free is not None:
-                self.on_free(self.size)
+            if self.budget is not None:
+                self.budget.release(self.size)
 
 
 @dataclass(frozen=True)
@@ -157,14 +180,14 @@ class LogCapture:
     def _write_tight(self, data: memoryview) -> None:
         """The slow path: out of headroom, or paused."""
         n = len(data)
-        room = self.budget.capacity()
+        room = self.budget.capacity(self.chunk_size)
         if self._gap_at >= 0:
             if room < n + self.budget.limit // 8:  # resume only with a quarter of the spool free
                 return
             self._end_gap(self.output - n)
             if self._gap_at >= 0:  # the marker itself could not be written
                 return
-            room = self.budget.capacity()
+            room = self.budget.capacity(self.chunk_size)
         if n > room:
             self._begin_gap(self.output - n, f"spool limit {format_size(self.budget.limit)} reached")
             return
@@ -250,7 +273,7 @@ class LogCapture:
             return
         self.budget.used()  # notes the peak
         os.close(self._fd)
-        chunk = Chunk(self._seq, self._path(self._seq), self._size, on_free=self.budget.release)
+        chunk = Chunk(self._seq, self._path(self._seq), self._size, self.budget)
         self._fd, self._seq, self._size, self._first_unsent = -1, self._seq + 1, 0, None
         self._on_sealed(chunk)
 
@@ -294,6 +317,8 @@ class LogArchiver:
                 return
             try:
                 if self._error is None:
+                    if self._budget is not None:
+                        self._budget.archiving = chunk.size
                     fd = os.open(chunk.path, os.O_RDONLY | os.O_CLOEXEC)
                     try:
                         archive.gzip_file(fd, self._out)
@@ -304,8 +329,9 @@ class LogArchiver:
             finally:
                 if self._budget is not None:
                     self._budget.archived_out = self._out.tell()
-                    self._budget.archived_in += chunk.size
-                chunk.release()
+                chunk.done(archived=True)
+                if self._budget is not None:
+                    self._budget.archiving = 0
 
     def finish(self, total: int, mtime: float) -> Payload:
         """Wait for the queued chunks, then describe the whole archive (called in a worker)."""

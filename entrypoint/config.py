@@ -251,6 +251,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
     spool_limit = DEFAULT_SPOOL_LIMIT if spool_limit is None else int(spool_limit)
     if spool_limit < MIN_SPOOL_LIMIT:
         raise ConfigError("--spool-limit: must be at least 1MiB")
+    chunk = min(chunk, spool_limit // 8)  # room in the spool for several chunks and their archive
     preflight = str(values.get("preflight") or "warn").lower()
     if preflight not in PREFLIGHT_MODES:
         raise ConfigError(f"--preflight: {preflight!r} is not one of off, warn, strict")

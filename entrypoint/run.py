@@ -85,7 +85,7 @@ class Run:
                 key=self.cfg.layout.chunk_key(chunk.seq),
                 build=lambda: Payload((chunk.path,), chunk.size),
                 content_type="text/plain; charset=utf-8",
-                on_done=lambda _job: chunk.release(),
+                on_done=lambda _job: chunk.done(uploaded=True),
                 kind="log-chunk",
             ),
             ordered=True,

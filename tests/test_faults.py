@@ -158,8 +158,9 @@ def start_wrapper(args: list[str], env: dict[str, str], stdout_path: Path) -> su
         return subprocess.Popen([*WRAPPER, *args], env=env, stdout=out, stderr=subprocess.PIPE)
 
 
+@pytest.mark.parametrize("kind", ["refused", "503"])
 def test_outage_mid_run_loses_no_byte_and_recovers_quickly(
-    s3: S3Server, bucket: str, proxy: FaultProxy, tmp_path: Path
+    s3: S3Server, bucket: str, proxy: FaultProxy, tmp_path: Path, kind: str
 ) -> None:
     count = 8000  # 100 lines every 0.1 s: about 8 s of steady printing
     program = lines_program(count, pause_every=100, pause=0.1)
@@ -177,14 +178,17 @@ def test_outage_mid_run_loses_no_byte_and_recovers_quickly(
     try:
         wait_until(lambda: len(chunk_keys(s3, bucket)) >= 2, timeout=30, what="chunks before the outage")
         before = len(chunk_keys(s3, bucket))
-        proxy.down_for(5.0)
+        if kind == "refused":
+            proxy.down_for(5.0)
+        else:
+            proxy.fail_for(5.0, 503)
         back = time.monotonic() + 5.0
         wait_until(lambda: time.monotonic() >= back, timeout=10, interval=0.05, what="the outage to end")
         assert proc.poll() is None  # still printing: the outage was in the middle of the run
         during = len(chunk_keys(s3, bucket))
         wait_until(lambda: len(chunk_keys(s3, bucket)) > during, timeout=20, interval=0.01, what="catch-up")
         recovery = time.monotonic() - back
-        print(f"\nfirst chunk stored {recovery:.2f}s after the store came back ({before} chunks before)")
+        print(f"\n{kind}: first chunk stored {recovery:.2f}s after the store came back ({before} before)")
         _, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -195,7 +199,7 @@ def test_outage_mid_run_loses_no_byte_and_recovers_quickly(
     assert concatenated_chunks(s3, bucket) == expected
     assert chunk_puts_in_arrival_order(proxy) == chunk_keys(s3, bucket)
     assert untar_single(s3.read(bucket, PREFIX + "main-log.tgz"))[1] == expected
-    assert recovery < 10  # backoff is capped at 5 s per attempt
+    assert recovery < 10  # backoff is capped at 5 s per attempt (2 s when unreachable)
 
 
 def test_thirty_percent_503_still_stores_everything(

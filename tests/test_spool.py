@@ -26,9 +26,8 @@ class Sink:
 
     def drain(self) -> None:
         for chunk in self.chunks:
-            self.budget.archived_in += chunk.size  # archived into nothing: as if compressed away
-            chunk.release()
-            chunk.release()
+            chunk.done(uploaded=True)
+            chunk.done(archived=True)  # into nothing: as if compressed away
         self.chunks = []
 
     def log(self) -> bytes:
@@ -132,3 +131,29 @@ def test_interval_seals_only_while_uploads_keep_up(tmp_path: Path, backlog: int,
     if not sealed:
         later = cap.due()
         assert later is not None and later > due  # looks again one interval later, no busy loop
+
+
+def test_budget_reserves_the_archive_copy_only_while_a_chunk_is_neither_uploaded_nor_archived(
+    tmp_path: Path,
+) -> None:
+    budget = SpoolBudget(1 << 30)
+    paths = [tmp_path / "a", tmp_path / "b"]
+    for p in paths:
+        p.write_bytes(b"x" * 10_000)
+    budget.written = 20_000
+    a, b = (Chunk(i, p, 10_000, budget) for i, p in enumerate(paths))
+    reserve = 20_000 + 20 + 1024
+    assert budget.used() == 20_000 + reserve
+    a.done(uploaded=True)  # its archive copy will replace it: no reserve
+    assert budget.used() == 20_000 + 10_000 + 10 + 1024
+    budget.archived_out = 4_000  # b archived first: its real compressed size counts
+    b.done(archived=True)
+    assert budget.used() == 20_000 + 4_000
+    budget.archived_out = 7_000  # a archived too: its file goes
+    a.done(archived=True)
+    assert not paths[0].exists() and paths[1].exists()
+    assert budget.used() == 10_000 + 7_000
+    b.done(uploaded=True)
+    assert not paths[1].exists()
+    assert budget.used() == 7_000
+    assert budget.peak == 20_000 + reserve
