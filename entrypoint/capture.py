@@ -32,6 +32,7 @@ from .units import format_size
 
 MARKER_PREFIX = b"[tekton-uploader: "
 BACKLOG_SEAL_BY_SIZE_ONLY = 2  # ordered uploads pending (one in flight, one waiting)
+WRITE_RETRY_INTERVAL = 1.0  # after a failed spool write, capture is tried again this much later
 
 
 def _worst_compressed(n: int) -> int:
@@ -157,6 +158,8 @@ class LogCapture:
         self._last_newline = True
         self._gap_at = -1  # output offset where the current gap began; -1: capturing
         self._gap_reason = ""
+        self._retry_write_at = 0.0  # after a failed spool write, when to try writing again
+        self._warned: set[str] = set()
         self.total = 0  # bytes captured so far (the log, markers included)
         self.output = 0  # bytes COMMAND wrote
         self.gaps: list[Gap] = []
@@ -184,6 +187,8 @@ class LogCapture:
         if self._gap_at >= 0:
             if room < n + self.budget.limit // 8:  # resume only with a quarter of the spool free
                 return
+            if self._retry_write_at and self._clock() < self._retry_write_at:
+                return
             self._end_gap(self.output - n)
             if self._gap_at >= 0:  # the marker itself could not be written
                 return
@@ -208,6 +213,7 @@ class LogCapture:
                 self._undo_partial_write()
                 at = self.output - len(data) if gap_at is None else gap_at
                 self._begin_gap(at, f"spool write failed: {exc.strerror or exc}")
+                self._retry_write_at = self._clock() + WRITE_RETRY_INTERVAL
                 return
             n = len(piece)
             self._size += n
@@ -234,7 +240,11 @@ class LogCapture:
         self._gap_at = at
         self._gap_reason = reason
         self._headroom = -1  # every write takes the slow path while paused
+        self._retry_write_at = 0.0
         self.seal()  # what was captured goes up now
+        if reason in self._warned:
+            return
+        self._warned.add(reason)
         self._on_pause(
             f"{reason}: capture paused at byte {at} of the output (which still passes through); "
             "a marker line in the log will say how many bytes are missing"

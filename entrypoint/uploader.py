@@ -208,7 +208,8 @@ class Uploader:
             self._verdict.set()
 
     def _check(self, prefix: str) -> None:
-        self.requests += 1
+        with self._lock:
+            self.requests += 1
         try:
             self.store().check(prefix)
         except StoreError as exc:
@@ -285,7 +286,8 @@ class Uploader:
 
     def _attempted(self, job: Job) -> None:
         job.attempts += 1
-        self.requests += 1
+        with self._lock:
+            self.requests += 1
 
     def _run(self, job: Job, backoff: Backoff) -> None:
         if self.permanent is not None:

@@ -35,15 +35,23 @@ class Sink:
 
 
 def capture(
-    tmp_path: Path, limit: int, chunk_size: int = 64 * KiB, backlog: int = 0
+    tmp_path: Path, limit: int, chunk_size: int = 64 * KiB, backlog: int = 0, now: list[float] | None = None
 ) -> tuple[LogCapture, Sink]:
     budget = SpoolBudget(limit)
     sink = Sink(budget)
     directory = tmp_path / "chunks"
     directory.mkdir()
     pauses: list[str] = []
+    clock = now or [0.0]
     cap = LogCapture(
-        directory, chunk_size, 5.0, sink, budget=budget, backlog=lambda: backlog, on_pause=pauses.append
+        directory,
+        chunk_size,
+        5.0,
+        sink,
+        clock=lambda: clock[0],
+        budget=budget,
+        backlog=lambda: backlog,
+        on_pause=pauses.append,
     )
     cap.pauses = pauses  # type: ignore[attr-defined]
     return cap, sink
@@ -100,7 +108,8 @@ def test_capture_resumes_with_a_marker_once_uploads_free_the_spool(tmp_path: Pat
 
 
 def test_spool_write_failure_is_a_gap_not_a_crash(tmp_path: Path) -> None:
-    cap, sink = capture(tmp_path, limit=1 << 30)
+    now = [0.0]
+    cap, sink = capture(tmp_path, limit=1 << 30, now=now)
     feed(cap, b"x" * 5000)
     soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
     resource.setrlimit(resource.RLIMIT_FSIZE, (6000, hard))  # the chunk file cannot grow past 6000
@@ -108,12 +117,14 @@ def test_spool_write_failure_is_a_gap_not_a_crash(tmp_path: Path) -> None:
         feed(cap, b"y" * 2000)  # the first 1000 fit, the next write fails
     finally:
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    feed(cap, b"w" * 500)  # not retried within a second of the failure
+    now[0] += 1.5
     feed(cap, b"z" * 1000)
     cap.close()
     (gap,) = cap.gaps
     assert gap.reason == "spool write failed: File too large"
-    assert (gap.at, gap.size) == (6000, 1000)
-    assert sink.log() == b"x" * 5000 + b"y" * 1000 + b"\n" + marker(1000, gap.reason) + b"z" * 1000
+    assert (gap.at, gap.size) == (6000, 1500)
+    assert sink.log() == b"x" * 5000 + b"y" * 1000 + b"\n" + marker(1500, gap.reason) + b"z" * 1000
     assert cap.pauses == [  # type: ignore[attr-defined]
         "spool write failed: File too large: capture paused at byte 6000 of the output (which still "
         "passes through); a marker line in the log will say how many bytes are missing"
