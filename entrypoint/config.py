@@ -180,10 +180,8 @@ def resolve_identity(
     return run, task
 
 
-def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
-    """Validate raw option values (as click collected them) into a ``Config``."""
-    if not command:
-        raise ConfigError("no COMMAND given; usage: tekton-uploader [OPTIONS] -- COMMAND [ARGS]...")
+def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
+    """The store options (see ``storeoptions.py``), validated; shared by both commands."""
     bucket = check_bucket(values.get("bucket") or DEFAULT_BUCKET)
     endpoint_url = values.get("endpoint")
     endpoint: Optional[S3Endpoint] = None
@@ -202,7 +200,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
                 "--secret-key (or OBJECTSTORE_ACCESS_KEY / OBJECTSTORE_SECRET_KEY)"
             )
         credentials = Credentials(access, secret, values.get("session_token") or None)
-    store = StoreConfig(
+    return StoreConfig(
         bucket=bucket,
         endpoint=endpoint,
         local_dir=local_dir,
@@ -211,6 +209,13 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         create_bucket=bool(values.get("create_bucket", True)),
         path_style=values.get("path_style"),
     )
+
+
+def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
+    """Validate raw option values (as click collected them) into a ``Config``."""
+    if not command:
+        raise ConfigError("no COMMAND given; usage: tekton-uploader [OPTIONS] -- COMMAND [ARGS]...")
+    store = build_store_config(values)
     run, task = resolve_identity(
         values.get("pipelinerun"),
         values.get("pipelinetask"),
@@ -241,5 +246,5 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         flush_timeout=float(values.get("flush_timeout") or 300.0),
         quiet=bool(values.get("quiet")),
         debug=bool(values.get("debug")),
-        embedded_default=not endpoint_url,
+        embedded_default=not values.get("endpoint"),
     )
