@@ -65,9 +65,10 @@ def print_chunks(
     first: int = 0,
     check: bool = True,
     flush: bool = False,
-) -> bool:
-    """Print chunks in order; False (after a warning) when some sequence numbers are missing."""
+) -> tuple[bool, int]:
+    """Print chunks in order: (False after a warning when sequence numbers are missing, bytes)."""
     complete = True
+    total = 0
     expected = first
     progress: Optional[Progress] = None
     if not flush:
@@ -81,14 +82,14 @@ def print_chunks(
             complete = False
         expected = seq + 1
         with reader.open(info, progress) as stream:
-            copy_stream(stream, out)
+            total += copy_stream(stream, out)
             if manifests is not None:
                 verify(info.key, stream.digest, manifests.expect(info.key))
         if flush:
             out.flush()
     if progress is not None:
         progress.finish()
-    return complete
+    return complete, total
 
 
 def print_log(reader: Reader, view: TaskView, step: str, out: BinaryIO) -> int:
@@ -99,7 +100,8 @@ def print_log(reader: Reader, view: TaskView, step: str, out: BinaryIO) -> int:
     chunks = chunks_of(reader, view, step)
     if not chunks:
         raise no_log(view, step)
-    if not print_chunks(reader, view, chunks, out):
+    complete, _size = print_chunks(reader, view, chunks, out)
+    if not complete:
         return INTEGRITY
     return OK
 
@@ -138,8 +140,10 @@ class Follow:
                 ready.append((seq, info))
                 next_seq += 1
             if ready:
-                print_chunks(self.reader, view, ready, self.out, first=ready[0][0], check=False, flush=True)
-                printed += sum(info.size for _seq, info in ready)
+                _, size = print_chunks(
+                    self.reader, view, ready, self.out, first=ready[0][0], check=False, flush=True
+                )
+                printed += size
                 last_key = ready[-1][1].key
             elif next_seq == 0 and not waiting_said and not ended:
                 self.reader.console.note_tty(f"waiting for the first log chunk of step {step!r} of {view}")
@@ -154,7 +158,7 @@ class Follow:
             rest = chunks_of(self.reader, view, step, last_key)
             if next_seq == 0 and not rest:
                 raise no_log(view, step)
-            complete = print_chunks(self.reader, view, rest, self.out, first=next_seq, flush=True)
+            complete, _size = print_chunks(self.reader, view, rest, self.out, first=next_seq, flush=True)
         self.out.flush()
         code = self.exit_code()
         return code if complete or code != OK else INTEGRITY
