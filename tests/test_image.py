@@ -167,6 +167,10 @@ def test_wrapper_reaps_orphaned_zombies(step: Any) -> None:
     smoke.check_reaps_zombies(step)
 
 
+def test_podman_stop_is_forwarded_and_the_log_stored(image: str, target: Any) -> None:
+    smoke.check_sigterm(image, target)
+
+
 def test_start_to_command_time(step: Any) -> None:
     print(f"start-to-COMMAND {step.start_to_command:.3f} s from `podman run`, "
           f"{step.wrapper_to_command:.2f} s from the wrapper's exec as PID 1")
