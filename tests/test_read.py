@@ -199,7 +199,7 @@ def test_ls_lists_runs_tasks_and_objects(store: StoreView, tmp_path: Path) -> No
     assert got.returncode == 0, got.stderr
     doc = json.loads(got.stdout)
     sizes = {o["name"]: o["size"] for o in doc["objects"]}
-    assert sorted(sizes) == ["answer.tgz", "logs/main/00000000.log", "main-log.tgz"]
+    assert sorted(sizes) == ["answer.tgz", "logs/main/00000000.log", "main-log.tgz", "main-summary.json"]
     for name, size in sizes.items():
         assert size == len(store.read(PREFIX + name))
     assert all(o["sha256"] is None for o in doc["objects"])  # no manifest yet
@@ -280,17 +280,10 @@ def test_follow_prints_lines_as_they_are_flushed_and_exits_when_the_step_ends(
         assert wrapper.wait(timeout=60) == 5
         ended = time.monotonic()
         code = reader.wait(timeout=60)
-        assert time.monotonic() - ended < 30  # generous: polls every 100 ms, waits <= 2 s for a summary
+        assert time.monotonic() - ended < 30  # generous: it polls every 100 ms
         assert followed.join() == wrapped.join() == b"LINE ONE\nLINE TWO\nLAST\n"
         assert reader.stderr is not None
-        stderr = reader.stderr.read().decode()
-        assert "Traceback" not in stderr
-        # The wrapper records the exit code in main-summary.json (issue 3); without it: 0, said so.
-        if PREFIX + "main-summary.json" in store.keys(PREFIX):
-            assert code == 5, stderr
-        else:
-            assert code == 0, stderr
-            assert "no recorded exit code" in stderr
+        assert (code, reader.stderr.read()) == (5, b"")  # the step's code, from main-summary.json
     finally:
         for proc in (wrapper, reader):
             if proc is not None and proc.poll() is None:
@@ -324,6 +317,17 @@ def test_follow_takes_the_rest_from_the_archive_and_exits_with_the_recorded_code
             reader.wait()
 
 
+def test_follow_without_a_summary_exits_0_and_says_so(store: StoreView) -> None:
+    objects = Objects(store)  # as written by a wrapper that records no summary
+    objects.put(PREFIX + "logs/main/00000000.log", b"old\n")
+    objects.put(PREFIX + "main-log.tgz", tgz("main.log", b"old\n"))
+    started = time.monotonic()
+    got = read(["logs", "run-1/task-1", "-f", "--interval", "100ms", "--summary-wait", "500ms"], store.env)
+    assert (got.returncode, got.stdout) == (0, b"old\n"), got.stderr
+    assert "no recorded exit code" in got.stderr.decode()
+    assert time.monotonic() - started < 30
+
+
 def test_follow_ends_at_the_manifest_when_the_archive_is_missing(store: StoreView) -> None:
     objects = Objects(store)
     objects.put(PREFIX + "logs/main/00000000.log", b"one\n")
@@ -336,8 +340,6 @@ def test_follow_ends_at_the_manifest_when_the_archive_is_missing(store: StoreVie
 
 def test_follow_of_a_finished_step_prints_the_archive(store: StoreView, tmp_path: Path) -> None:
     assert wrap(store, tmp_path, ["sh", "-c", "echo done; exit 4"]).returncode == 4
-    objects = Objects(store)
-    objects.put(PREFIX + "main-summary.json", b'{"exit_code": 4}')
     got = read(["logs", "run-1/task-1", "--follow"], store.env, timeout=60)
     assert (got.returncode, got.stdout) == (4, b"done\n"), got.stderr
 
@@ -493,10 +495,23 @@ def test_summary_table_and_json(store: StoreView, tmp_path: Path) -> None:
     assert (row["peak_rss_bytes"], row["objects_missing"]) == (10 * MiB, 0)
 
 
+def test_summary_of_what_the_wrapper_recorded(store: StoreView, tmp_path: Path) -> None:
+    proc = wrap(store, tmp_path, ["sh", "-c", "echo x; exit 3"], {"model": b"m"})
+    assert proc.returncode == 3, proc.stderr
+    recorded = json.loads(store.read(PREFIX + "main-summary.json"))
+    rows = json.loads(read(["summary", "run-1", "--json"], store.env).stdout)
+    assert len(rows) == 1
+    row = rows[0]
+    assert (row["pipelinetask"], row["step"], row["exit_code"], row["summary"]) == ("task-1", "main", 3, True)
+    assert row["wall_seconds"] == recorded["wall_seconds"]
+    assert row["cpu_seconds"] == pytest.approx(recorded["cpu_user_seconds"] + recorded["cpu_system_seconds"])
+    assert row["objects_missing"] == 0
+    assert row["bytes_stored"] == sum(len(store.read(k)) for k in store.keys(PREFIX))
+
+
 def test_summary_without_summary_files(store: StoreView, tmp_path: Path) -> None:
     assert wrap(store, tmp_path, ["true"]).returncode == 0
-    if PREFIX + "main-summary.json" in store.keys(PREFIX):  # the wrapper writes one (issue 3)
-        Objects(store).delete(PREFIX + "main-summary.json")
+    Objects(store).delete(PREFIX + "main-summary.json")  # as from a wrapper that writes none
     rows = json.loads(read(["summary", "run-1", "--json"], store.env).stdout)
     assert [(r["pipelinetask"], r["step"], r["exit_code"], r["summary"]) for r in rows] == [
         ("task-1", "main", "?", False)

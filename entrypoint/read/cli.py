@@ -125,9 +125,19 @@ def ls_command(target: Optional[str], as_json: bool, **values: Any) -> int:
     show_default=True,
     help="How often --follow asks the store for new output.",
 )
+@click.option(
+    "--summary-wait",
+    type=Duration(),
+    default="5m",
+    show_default=True,
+    help="With --follow: once the log is complete, how long to wait for <step>-summary.json "
+    "(the step's exit code; the wrapper stores it last, within its --flush-timeout).",
+)
 @reader_options
 @click.argument("target", metavar="PIPELINERUN/PIPELINETASK")
-def logs_command(target: str, step: str, follow: bool, interval: float, **values: Any) -> int:
+def logs_command(
+    target: str, step: str, follow: bool, interval: float, summary_wait: float, **values: Any
+) -> int:
     """Print a step's log, byte for byte: from <step>-log.tgz when the step is done, else from the
     live chunks. With --follow, exit with the step's exit code once it ends."""
     problem = name_problem(step)
@@ -142,8 +152,7 @@ def logs_command(target: str, step: str, follow: bool, interval: float, **values
     view = reader.task(parsed.run, parsed.task)
     out = _stdout()
     if follow:
-        grace = min(10.0, max(2.0, 3 * interval))
-        return Follow(reader, view, step, out, interval=interval, grace=grace).run()
+        return Follow(reader, view, step, out, interval=interval, summary_wait=summary_wait).run()
     code = print_log(reader, view, step, out)
     out.flush()
     return code

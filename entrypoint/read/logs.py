@@ -6,7 +6,8 @@ Following polls the task's top level (one listing) and the chunks after the last
 (one listing from that key on). The step has ended when its log archive or its manifest
 appears. The live chunks are uploaded in order but the archive may land first, so the rest
 of the log is taken from the archive, skipping the bytes already printed from the chunks.
-The step's exit code comes from ``<step>-summary.json`` (``{"exit_code": N, ...}``).
+The step's exit code comes from ``<step>-summary.json`` (``{"exit_code": N, ...}``), which the
+wrapper stores after the step's other objects: following waits for it (``--summary-wait``).
 """
 
 from __future__ import annotations
@@ -115,7 +116,7 @@ class Follow:
     step: str
     out: BinaryIO
     interval: float = 1.0
-    grace: float = 3.0  # after the end, how long to wait for the summary to land
+    summary_wait: float = 300.0  # once the log is complete, how long to wait for the summary
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
 
@@ -164,13 +165,21 @@ class Follow:
         return code if complete or code != OK else INTEGRITY
 
     def exit_code(self) -> int:
-        """The step's recorded exit code; 0 (with a note) when it has no summary."""
+        """The step's recorded exit code; 0 (with a note) when it has no summary.
+
+        The wrapper stores the summary after every other object of the step (results can take a
+        while), and within its flush deadline; the manifest, when there is one, comes last.
+        """
         step, view = self.step, self.view
-        deadline = self.clock() + self.grace
+        deadline = self.clock() + self.summary_wait
+        said = False
         while view.file(f"{step}-summary.json") is None and view.file(f"{step}-manifest.json") is None:
             if self.clock() >= deadline:
                 break
-            self.sleep(min(self.interval, self.grace))
+            if not said:
+                self.reader.console.note_tty(f"log complete; waiting for {step}-summary.json (the exit code)")
+                said = True
+            self.sleep(max(0.0, min(self.interval, deadline - self.clock())))
             view.refresh()
         summary = view.summary(step)
         code = summary.get("exit_code") if summary is not None else None
