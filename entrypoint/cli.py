@@ -50,10 +50,14 @@ def _opt(*decls: str, env: list[str], **kw: Any) -> Callable[[F], F]:
 CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EPILOG = """\b
-Exit codes: COMMAND's own; 128+N when COMMAND was killed by signal N; 2 bad usage or
-configuration (COMMAND not started); 74 objects still missing after the final flush although
-COMMAND exited 0; 125 internal error of the wrapper; 126 COMMAND not executable; 127 COMMAND not
-found.
+Exit codes:
+  COMMAND's own exit code, or 128+N when COMMAND was killed by signal N
+  2    bad usage or configuration (COMMAND not started)
+  74   objects still missing after the final flush although COMMAND exited 0
+  124  --timeout expired and COMMAND was stopped
+  125  internal error of the wrapper
+  126  COMMAND not executable
+  127  COMMAND not found
 """
 
 
@@ -177,6 +181,35 @@ found.
     default="5m",
     show_default=True,
     help="Longest time to keep uploading after COMMAND exits.",
+)
+@_opt(
+    "--timeout",
+    env=["OBJECTSTORE_TIMEOUT"],
+    type=Duration(),
+    help="Stop COMMAND (SIGTERM, then SIGKILL after --kill-after) when it runs this long; exit 124. "
+    "Set it below the Tekton step timeout, which SIGKILLs without warning.",
+)
+@_opt(
+    "--kill-after",
+    env=["OBJECTSTORE_KILL_AFTER"],
+    type=Duration(),
+    default="20s",
+    show_default=True,
+    help="SIGKILL COMMAND's process group this long after a SIGTERM if it is still running.",
+)
+@_opt(
+    "--termination-grace",
+    env=["OBJECTSTORE_TERMINATION_GRACE"],
+    type=Duration(),
+    default="30s",
+    show_default=True,
+    help="After a SIGTERM, finish the final flush within this (the pod's terminationGracePeriodSeconds).",
+)
+@_opt(
+    "--signal-child-only",
+    env=["OBJECTSTORE_SIGNAL_CHILD_ONLY"],
+    is_flag=True,
+    help="Forward signals to COMMAND alone instead of its whole process group.",
 )
 @_opt("--quiet", "-q", env=["OBJECTSTORE_QUIET"], is_flag=True, help="Silence the wrapper's own info lines.")
 @_opt("--debug", env=["OBJECTSTORE_DEBUG"], is_flag=True, help="Print every upload and retry.")

@@ -74,6 +74,10 @@ class Config:
     log_flush_interval: float
     spool_dir: Optional[Path]
     flush_timeout: float = 300.0
+    timeout: Optional[float] = None
+    kill_after: float = 20.0
+    termination_grace: float = 30.0
+    signal_child_only: bool = False
     quiet: bool = False
     debug: bool = False
     embedded_default: bool = False  # no endpoint configured: local directory store
@@ -238,8 +242,21 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         log_chunk_size=chunk,
         log_flush_interval=interval,
         spool_dir=Path(spool) if spool else None,
-        flush_timeout=float(values.get("flush_timeout") or 300.0),
+        flush_timeout=_duration(values, "flush_timeout", 300.0),
+        timeout=_duration(values, "timeout", None),
+        kill_after=_duration(values, "kill_after", 20.0),
+        termination_grace=_duration(values, "termination_grace", 30.0),
+        signal_child_only=bool(values.get("signal_child_only")),
         quiet=bool(values.get("quiet")),
         debug=bool(values.get("debug")),
         embedded_default=not endpoint_url,
     )
+
+
+def _duration(values: Mapping[str, Any], name: str, default: Optional[float]) -> Any:
+    value = values.get(name)
+    if value is None:
+        return default
+    if float(value) <= 0:
+        raise ConfigError(f"--{name.replace('_', '-')}: must be greater than 0")
+    return float(value)

@@ -26,8 +26,9 @@ For each step of a Task, in Tekton's order:
    step with neither ``command`` nor ``script`` runs the image's ENTRYPOINT, which must be known
    (Tekton looks it up in the registry; here the caller supplies it, e.g. from the Containerfile);
 6. the step runs with a clean environment (no variable of this machine but PATH, HOME, LANG and
-   TMPDIR), its own process group, and its ``timeout`` (capped for tests); on timeout the group
-   is SIGKILLed, as Tekton does; a failing step stops the Task unless ``onError: continue``.
+   TMPDIR), its own session, and its ``timeout`` (capped for tests); on timeout it is SIGKILLed,
+   as Tekton does, and so is every process it started (the container would end with it); a
+   failing step stops the Task unless ``onError: continue``.
 
 Pipelines: the PipelineRun's params (and overrides) fill the Pipeline's, Tasks run in dependency
 order (``runAfter`` and result references), ``$(tasks.<t>.results.<r>)`` and
@@ -40,8 +41,8 @@ sidecars, stepTemplate, matrix, when expressions, finally, retries. Using any of
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import re
 import secrets as _random
 import shutil
@@ -53,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
+import psutil
 import yaml
 
 Doc = dict[str, Any]
@@ -988,10 +990,26 @@ class _Pod:
         try:
             out, err = proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
+            # Tekton SIGKILLs the step at its timeout (no SIGTERM); the container then ends,
+            # and every process left in it with it.
             timed_out = True
-            os.killpg(proc.pid, signal.SIGKILL)  # what Tekton does at a step's timeout
+            _kill_tree(proc.pid)
             out, err = proc.communicate()
         returncode = proc.returncode
         if returncode < 0:
             returncode = 128 - returncode
         return StepRun(name, argv, returncode, out, err, timed_out)
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants (whatever process group they are in)."""
+    try:
+        main = psutil.Process(pid)
+        descendants = main.children(recursive=True)
+    except psutil.NoSuchProcess:
+        return
+    for victim in [main, *descendants]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            victim.send_signal(signal.SIGKILL)
+    # Only the descendants: the main process is reaped by its Popen, which needs its status.
+    psutil.wait_procs(descendants, timeout=10)
