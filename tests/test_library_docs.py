@@ -1,4 +1,4 @@
-"""The examples of docs/library.md (the Go README's two examples, ported) run against moto.
+"""The examples of README.md's "Use as a library" section (the Go README's two examples, ported) run against moto.
 
 The code blocks are taken from the document itself, so the documentation cannot rot; only the
 placeholders (endpoint, bucket, credentials) and the Tekton objects around them are filled in.
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from conftest import ACCESS_KEY, REPO, SECRET_KEY, S3Server, untar_single
 
-DOC = REPO / "docs" / "library.md"
+DOC = REPO / "README.md"
 
 
 def blocks() -> list[str]:
