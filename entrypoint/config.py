@@ -184,10 +184,8 @@ def resolve_identity(
     return run, task
 
 
-def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
-    """Validate raw option values (as click collected them) into a ``Config``."""
-    if not command:
-        raise ConfigError("no COMMAND given; usage: tekton-uploader [OPTIONS] -- COMMAND [ARGS]...")
+def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
+    """The store options (see ``storeoptions.py``), validated; shared by both commands."""
     bucket = check_bucket(values.get("bucket") or DEFAULT_BUCKET)
     endpoint_url = values.get("endpoint")
     endpoint: Optional[S3Endpoint] = None
@@ -206,7 +204,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
                 "--secret-key (or OBJECTSTORE_ACCESS_KEY / OBJECTSTORE_SECRET_KEY)"
             )
         credentials = Credentials(access, secret, values.get("session_token") or None)
-    store = StoreConfig(
+    return StoreConfig(
         bucket=bucket,
         endpoint=endpoint,
         local_dir=local_dir,
@@ -215,6 +213,13 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         create_bucket=bool(values.get("create_bucket", True)),
         path_style=values.get("path_style"),
     )
+
+
+def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
+    """Validate raw option values (as click collected them) into a ``Config``."""
+    if not command:
+        raise ConfigError("no COMMAND given; usage: tekton-uploader [OPTIONS] -- COMMAND [ARGS]...")
+    store = build_store_config(values)
     run, task = resolve_identity(
         values.get("pipelinerun"),
         values.get("pipelinetask"),
@@ -249,7 +254,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         signal_child_only=bool(values.get("signal_child_only")),
         quiet=bool(values.get("quiet")),
         debug=bool(values.get("debug")),
-        embedded_default=not endpoint_url,
+        embedded_default=not values.get("endpoint"),
     )
 
 
