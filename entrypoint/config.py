@@ -193,10 +193,8 @@ def resolve_identity(
     return run, task
 
 
-def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
-    """Validate raw option values (as click collected them) into a ``Config``."""
-    if not command:
-        raise ConfigError("no COMMAND given; usage: tekton-uploader [OPTIONS] -- COMMAND [ARGS]...")
+def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
+    """The store options (see ``storeoptions.py``), validated; shared by both commands."""
     bucket = check_bucket(values.get("bucket") or DEFAULT_BUCKET)
     endpoint_url = values.get("endpoint")
     endpoint: Optional[S3Endpoint] = None
@@ -215,9 +213,9 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
                 "--secret-key (or OBJECTSTORE_ACCESS_KEY / OBJECTSTORE_SECRET_KEY)"
             )
         credentials = Credentials(access, secret, values.get("session_token") or None)
-    connect_timeout = float(_duration(values, "connect_timeout", 5.0))
-    read_timeout = float(_duration(values, "read_timeout", 30.0))
-    store = StoreConfig(
+    connect_timeout = float(_duration(values, "connect_timeout", 5.0))  # wrapper options; the
+    read_timeout = float(_duration(values, "read_timeout", 30.0))  # reader gets the defaults
+    return StoreConfig(
         bucket=bucket,
         endpoint=endpoint,
         local_dir=local_dir,
@@ -228,6 +226,13 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
     )
+
+
+def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
+    """Validate raw option values (as click collected them) into a ``Config``."""
+    if not command:
+        raise ConfigError("no COMMAND given; usage: tekton-uploader [OPTIONS] -- COMMAND [ARGS]...")
+    store = build_store_config(values)
     run, task = resolve_identity(
         values.get("pipelinerun"),
         values.get("pipelinetask"),
@@ -270,7 +275,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         signal_child_only=bool(values.get("signal_child_only")),
         quiet=bool(values.get("quiet")),
         debug=bool(values.get("debug")),
-        embedded_default=not endpoint_url,
+        embedded_default=not values.get("endpoint"),
         spool_limit=spool_limit,
         preflight=preflight,
         ignore_upload_errors=bool(values.get("ignore_upload_errors")),

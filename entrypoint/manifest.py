@@ -50,14 +50,14 @@ class Manifest:
 
     def to_dict(self, jobs: Iterable[Job]) -> dict[str, Any]:
         written = []
-        not_written = []
+        missing = []
         for job in sorted(jobs, key=lambda j: j.key):
             if job.stored and job.result is not None:
                 written.append(
                     {"key": job.key, "size": job.result.size, "sha256": job.result.sha256, "kind": job.kind}
                 )
             else:
-                not_written.append({"key": job.key, "kind": job.kind, "reason": job.reason()})
+                missing.append({"key": job.key, "kind": job.kind, "reason": job.reason()})
         log = self.log
         return {
             "manifest_version": VERSION,
@@ -67,9 +67,9 @@ class Manifest:
             "step": self.layout.step,
             "command_exit_code": self.command_exit_code,
             "exit_code": self.exit_code,
-            "complete": not not_written and not log.gaps,
+            "complete": not missing and not log.gaps,
             "objects": written,
-            "not_written": not_written,
+            "missing": missing,
             "results_not_uploaded": [{"name": s.name, "reason": s.reason} for s in self.results_not_uploaded],
             "log": {
                 "output_bytes": log.output_bytes,

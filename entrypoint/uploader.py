@@ -95,9 +95,10 @@ class Uploader:
         self.verdict_wait = 5.0
         self._last_backoff: Optional[Backoff] = None
         self.requests = 0  # attempts made, all jobs
+        self.failed_causes: set[str] = set()  # codes of the permanent errors met
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, preflight: str = "warn", probe_prefix: str = "") -> None:
+    def start(self, preflight: str = "off", probe_prefix: str = "") -> None:
         lanes = [("upload-ordered", self._ordered)] + [
             (f"upload-{i}", self._pool) for i in range(self._workers)
         ]
@@ -173,6 +174,11 @@ class Uploader:
     def jobs(self) -> list[Job]:
         with self._lock:
             return list(self._jobs)
+
+    def forget_done(self) -> None:
+        """Stop tracking finished jobs (for long-lived users: the library's Logger)."""
+        with self._lock:
+            self._jobs = [j for j in self._jobs if not j.done.is_set()]
 
     # -- the store and the preflight ---------------------------------------------------------
     def store(self) -> Store:
@@ -316,6 +322,8 @@ class Uploader:
             stored = self.store().put(job.key, payload, job.content_type, attempts)
         except StoreError as exc:
             job.error = str(exc)
+            if not exc.transient:
+                self.failed_causes.add(exc.code or str(exc))
             if exc.whole_store:
                 job.cause = exc.code
                 self._note_permanent(exc)

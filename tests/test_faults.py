@@ -146,7 +146,7 @@ def test_store_down_at_start_then_up_stores_everything_in_order(
     for name, data in files.items():
         assert untar_single(s3.read(bucket, f"{PREFIX}{name}.tgz")) == (name, data)
     doc = manifest(s3, bucket)
-    assert doc["complete"] is True and doc["not_written"] == []
+    assert doc["complete"] is True and doc["missing"] == []
     assert_manifest_matches_store(s3, bucket, doc)
     assert {e["key"] for e in doc["objects"]} == set(s3.keys(bucket, PREFIX)) - {
         PREFIX + "main-manifest.json"

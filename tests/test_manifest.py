@@ -35,7 +35,7 @@ def test_manifest_lists_every_object_with_size_and_sha256(store: StoreView, tmp_
     doc = json.loads(store.read(PREFIX + "main-manifest.json"))
     assert (doc["pipelinerun"], doc["pipelinetask"], doc["step"]) == ("run-m", "task-m", "main")
     assert (doc["command_exit_code"], doc["exit_code"], doc["complete"]) == (0, 0, True)
-    assert doc["not_written"] == []
+    assert doc["missing"] == []
     listed = {e["key"]: e for e in doc["objects"]}
     assert set(listed) == set(store.keys(PREFIX)) - {PREFIX + "main-manifest.json"}
     for key, entry in listed.items():

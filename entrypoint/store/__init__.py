@@ -6,10 +6,21 @@ from collections.abc import Callable
 from typing import Optional
 
 from ..config import StoreConfig
-from .base import Retry, Store, Stored, StoreError, once
+from .base import ObjectInfo, ReadableStore, Retry, Store, Stored, StoreError, once
 from .local import LocalStore
 
-__all__ = ["LocalStore", "Retry", "Store", "StoreError", "Stored", "once", "open_store"]
+__all__ = [
+    "LocalStore",
+    "ObjectInfo",
+    "ReadableStore",
+    "Retry",
+    "Store",
+    "StoreError",
+    "Stored",
+    "once",
+    "open_readable_store",
+    "open_store",
+]
 
 
 def open_store(cfg: StoreConfig, warn: Optional[Callable[[str], None]] = None) -> Store:
@@ -19,3 +30,13 @@ def open_store(cfg: StoreConfig, warn: Optional[Callable[[str], None]] = None) -
     from .s3 import S3Store  # slow import: only once COMMAND is running
 
     return S3Store(cfg, warn=warn)
+
+
+def open_readable_store(cfg: StoreConfig) -> ReadableStore:
+    """A store for the read side (never creates the bucket)."""
+    if cfg.endpoint is None:
+        assert cfg.local_dir is not None
+        return LocalStore(cfg.local_dir, cfg.bucket, create_bucket=False)
+    from .s3 import S3Store
+
+    return S3Store(cfg)

@@ -16,7 +16,9 @@ mismatches and then trusted on their own checks.
 from __future__ import annotations
 
 import base64
+import builtins
 import hashlib
+import io
 import os
 import re
 import ssl
@@ -31,7 +33,7 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 
 from ..config import StoreConfig
 from ..payload import Payload
-from .base import Retry, Stored, StoreError, once
+from .base import ObjectInfo, Retry, Stored, StoreError, once
 
 PART_SIZE = 8 * 1024 * 1024  # one part in memory per upload in flight
 MAX_PARTS = 10_000
@@ -217,6 +219,11 @@ class S3Store:
                 raise
             self._create_bucket()
 
+    def prepare(self) -> None:
+        """HEAD the bucket; create it when missing and allowed."""
+        if not self._call(self.client.bucket_exists, self.bucket):
+            self._create_bucket()
+
     def _create_bucket(self) -> None:
         if not self.cfg.create_bucket:
             raise StoreError(
@@ -382,3 +389,60 @@ class S3Store:
             lambda: list(self.client.list_objects(self.bucket, prefix=prefix, recursive=True))
         )
         return sorted(o.object_name for o in objects)
+
+    # -- read side -------------------------------------------------------------------------------
+    def open_read(self, key: str, offset: int = 0) -> io.RawIOBase:
+        resp = self._call(self.client.get_object, self.bucket, key, offset=offset)
+        return _Body(resp)
+
+    def stat(self, key: str) -> ObjectInfo:
+        obj = self._call(self.client.stat_object, self.bucket, key)
+        return ObjectInfo(
+            key, int(obj.size or 0), obj.last_modified.timestamp() if obj.last_modified else 0.0
+        )
+
+    def list_objects(
+        self, prefix: str, recursive: bool = True, start_after: str = ""
+    ) -> builtins.list[ObjectInfo]:
+        def listing() -> list[ObjectInfo]:
+            found = []
+            for obj in self.client.list_objects(
+                self.bucket, prefix=prefix, recursive=recursive, start_after=start_after or None
+            ):
+                if obj.is_dir:
+                    found.append(ObjectInfo(obj.object_name, is_prefix=True))
+                else:
+                    mtime = obj.last_modified.timestamp() if obj.last_modified else 0.0
+                    found.append(ObjectInfo(obj.object_name, int(obj.size or 0), mtime))
+            return found
+
+        objects: builtins.list[ObjectInfo] = self._call(listing)
+        return sorted(objects, key=lambda o: o.key)
+
+
+class _Body(io.RawIOBase):
+    """An object's body as it arrives (urllib3 response, not preloaded); errors as StoreError."""
+
+    def __init__(self, resp: Any) -> None:
+        self._resp = resp
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        try:
+            data = self._resp.read(len(buffer), decode_content=False)  # the stored bytes, exactly
+        except Exception as exc:
+            raise classify(exc) from None
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._resp.close()
+                self._resp.release_conn()
+            except Exception:
+                pass  # a broken connection is dropped by the pool
+        super().close()
