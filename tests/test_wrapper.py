@@ -238,7 +238,11 @@ def test_missing_results_dir_is_not_an_error(store: StoreView, tmp_path: Path) -
     proc = run_wrapper([*IDENTITY, "--results-dir", str(tmp_path / "nope"), "-q", "--", "true"], store.env)
     assert proc.returncode == 0
     assert proc.stderr == b""
-    assert store.keys(PREFIX) == [PREFIX + "main-log.tgz", PREFIX + "main-manifest.json", PREFIX + "main-summary.json"]
+    assert store.keys(PREFIX) == [
+        PREFIX + "main-log.tgz",
+        PREFIX + "main-manifest.json",
+        PREFIX + "main-summary.json",
+    ]
 
 
 # -- identity ------------------------------------------------------------------------------------
