@@ -65,6 +65,41 @@ def check(outcome_code: int, what: str, stderr: bytes = b"") -> None:
         raise RuntimeError(f"{what} exited with {outcome_code}: {' | '.join(tail)}")
 
 
+# -- compression: the level is picked by this measurement --------------------------------------
+
+
+def compression(b: Bench, p: Params) -> list[Row]:
+    import importlib
+    import zlib
+
+    from entrypoint import archive
+
+    text = data.block_file(b.work).read_bytes()
+    candidates = [("zlib", zlib, level) for level in (1, 2, 6)]
+    try:
+        isal = importlib.import_module("isal.isal_zlib")
+        candidates += [("isal", isal, level) for level in (0, 1, 2, 3)]
+    except ImportError:
+        pass
+    rows = []
+    for name, module, level in candidates:
+        speed = Series(unit="count")
+        size = 0
+        for _ in range(2 if p is QUICK else 3):
+            t0 = time.perf_counter()
+            comp = module.compressobj(level, module.DEFLATED, 31)
+            size = sum(len(comp.compress(text[i : i + MiB])) for i in range(0, len(text), MiB))
+            size += len(comp.flush())
+            speed.add(len(text) / MiB / (time.perf_counter() - t0))
+        chosen = name == archive.COMPRESSOR and level == archive.LEVEL
+        rows.append(
+            Row("compression", f"{name} level {level}, one thread, 16 MiB of log text"
+                + (" (**used by the wrapper**)" if chosen else ""),
+                f"{speed} MiB/s, ratio {len(text) / size:.2f}")
+        )
+    return rows
+
+
 # -- start-up and the no-op step -------------------------------------------------------------
 
 
@@ -104,8 +139,8 @@ def noop(b: Bench, p: Params) -> list[Row]:
         b.reset_store()
         out = b.run([*b.wrapper_args(None), "--", "true"], None, b.wrapper_env())
         check(out.code, "no-op run", out.stderr)
-        if b.keys() != [PREFIX + "main-log.tgz"]:
-            raise RuntimeError(f"no-op run stored {b.keys()}")
+        if b.stored() != [PREFIX + "main-log.tgz"]:
+            raise RuntimeError(f"no-op run stored {b.stored()}")
         s3_wall.add(out.exited - out.started)
         out = b.run(
             [*b.wrapper_args(None), "--", "true"], None, b.wrapper_env(endpoint=f"file://{local_dir}")
@@ -127,7 +162,7 @@ def noop(b: Bench, p: Params) -> list[Row]:
         f"S3 client + HeadBucket + PUT log + exit {s3_wall.median - local_wall.median:+.2f} s over local"
     )
     return [
-        Row("no-op step", "wall of `tekton-uploader … -- true`, S3 store", str(s3_wall), "–", "–", "≤ 0.6 s",
+        Row("no-op step", "wall of `tekton-uploader … -- true`, S3 store", str(s3_wall), "-", "-", "≤ 0.6 s",
             s3_wall.median <= 0.6),
         Row("no-op step", "breakdown", breakdown),
     ]
@@ -164,10 +199,10 @@ def big_log(b: Bench, p: Params, results: dict[str, Series]) -> list[Row]:
         through.add(out.child_end - out.child_start)
         flush.add(out.exited - out.child_end)
         rss.add(out.peak_rss_mib)
-        chunks = [k for k in b.keys() if "/logs/main/" in k]
+        chunks = [k for k in b.stored() if "/logs/main/" in k]
         expected = math.ceil(p.big / p.chunk)
-        if len(chunks) < expected or PREFIX + "main-log.tgz" not in b.keys():
-            raise RuntimeError(f"wrapper run stored {len(chunks)} chunks (expected ≥ {expected}) and no archive")
+        if len(chunks) < expected or PREFIX + "main-log.tgz" not in b.stored():
+            raise RuntimeError(f"wrapper run stored {len(chunks)} chunks (expected {expected}) or no archive")
     results["rss_big"] = rss
     name = size_name(p.big)
     r1, r2 = ratio(through, through_tee), ratio(flush, flush_peer)
@@ -194,8 +229,8 @@ def memory(b: Bench, p: Params, results: dict[str, Series]) -> list[Row]:
     big = results.get("rss_big", Series(unit="MiB"))
     worst = max(small.values + big.values)
     rows.append(
-        Row("memory", f"peak RSS of the wrapper, store healthy: {size_name(p.small)} vs {size_name(p.big)} log",
-            f"{small} vs {big}", "–", "–", "≤ 100 MiB, flat", worst <= 100)
+        Row("memory", f"peak RSS of the wrapper, store healthy: {size_name(p.small)} vs {size_name(p.big)}",
+            f"{small} vs {big}", "-", "-", "≤ 100 MiB, flat", worst <= 100)
     )
     proxy_cls = faultproxy()
     if proxy_cls is None:
@@ -219,7 +254,7 @@ def memory(b: Bench, p: Params, results: dict[str, Series]) -> list[Row]:
     wall = out.child_end - out.child_start
     rows.append(
         Row("memory", f"peak RSS, store throttled to {p.throttle / 1e6:.0f} MB/s, {size_name(p.big)} log "
-            f"(COMMAND wall {wall:.2f} s)", str(throttled), "–", "–", "≤ 100 MiB", throttled.median <= 100)
+            f"(COMMAND wall {wall:.2f} s)", str(throttled), "-", "-", "≤ 100 MiB", throttled.median <= 100)
     )
     return rows
 
@@ -233,7 +268,7 @@ def results_case(b: Bench, p: Params) -> list[Row]:
     for count, size in (p.many_results, p.large_results):
         rdir = data.results_dir(b.work, f"results-{count}x{size}", count, size, block)
         files = sorted(rdir.iterdir())
-        ours, peer = Series(), Series()
+        ours, peer, rss = Series(), Series(), Series(unit="MiB")
         for _ in range(p.results_runs):
             b.reset_store()
             t0 = time.monotonic()
@@ -242,15 +277,19 @@ def results_case(b: Bench, p: Params) -> list[Row]:
             peer.add(time.monotonic() - t0)
             b.reset_store()
             stamp = b.fresh("results") / "stamp.json"
-            out = b.run([*b.wrapper_args(rdir), "--", *CHILD, "stamp", str(stamp)], stamp, b.wrapper_env())
+            out = b.run(
+                [*b.wrapper_args(rdir), "--", *CHILD, "stamp", str(stamp)], stamp, b.wrapper_env(), rss=True
+            )
             check(out.code, "results run", out.stderr)
             ours.add(out.exited - out.child_end)
-            stored = [k for k in b.keys() if k.endswith(".tgz") and "/result-" in k]
+            rss.add(out.peak_rss_mib)
+            stored = [k for k in b.stored() if k.endswith(".tgz") and "/result-" in k]
             if len(stored) != count:
                 raise RuntimeError(f"results run stored {len(stored)} of {count} results")
         r = ratio(ours, peer)
         rows.append(
-            Row("results", f"{count} × {size_name(size)}: COMMAND exit → wrapper exit", str(ours),
+            Row("results", f"{count} x {size_name(size)}: COMMAND exit → wrapper exit (peak RSS {rss})",
+                str(ours),
                 f"{peer} (per file `tar czf` + `rclone copyto`)", f"{r:.2f}", "ratio ≤ 0.5", r <= 0.5)
         )
     return rows
@@ -308,8 +347,9 @@ def freshness(b: Bench, p: Params) -> list[Row]:
     target = p.fresh_interval + 1.0
     return [
         Row("freshness", f"line written → readable in a live chunk, flush interval {p.fresh_interval:g} s, "
-            f"{len(written)} lines", f"p50 {delays.quantile(0.5):.2f} s, p95 {p95:.2f} s, max {max(delays.values):.2f} s",
-            "–", "–", f"p95 ≤ {target:g} s", p95 <= target)
+            f"{len(written)} lines",
+            f"p50 {delays.quantile(0.5):.2f} s, p95 {p95:.2f} s, max {max(delays.values):.2f} s",
+            "-", "-", f"p95 ≤ {target:g} s", p95 <= target)
     ]
 
 
@@ -321,7 +361,7 @@ def requests_case(b: Bench, p: Params) -> list[Row]:
 
     proxy_cls = faultproxy()
     if proxy_cls is None:
-        return [Row("requests", "not measured: tests/faultproxy.py missing", "–")]
+        return [Row("requests", "not measured: tests/faultproxy.py missing", "-")]
     block = data.block_file(b.work)
     rows = []
     r = p.requests_results
@@ -340,13 +380,14 @@ def requests_case(b: Bench, p: Params) -> list[Row]:
         methods = ", ".join(f"{m} {n}" for m, n in sorted(stats.by_method.items()))
         rows.append(
             Row("requests", f"R={r} results, L={size_name(log_size)} log, chunk {size_name(p.chunk)} "
-                f"({methods})", str(stats.requests), f"{go} (Go package, no live log)", "–",
+                f"({methods})", str(stats.requests), f"{go} (Go package, no live log)", "-",
                 f"≤ R+⌈L/chunk⌉+4 = {limit}", stats.requests <= limit)
         )
     return rows
 
 
 CASES: dict[str, Callable[..., list[Row]]] = {
+    "compression": compression,
     "startup": startup,
     "noop": noop,
     "biglog": big_log,

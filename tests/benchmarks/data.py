@@ -11,7 +11,7 @@ from pathlib import Path
 
 BLOCK = 16 * 1024 * 1024
 _LEVELS = ["INFO", "INFO", "INFO", "DEBUG", "WARN", "ERROR"]
-_WORDS = (
+_WORDS = (  # noqa: SIM905
     "train eval step loss accuracy batch epoch lr grad_norm worker shard checkpoint saved "
     "loading dataset tokens throughput samples"
 ).split()

@@ -76,11 +76,11 @@ class Series:
 
     def __str__(self) -> str:
         if not self.values:
-            return "–"
+            return "-"
         if len(self.values) == 1:
             return self.fmt(self.values[0])
         lo, hi = min(self.values), max(self.values)
-        return f"{self.fmt(self.median)} ({self.fmt(lo)}–{self.fmt(hi)})"
+        return f"{self.fmt(self.median)} ({self.fmt(lo)}-{self.fmt(hi)})"
 
 
 @dataclass
@@ -88,9 +88,9 @@ class Row:
     case: str
     measure: str
     value: str
-    baseline: str = "–"
-    ratio: str = "–"
-    target: str = "–"
+    baseline: str = "-"
+    ratio: str = "-"
+    target: str = "-"
     met: Optional[bool] = None
 
 
@@ -102,8 +102,9 @@ def table(rows: Sequence[Row]) -> str:
     head = "| case | measure | tekton-uploader | baseline (same run) | ratio | target | met |"
     lines = [head, "|---|---|---|---|---|---|---|"]
     for r in rows:
-        met = "–" if r.met is None else ("yes" if r.met else "**no**")
-        lines.append(f"| {r.case} | {r.measure} | {r.value} | {r.baseline} | {r.ratio} | {r.target} | {met} |")
+        met = "-" if r.met is None else ("yes" if r.met else "**no**")
+        cells = (r.case, r.measure, r.value, r.baseline, r.ratio, r.target, met)
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -189,7 +190,7 @@ class Bench:
             resp.read()
         self.s3.client().make_bucket(BUCKET)
 
-    def keys(self, prefix: str = PREFIX) -> list[str]:
+    def stored(self, prefix: str = PREFIX) -> list[str]:
         return self.s3.keys(BUCKET, prefix)
 
     # -- the wrapper -------------------------------------------------------------------------
@@ -254,6 +255,9 @@ class Bench:
             RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY=SECRET_KEY,
             RCLONE_CONFIG_BENCH_REGION="us-east-1",
             RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE="true",
+            # After a multipart upload rclone HEADs the object with ?versionId=null, which moto
+            # answers with 400 (then rclone retries the whole copy): skip that check.
+            RCLONE_CONFIG_BENCH_NO_HEAD="true",
         )
         (self.work / "rclone.conf").touch()
         return env

@@ -1,7 +1,7 @@
 """Run the benchmark: ``.venv/bin/python -m tests.benchmarks [--quick] [--cases a,b] [--output FILE]``.
 
 Starts a private moto server on 127.0.0.1, runs every case several times against its baseline in
-the same run, and prints a Markdown table (median, min–max, ratio, target). Not a unit test: it
+the same run, and prints a Markdown table (median, min-max, ratio, target). Not a unit test: it
 asserts nothing about timings; it fails only when a run does not store what it should.
 """
 
