@@ -6,104 +6,33 @@ Errors in the options are one line on stderr and exit code 2, before COMMAND sta
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 import click
 
 from . import __version__, exitcodes
 from .config import ConfigError, build_config
 from .report import PREFIX, Reporter
-from .units import parse_duration, parse_size
-
-
-class Size(click.ParamType):  # type: ignore[type-arg]
-    name = "SIZE"
-
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class Duration(click.ParamType):  # type: ignore[type-arg]
-    name = "DURATION"
-
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _opt(*decls: str, env: list[str], **kw: Any) -> Callable[[F], F]:
-    return click.option(*decls, envvar=env, show_envvar=True, **kw)
-
+from .storeoptions import Duration, Size, create_bucket_option, key_prefix_option, store_options
+from .storeoptions import env_option as _opt
 
 CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EPILOG = """\b
-Exit codes: COMMAND's own; 128+N when COMMAND was killed by signal N; 2 bad usage or
-configuration (COMMAND not started); 74 objects still missing after the final flush although
-COMMAND exited 0; 125 internal error of the wrapper; 126 COMMAND not executable; 127 COMMAND not
-found.
+Exit codes:
+  COMMAND's own exit code, or 128+N when COMMAND was killed by signal N
+  2    bad usage or configuration (COMMAND not started)
+  74   objects still missing after the final flush although COMMAND exited 0
+  124  --timeout expired and COMMAND was stopped
+  125  internal error of the wrapper
+  126  COMMAND not executable
+  127  COMMAND not found
 """
 
 
 @click.command(context_settings=CONTEXT, epilog=EPILOG)
-@_opt(
-    "--endpoint",
-    env=["OBJECTSTORE_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
-    metavar="URL",
-    help="S3 endpoint (http:// or https://), or file:///DIR for a local directory store. "
-    "[default: none: local directory ./objectstore]",
-)
-@_opt(
-    "--bucket",
-    env=["OBJECTSTORE_BUCKET", "ARTIFACT_BUCKET"],
-    default="mlpipeline",
-    show_default=True,
-    help="Bucket to store into.",
-)
-@_opt(
-    "--create-bucket/--no-create-bucket",
-    env=["OBJECTSTORE_CREATE_BUCKET"],
-    default=True,
-    show_default=True,
-    help="Create the bucket when it is missing (checked once per run).",
-)
-@_opt("--access-key", env=["OBJECTSTORE_ACCESS_KEY", "AWS_ACCESS_KEY_ID"], metavar="KEY", help="Access key.")
-@_opt(
-    "--secret-key",
-    env=["OBJECTSTORE_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"],
-    metavar="KEY",
-    help="Secret key (visible to ps on the command line: prefer the environment).",
-)
-@_opt(
-    "--session-token",
-    env=["OBJECTSTORE_SESSION_TOKEN", "AWS_SESSION_TOKEN"],
-    metavar="TOKEN",
-    help="Session token for temporary credentials.",
-)
-@_opt(
-    "--region",
-    env=["OBJECTSTORE_REGION", "AWS_REGION"],
-    help="Region. [default: us-east-1 for non-AWS endpoints, detected for AWS]",
-)
-@_opt(
-    "--path-style/--virtual-host-style",
-    "path_style",
-    env=["OBJECTSTORE_PATH_STYLE"],
-    default=None,
-    help="Force path-style or virtual-host-style URLs. [default: path style except on AWS]",
-)
+@store_options
+@create_bucket_option
 @_opt(
     "--pipelinerun",
     env=["PIPELINERUN"],
@@ -140,14 +69,7 @@ found.
     metavar="DIR",
     help="Each regular file here is stored as <result>.tgz after COMMAND exits.",
 )
-@_opt(
-    "--key-prefix",
-    env=["OBJECTSTORE_KEY_PREFIX"],
-    default="artifacts",
-    show_default=True,
-    metavar="PREFIX",
-    help="First part of every object key.",
-)
+@key_prefix_option
 @_opt(
     "--log-chunk-size",
     env=["OBJECTSTORE_LOG_CHUNK_SIZE"],
@@ -177,6 +99,35 @@ found.
     default="5m",
     show_default=True,
     help="Longest time to keep uploading after COMMAND exits.",
+)
+@_opt(
+    "--timeout",
+    env=["OBJECTSTORE_TIMEOUT"],
+    type=Duration(),
+    help="Stop COMMAND (SIGTERM, then SIGKILL after --kill-after) when it runs this long; exit 124. "
+    "Set it below the Tekton step timeout, which SIGKILLs without warning.",
+)
+@_opt(
+    "--kill-after",
+    env=["OBJECTSTORE_KILL_AFTER"],
+    type=Duration(),
+    default="20s",
+    show_default=True,
+    help="SIGKILL COMMAND's process group this long after a SIGTERM if it is still running.",
+)
+@_opt(
+    "--termination-grace",
+    env=["OBJECTSTORE_TERMINATION_GRACE"],
+    type=Duration(),
+    default="30s",
+    show_default=True,
+    help="After a SIGTERM, finish the final flush within this (the pod's terminationGracePeriodSeconds).",
+)
+@_opt(
+    "--signal-child-only",
+    env=["OBJECTSTORE_SIGNAL_CHILD_ONLY"],
+    is_flag=True,
+    help="Forward signals to COMMAND alone instead of its whole process group.",
 )
 @_opt("--quiet", "-q", env=["OBJECTSTORE_QUIET"], is_flag=True, help="Silence the wrapper's own info lines.")
 @_opt("--debug", env=["OBJECTSTORE_DEBUG"], is_flag=True, help="Print every upload and retry.")

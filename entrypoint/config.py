@@ -74,6 +74,10 @@ class Config:
     log_flush_interval: float
     spool_dir: Optional[Path]
     flush_timeout: float = 300.0
+    timeout: Optional[float] = None
+    kill_after: float = 20.0
+    termination_grace: float = 30.0
+    signal_child_only: bool = False
     quiet: bool = False
     debug: bool = False
     embedded_default: bool = False  # no endpoint configured: local directory store
@@ -180,10 +184,8 @@ def resolve_identity(
     return run, task
 
 
-def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
-    """Validate raw option values (as click collected them) into a ``Config``."""
-    if not command:
-        raise ConfigError("no COMMAND given; usage: tekton-uploader [OPTIONS] -- COMMAND [ARGS]...")
+def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
+    """The store options (see ``storeoptions.py``), validated; shared by both commands."""
     bucket = check_bucket(values.get("bucket") or DEFAULT_BUCKET)
     endpoint_url = values.get("endpoint")
     endpoint: Optional[S3Endpoint] = None
@@ -202,7 +204,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
                 "--secret-key (or OBJECTSTORE_ACCESS_KEY / OBJECTSTORE_SECRET_KEY)"
             )
         credentials = Credentials(access, secret, values.get("session_token") or None)
-    store = StoreConfig(
+    return StoreConfig(
         bucket=bucket,
         endpoint=endpoint,
         local_dir=local_dir,
@@ -211,6 +213,13 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         create_bucket=bool(values.get("create_bucket", True)),
         path_style=values.get("path_style"),
     )
+
+
+def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
+    """Validate raw option values (as click collected them) into a ``Config``."""
+    if not command:
+        raise ConfigError("no COMMAND given; usage: tekton-uploader [OPTIONS] -- COMMAND [ARGS]...")
+    store = build_store_config(values)
     run, task = resolve_identity(
         values.get("pipelinerun"),
         values.get("pipelinetask"),
@@ -238,8 +247,21 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         log_chunk_size=chunk,
         log_flush_interval=interval,
         spool_dir=Path(spool) if spool else None,
-        flush_timeout=float(values.get("flush_timeout") or 300.0),
+        flush_timeout=_duration(values, "flush_timeout", 300.0),
+        timeout=_duration(values, "timeout", None),
+        kill_after=_duration(values, "kill_after", 20.0),
+        termination_grace=_duration(values, "termination_grace", 30.0),
+        signal_child_only=bool(values.get("signal_child_only")),
         quiet=bool(values.get("quiet")),
         debug=bool(values.get("debug")),
-        embedded_default=not endpoint_url,
+        embedded_default=not values.get("endpoint"),
     )
+
+
+def _duration(values: Mapping[str, Any], name: str, default: Optional[float]) -> Any:
+    value = values.get(name)
+    if value is None:
+        return default
+    if float(value) <= 0:
+        raise ConfigError(f"--{name.replace('_', '-')}: must be greater than 0")
+    return float(value)

@@ -1,8 +1,11 @@
-"""Supervisor: spawn COMMAND, pump its output, forward signals, reap every child.
+"""Supervisor: spawn COMMAND, pump its output, forward signals, enforce deadlines, reap children.
 
-One thread (the main one) runs an event loop over COMMAND's stdout and stderr pipes, the
-signal wakeup pipe and the capture's flush timer. Reaping is done here alone, with
-``waitpid(-1, WNOHANG)`` after each SIGCHLD, so no other code can steal COMMAND's status.
+One thread (the main one) runs an event loop over COMMAND's stdout and stderr pipes, the signal
+wakeup pipe and a handful of timers (the capture's flush interval, ``--timeout``, the SIGKILL
+escalation, the drain of leftover processes). Reaping is done here alone, with
+``waitpid(-1, WNOHANG)`` after each SIGCHLD, so no other code can steal COMMAND's status. The
+wrapper registers as child subreaper, so orphaned descendants are re-parented to it and reaped too,
+whether or not it is PID 1.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import selectors
 import signal
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Optional, Protocol
 
 from . import exitcodes
@@ -23,9 +27,9 @@ from .report import Reporter
 
 READ_SIZE = 1024 * 1024
 PIPE_SIZE = 1024 * 1024
-DRAIN_GRACE = 1.0  # after COMMAND exits, how long descendants may keep its pipes open
 F_SETPIPE_SZ = 1031
 PR_SET_CHILD_SUBREAPER = 36
+WAKE = 0  # byte written to the wakeup pipe by other threads; signal numbers are never 0
 
 # Synchronous faults are not forwarded (nor caught); SIGPIPE stays ignored so that a closed
 # stdout shows up as EPIPE on write; SIGCHLD is ours.
@@ -42,6 +46,7 @@ NOT_FORWARDED = {
     signal.SIGSYS,
     signal.SIGTRAP,
 }
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
 class Sink(Protocol):
@@ -50,6 +55,17 @@ class Sink(Protocol):
     def write(self, data: memoryview) -> None: ...
     def due(self) -> Optional[float]: ...
     def tick(self, now: float) -> None: ...
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How COMMAND is stopped. Durations in seconds; None: never."""
+
+    timeout: Optional[float] = None  # --timeout: SIGTERM COMMAND's group when it passes
+    kill_after: float = 20.0  # --kill-after: SIGKILL the group this long after a SIGTERM
+    signal_child_only: bool = False  # --signal-child-only: forward to COMMAND, not its group
+    leftover_grace: float = 2.0  # leftovers get SIGTERM, then SIGKILL after this
+    drain_grace: float = 1.0  # how long pipes may stay open once every process is gone
 
 
 class SpawnError(Exception):
@@ -79,6 +95,7 @@ class Supervisor:
         sink: Sink,
         reporter: Reporter,
         clock: Callable[[], float] = time.monotonic,
+        policy: Policy = Policy(),
         stdout: int = 1,
         stderr: int = 2,
     ) -> None:
@@ -86,17 +103,26 @@ class Supervisor:
         self.sink = sink
         self.reporter = reporter
         self.clock = clock
+        self.policy = policy
         self.targets = (stdout, stderr)
         self.writable = {stdout: True, stderr: True}  # our output fd -> still writable
         self.pid = 0
+        self.started_at = 0.0
         self.status: Optional[int] = None  # COMMAND's wait status once reaped
         self.exited_at: Optional[float] = None
+        self.timed_out = False
+        self.interrupts = 0  # SIGINT/SIGTERM received so far
+        self.terminated_at: Optional[float] = None  # first SIGTERM received
+        self.signals_received: list[int] = []
         self._wake_r = self._wake_w = -1
         self._pipes: dict[int, int] = {}  # our read end -> where it passes through
         self._old_handlers: dict[int, object] = {}
         self._tty_handed_over = False
         self._buffer = bytearray(READ_SIZE)
-        self.signals_received: list[int] = []
+        self._timers: dict[str, float] = {}  # name -> monotonic deadline
+        self._leftovers: set[int] = set()
+        self._exit_handled = False
+        self._drained = False
 
     # -- set-up --------------------------------------------------------------------------------
     def install_signals(self) -> None:
@@ -150,9 +176,12 @@ class Supervisor:
             if exc.errno == errno.ENOENT:
                 raise SpawnError(exitcodes.NOT_FOUND, f"{name}: command not found") from None
             raise SpawnError(exitcodes.NOT_EXECUTABLE, f"{name}: {exc.strerror}") from None
+        self.started_at = self.clock()
         for (r, w), target in zip(fds, (1, 2)):
             os.close(w)
             self._pipes[r] = self.targets[target - 1]
+        if self.policy.timeout is not None:
+            self._timers["timeout"] = self.started_at + self.policy.timeout
         self._hand_over_terminal()
         return self.pid
 
@@ -176,45 +205,104 @@ class Supervisor:
         finally:
             signal.signal(signal.SIGTTOU, old)
 
-    # -- the loop ------------------------------------------------------------------------------
-    def forward(self, sig: int) -> None:
+    # -- signals -------------------------------------------------------------------------------
+    def send(self, sig: int, whole_group: bool = True) -> None:
+        """Send ``sig`` to COMMAND's process group (or COMMAND alone)."""
         try:
-            os.killpg(self.pid, sig)
+            if whole_group:
+                os.killpg(self.pid, sig)
+            else:
+                os.kill(self.pid, sig)
         except ProcessLookupError:
             pass
         except PermissionError:
-            self.reporter.debug(f"cannot forward signal {sig}")
+            self.reporter.debug(f"cannot send signal {sig} to COMMAND")
 
+    def wake(self) -> None:
+        """Wake the loop from another thread (e.g. an upload finished)."""
+        try:
+            os.write(self._wake_w, bytes([WAKE]))
+        except OSError:
+            pass  # pipe full: the loop is awake anyway
+
+    def _on_signal(self, sig: int) -> None:
+        self.signals_received.append(sig)
+        if sig in INTERRUPTS:
+            self.interrupts += 1
+        if sig == signal.SIGTERM and self.terminated_at is None:
+            self.terminated_at = self.clock()
+        if self.status is not None:
+            return  # COMMAND is gone; its leftovers get their own treatment
+        self.send(sig, whole_group=not self.policy.signal_child_only)
+        if sig == signal.SIGTERM:
+            self._schedule_kill()
+
+    def _schedule_kill(self) -> None:
+        if "kill" not in self._timers:
+            self._timers["kill"] = self.clock() + self.policy.kill_after
+
+    def read_wakeups(self) -> list[int]:
+        """Drain the wakeup pipe, reap, and return the signals that arrived (0 = a wake())."""
+        try:
+            data = os.read(self._wake_r, 4096)
+        except BlockingIOError:
+            data = b""
+        got = []
+        for sig in data:
+            if sig == signal.SIGCHLD:
+                continue
+            got.append(sig)
+            if sig != WAKE:
+                self._on_signal(sig)
+        self.reap()
+        return got
+
+    def wait_wakeup(self, timeout: Optional[float]) -> list[int]:
+        """After the run: block until a signal or a wake(); what arrived."""
+        ready, _, _ = select.select([self._wake_r], [], [], timeout)
+        return self.read_wakeups() if ready else []
+
+    def reap(self) -> None:
+        """Collect every exited child; note COMMAND's status."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._leftovers.discard(pid)
+            if pid == self.pid:
+                self.status = status
+                self.exited_at = self.clock()
+
+    # -- the loop ------------------------------------------------------------------------------
     def run(self) -> int:
-        """Pump and supervise until COMMAND has exited and its pipes are drained; its exit code."""
+        """Pump and supervise until COMMAND has exited, its leftovers are reaped and its pipes
+        are drained; COMMAND's exit code (or 124 when --timeout stopped it)."""
         selector = selectors.DefaultSelector()
         for fd in self._pipes:
             selector.register(fd, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
-        drain_deadline: Optional[float] = None
         try:
-            while self._pipes or self.status is None:
+            while not self._finished():
                 now = self.clock()
-                timeout = None
+                deadline = min(self._timers.values(), default=None)
                 due = self.sink.due()
-                if due is not None:
-                    timeout = max(0.0, due - now)
-                if drain_deadline is not None:
-                    if now >= drain_deadline:
-                        break
-                    left = drain_deadline - now
-                    timeout = left if timeout is None else min(timeout, left)
+                if due is not None and (deadline is None or due < deadline):
+                    deadline = due
+                timeout = None if deadline is None else max(0.0, deadline - now)
                 for key, _ in selector.select(timeout):
                     fd = int(key.fd)
                     if fd == self._wake_r:
-                        self._on_wakeup()
+                        self.read_wakeups()
                     elif not self._pump(fd):
                         selector.unregister(fd)
                         os.close(fd)
                         del self._pipes[fd]
-                self.sink.tick(self.clock())
-                if self.status is not None and drain_deadline is None:
-                    drain_deadline = self.clock() + DRAIN_GRACE
+                now = self.clock()
+                self.sink.tick(now)
+                self._run_timers(now)
         finally:
             for fd in list(self._pipes):
                 selector.unregister(fd)
@@ -223,7 +311,62 @@ class Supervisor:
             selector.close()
             self._take_back_terminal()
         assert self.status is not None
+        if self.timed_out:
+            return exitcodes.TIMEOUT
         return exit_code(self.status)
+
+    def _finished(self) -> bool:
+        if self.status is None:
+            return False
+        if not self._exit_handled:
+            self._exit_handled = True
+            self._after_exit()
+        if self._leftovers:
+            return False
+        if not self._pipes:
+            return True
+        if "drain" not in self._timers and not self._drained:
+            self._timers["drain"] = self.clock() + self.policy.drain_grace
+        return self._drained
+
+    def _after_exit(self) -> None:
+        """COMMAND exited: stop its timers, ask its leftover descendants to go."""
+        self._timers.pop("timeout", None)
+        self._timers.pop("kill", None)
+        self.reap()
+        self._leftovers = set(_descendants())
+        if self._leftovers:
+            self.reporter.debug(f"stopping {len(self._leftovers)} leftover process(es)")
+            for pid in self._leftovers:
+                _kill(pid, signal.SIGTERM)
+            self._timers["leftovers"] = self.clock() + self.policy.leftover_grace
+
+    def _run_timers(self, now: float) -> None:
+        for name, when in list(self._timers.items()):
+            if now < when:
+                continue
+            del self._timers[name]
+            if name == "timeout":
+                self.timed_out = True
+                self.reporter.warn(f"--timeout passed after {now - self.started_at:.1f}s: stopping COMMAND")
+                self.send(signal.SIGTERM)
+                self._schedule_kill()
+            elif name == "kill" and self.status is None:
+                self.reporter.warn(
+                    f"COMMAND still running {self.policy.kill_after:g}s after SIGTERM: sending SIGKILL"
+                )
+                self.send(signal.SIGKILL)
+            elif name == "leftovers":
+                self._leftovers.update(_descendants())  # late forks too
+                self._leftovers = {pid for pid in self._leftovers if _kill(pid, signal.SIGKILL)}
+                if self._leftovers:
+                    self._timers["leftovers-gone"] = now + 1.0
+            elif name == "leftovers-gone":
+                if self._leftovers:  # not ours to reap (or not ours to kill): stop waiting
+                    self.reporter.warn(f"leftover process(es) {sorted(self._leftovers)} did not go away")
+                self._leftovers.clear()
+            elif name == "drain":
+                self._drained = True
 
     def _pump(self, fd: int) -> bool:
         """Move one read's worth from COMMAND to our output and the capture; False at EOF."""
@@ -243,29 +386,36 @@ class Supervisor:
         self.sink.write(data)
         return True
 
-    def _on_wakeup(self) -> None:
-        try:
-            data = os.read(self._wake_r, 4096)
-        except BlockingIOError:
-            data = b""
-        for sig in data:
-            if sig != signal.SIGCHLD:
-                self.signals_received.append(sig)
-                self.forward(sig)
-        self.reap()
 
-    def reap(self) -> None:
-        """Collect every exited child; note COMMAND's status."""
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            if pid == self.pid:
-                self.status = status
-                self.exited_at = self.clock()
+def _descendants() -> list[int]:
+    """Live (not yet reaped) descendants of this process."""
+    import psutil  # only needed once COMMAND has exited
+
+    try:
+        children = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return []
+    return [c.pid for c in children if _alive(c)]
+
+
+def _alive(proc: object) -> bool:
+    import psutil
+
+    try:
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)  # type: ignore[attr-defined]
+    except psutil.Error:
+        return False
+
+
+def _kill(pid: int, sig: int) -> bool:
+    """Signal ``pid``; False when it is gone."""
+    try:
+        os.kill(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
 
 
 def _noted(signum: int, frame: object) -> None:

@@ -58,11 +58,13 @@ class Uploader:
         workers: int = 4,
         clock: Clock = time.monotonic,
         policy: Optional[RetryPolicy] = None,
+        notify: Optional[Callable[[], None]] = None,
     ) -> None:
         self._store_factory = store_factory
         self._reporter = reporter
         self._clock = clock
         self._policy = policy or RetryPolicy()
+        self._notify = notify  # called after every finished job (wakes the supervisor's loop)
         self._ordered: queue.Queue[object] = queue.Queue()
         self._pool: queue.Queue[object] = queue.Queue()
         self._workers = workers
@@ -110,6 +112,12 @@ class Uploader:
                 return False
         return True
 
+    def stop(self) -> None:
+        """Let the workers finish what is queued, then end."""
+        for _ in range(self._workers):
+            self._pool.put(_STOP)
+        self._ordered.put(_STOP)
+
     def close(self, deadline: Optional[float]) -> list[Job]:
         """Finish every submitted job by ``deadline``; return the jobs not stored."""
         self.set_deadline(deadline)
@@ -124,6 +132,11 @@ class Uploader:
     def jobs(self) -> list[Job]:
         with self._lock:
             return list(self._jobs)
+
+    def forget_done(self) -> None:
+        """Stop tracking finished jobs (for long-lived users: the library's Logger)."""
+        with self._lock:
+            self._jobs = [j for j in self._jobs if not j.done.is_set()]
 
     # -- workers -----------------------------------------------------------------------------
     def _warm_up(self) -> None:
@@ -165,12 +178,14 @@ class Uploader:
             except Exception as exc:  # never let a worker die: the job fails, others go on
                 item.error = f"{type(exc).__name__}: {exc}"
             finally:
-                item.done.set()
                 if item.on_done is not None:
                     try:
                         item.on_done(item)
                     except Exception as exc:
                         self._reporter.error(f"after uploading {item.key}: {exc}")
+                item.done.set()
+                if self._notify is not None:
+                    self._notify()
 
     def _expired(self, extra: float = 0.0) -> bool:
         return self._deadline is not None and self._clock() + extra > self._deadline

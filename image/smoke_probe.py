@@ -58,10 +58,11 @@ def make_orphan() -> dict[str, object]:
     middle = os.fork()
     if middle == 0:  # middle child
         os.close(r)
+        me = os.getpid()
         grandchild = os.fork()
         if grandchild == 0:
             deadline = time.monotonic() + REAP_TIMEOUT
-            while os.getppid() == middle and time.monotonic() < deadline:
+            while os.getppid() == me and time.monotonic() < deadline:
                 time.sleep(0.005)  # waiting for the middle child's exit, inside the container
             os.write(w, f"adopted {os.getppid()}\n".encode())
             os._exit(0)

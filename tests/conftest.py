@@ -92,14 +92,14 @@ class S3Server:
 
     def env(self, bucket: str, **extra: str) -> dict[str, str]:
         """Environment that points the wrapper at this server and ``bucket``."""
-        return clean_env(
-            OBJECTSTORE_ENDPOINT=self.endpoint,
-            OBJECTSTORE_BUCKET=bucket,
-            OBJECTSTORE_ACCESS_KEY=ACCESS_KEY,
-            OBJECTSTORE_SECRET_KEY=SECRET_KEY,
-            OBJECTSTORE_REGION="us-east-1",
-            **extra,
-        )
+        settings = {
+            "OBJECTSTORE_ENDPOINT": self.endpoint,
+            "OBJECTSTORE_BUCKET": bucket,
+            "OBJECTSTORE_ACCESS_KEY": ACCESS_KEY,
+            "OBJECTSTORE_SECRET_KEY": SECRET_KEY,
+            "OBJECTSTORE_REGION": "us-east-1",
+        }
+        return clean_env(**{**settings, **extra})
 
     def read(self, bucket: str, key: str) -> bytes:
         resp = self.client().get_object(bucket, key)

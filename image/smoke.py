@@ -7,7 +7,8 @@ a real S3 server on the host reached through --network host, an arbitrary non-ro
 (as OpenShift does) and a read-only root filesystem (so the wrapper provably writes only to /tmp
 and the results directory). The check_* functions then prove: exit code and byte-exact
 pass-through, the stored objects (tar contents byte-exact against the files the step wrote), that
-the wrapper is PID 1 and reaps orphaned zombies. Further checks look at the image itself.
+the wrapper is PID 1 and reaps orphaned zombies. check_sigterm stops a running container as a
+pod's termination would; further checks look at the image itself.
 
 Used by tests/test_image.py and by image/smoke-test (command line; see --help).
 """
@@ -296,7 +297,8 @@ def check_object_keys(r: StepRun) -> None:
     want = {f"{r.prefix}{name}.tgz" for name in RESULT_NAMES} | {f"{r.prefix}{STEP}-log.tgz"}
     chunks = [k for k in keys if k.startswith(f"{r.prefix}logs/{STEP}/") and k.endswith(".log")]
     missing = sorted(want - set(keys))
-    extra = sorted(set(keys) - want - set(chunks))
+    optional = {f"{r.prefix}{STEP}-summary.json"}  # the wrapper's run summary, when it writes one
+    extra = sorted(set(keys) - want - set(chunks) - optional)
     _fail(not missing and not extra and bool(chunks),
           f"objects under {r.prefix}: missing {missing}, unexpected {extra}, "
           f"{len(chunks)} live log chunks (need at least one)")
@@ -349,6 +351,40 @@ def check_reaps_zombies(r: StepRun) -> None:
     _fail(bool(orphan["reaped"]),
           f"PID 1 did not reap the orphan {orphan['pid']} in time "
           f"(state {orphan['final_state']!r}): zombies accumulate")
+
+
+def check_sigterm(image: str, target: S3Target) -> None:
+    """`podman stop` (what a pod's termination does) SIGTERMs PID 1: the wrapper forwards it, the
+    container exits 128+15, and the log up to then is stored. PID 1 gets no default signal
+    handlers from the kernel, so this fails when the wrapper does not handle SIGTERM itself."""
+    token = uuid.uuid4().hex[:10]
+    name, run, task = f"tekton-uploader-smoke-{token}", f"stop-run-{token}", "stop-task"
+    wrapper_env = {**target.container_env(), "OBJECTSTORE_QUIET": "1",
+                   "PIPELINERUN": run, "PIPELINETASK": task}
+    env = {**os.environ, **wrapper_env}
+    argv = [*engine(), "run", *run_flags(), "--name", name, "--user", DEFAULT_USER, "--read-only",
+            *[arg for var in sorted(wrapper_env) for arg in ("-e", var)],
+            image, "python3", "-c", "import time; print('ready', flush=True); time.sleep(600)"]
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()  # returns once COMMAND runs (or at EOF if it never does)
+        _fail(line == b"ready\n", f"COMMAND did not start: first stdout line {line!r}")
+        subprocess.run([*engine(), "stop", "-t", "60", name], capture_output=True,
+                       timeout=ENGINE_TIMEOUT, check=False)
+        _out, err = proc.communicate(timeout=ENGINE_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            subprocess.run([*engine(), "rm", "-f", name], capture_output=True, timeout=120,
+                           check=False)
+            proc.kill()
+            proc.wait()
+    _fail(proc.returncode == 128 + 15,
+          f"after `stop` the container exited {proc.returncode}, expected 143 (COMMAND killed by "
+          f"SIGTERM); stderr: {err[-500:].decode(errors='replace')}")
+    key = f"artifacts/{run}/{task}/{STEP}-log.tgz"
+    members = _tar_members(target.read(key), key)
+    _fail(list(members.values()) == [b"ready\n"], f"{key} holds {members}, expected the log 'ready'")
 
 
 RUN_CHECKS: tuple[Callable[[StepRun], None], ...] = (
@@ -484,13 +520,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         for run_check in RUN_CHECKS:
             report(run_check.__name__, functools.partial(run_check, run))
+        report(check_sigterm.__name__, functools.partial(check_sigterm, args.image, target))
         print(f"start-to-COMMAND: {run.start_to_command:.3f} s from `run` on the host, "
               f"{run.wrapper_to_command:.2f} s from the wrapper's exec as PID 1")
         try:
             print(f"added size: {added_size(args.image) / 1e6:.1f} MB on top of the base")
         except SmokeFailure as exc:
             print(f"added size: unknown ({exc})")
-        print(f"{len(IMAGE_CHECKS) + len(RUN_CHECKS) - failures} passed, {failures} failed")
+        print(f"{len(IMAGE_CHECKS) + len(RUN_CHECKS) + 1 - failures} passed, {failures} failed")
         return 1 if failures else 0
     finally:
         if moto is not None:

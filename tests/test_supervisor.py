@@ -1,0 +1,302 @@
+"""The supervisor with real processes and real signals: PID 1, reaping, deadlines, forwarding."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import WRAPPER, S3Server, clean_env, require_program, untar_single, wait_until
+
+PREFIX = "artifacts/r/t/"
+PY = sys.executable
+
+
+class Wrapper:
+    """A running wrapper whose stdout and stderr lines are collected by threads."""
+
+    def __init__(
+        self, argv: list[str], env: dict[str, str], new_session: bool = False, prefix: list[str] | None = None
+    ):
+        self.proc = subprocess.Popen(
+            [*(prefix or []), *WRAPPER, *argv],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=new_session,
+        )
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._threads = [
+            threading.Thread(target=self._collect, args=(self.proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._collect, args=(self.proc.stderr, self.err), daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+
+    @staticmethod
+    def _collect(stream, into: list[str]) -> None:
+        for line in stream:
+            into.append(line.decode(errors="replace"))
+
+    def wait_line(self, text: str, stream: str = "out", timeout: float = 30) -> None:
+        lines = self.out if stream == "out" else self.err
+        wait_until(lambda: any(text in line for line in lines), timeout, what=f"{text!r} on std{stream}")
+
+    def wait(self, timeout: float = 60) -> int:
+        code = self.proc.wait(timeout)
+        for t in self._threads:
+            t.join(10)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def local(tmp_path: Path):
+    root = tmp_path / "store"
+    env = clean_env(OBJECTSTORE_ENDPOINT=f"file://{root}", PIPELINERUN="r", PIPELINETASK="t")
+
+    def read(key: str) -> bytes:
+        return (root / "mlpipeline" / key).read_bytes()
+
+    return env, read, ["--results-dir", str(tmp_path / "results")]
+
+
+ZOMBIE_SCRIPT = r"""
+import os, sys, time
+def zombies():
+    found = []
+    for pid in os.listdir('/proc'):
+        if not pid.isdigit():
+            continue
+        try:
+            stat = open(f'/proc/{pid}/stat').read()
+        except OSError:
+            continue
+        state = stat.rsplit(')', 1)[1].split()[0]
+        ppid = int(stat.rsplit(')', 1)[1].split()[1])
+        if state == 'Z' and ppid == os.getppid():
+            found.append(pid)
+    return found
+print('parent-pid', os.getppid(), flush=True)
+for _ in range(5):
+    pid = os.fork()
+    if pid == 0:
+        if os.fork() == 0:
+            os._exit(0)          # grandchild: orphaned, re-parented to the wrapper, exits
+        os._exit(0)
+    os.waitpid(pid, 0)
+deadline = time.monotonic() + 10
+while zombies() and time.monotonic() < deadline:
+    time.sleep(0.05)             # behaviour under test: the wrapper must reap them meanwhile
+print('zombies', len(zombies()), flush=True)
+sys.exit(7)
+"""
+
+
+@pytest.mark.parametrize("as_pid1", [True, False], ids=["pid1-namespace", "subreaper"])
+def test_orphans_are_reaped_no_zombie_left(local, as_pid1: bool) -> None:
+    env, read, opts = local
+    prefix = []
+    if as_pid1:
+        prefix = [require_program("unshare", "util-linux"), "--pid", "--fork", "--mount-proc"]
+    w = Wrapper([*opts, "-q", "--", PY, "-c", ZOMBIE_SCRIPT], env, prefix=prefix)
+    assert w.wait() == 7, w.err
+    assert "zombies 0\n" in w.out
+    if as_pid1:
+        assert "parent-pid 1\n" in w.out
+    assert b"zombies 0" in untar_single(read(PREFIX + "main-log.tgz"))[1]
+
+
+def test_pid1_forwards_sigterm_and_flushes(local) -> None:
+    env, read, opts = local
+    unshare = require_program("unshare", "util-linux")
+    script = (
+        "import os,signal,sys\n"
+        "signal.signal(signal.SIGTERM, lambda *a: (print('trapped TERM as child of', os.getppid(), flush=True), sys.exit(0)))\n"
+        "print('ready', flush=True)\nwhile True: signal.pause()\n"
+    )
+    w = Wrapper(
+        [*opts, "-q", "--", PY, "-c", script], env, prefix=[unshare, "--pid", "--fork", "--mount-proc"]
+    )
+    w.wait_line("ready")
+    # unshare --fork forwards nothing: signal the wrapper (PID 1 inside) through its host PID
+    wrapper_pid = int(subprocess.check_output(["pgrep", "-P", str(w.proc.pid)]).split()[0])
+    os.kill(wrapper_pid, signal.SIGTERM)
+    assert w.wait() == 0
+    assert "trapped TERM as child of 1\n" in w.out
+    assert untar_single(read(PREFIX + "main-log.tgz"))[1] == b"ready\ntrapped TERM as child of 1\n"
+
+
+def test_command_ignoring_sigterm_is_killed_after_kill_after(local) -> None:
+    env, read, opts = local
+    script = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready', flush=True)\nwhile True: signal.pause()\n"
+    w = Wrapper([*opts, "-q", "--kill-after", "1s", "--", PY, "-c", script], env)
+    w.wait_line("ready")
+    sent = time.monotonic()
+    w.proc.send_signal(signal.SIGTERM)
+    assert w.wait() == 137
+    elapsed = time.monotonic() - sent
+    assert 0.9 <= elapsed < 15, elapsed
+    assert untar_single(read(PREFIX + "main-log.tgz"))[1] == b"ready\n"
+    summary = json.loads(read(PREFIX + "main-summary.json"))
+    assert summary["signal"] == 9 and summary["exit_code"] == 137
+    assert signal.SIGTERM in summary["signals_received"]
+
+
+COUNT_TERM = r"""
+import signal, sys, time
+count = 0
+def on_term(*_):
+    global count
+    count += 1
+signal.signal(signal.SIGTERM, on_term)
+print('ready', flush=True)
+while count == 0:
+    signal.pause()
+time.sleep(1.0)  # behaviour under test: a duplicate TERM would arrive meanwhile
+print('count', count, flush=True)
+"""
+
+
+@pytest.mark.parametrize("child_only", [False, True], ids=["group", "signal-child-only"])
+def test_tekton_group_signal_reaches_command_once(local, child_only: bool) -> None:
+    env, _read, opts = local
+    extra = ["--signal-child-only"] if child_only else []
+    w = Wrapper([*opts, "-q", *extra, "--", PY, "-c", COUNT_TERM], env, new_session=True)
+    w.wait_line("ready")
+    os.killpg(w.proc.pid, signal.SIGTERM)  # what Tekton's entrypoint does to its step's group
+    assert w.wait() == 0
+    assert "count 1\n" in w.out
+
+
+def test_timeout_stops_command_and_flushes(local) -> None:
+    env, read, opts = local
+    script = "import signal\nprint('started', flush=True)\nwhile True: signal.pause()\n"
+    started = time.monotonic()
+    w = Wrapper([*opts, "--timeout", "1s", "--", PY, "-c", script], env)
+    assert w.wait() == 124
+    elapsed = time.monotonic() - started
+    assert 1.0 <= elapsed < 15, elapsed
+    assert any("--timeout passed" in line for line in w.err)
+    assert untar_single(read(PREFIX + "main-log.tgz"))[1] == b"started\n"
+    summary = json.loads(read(PREFIX + "main-summary.json"))
+    assert summary["timed_out"] is True and summary["exit_code"] == 124 and summary["signal"] == 15
+
+
+def test_timeout_escalates_to_sigkill(local) -> None:
+    env, _read, opts = local
+    script = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nwhile True: signal.pause()\n"
+    started = time.monotonic()
+    w = Wrapper([*opts, "-q", "--timeout", "500ms", "--kill-after", "500ms", "--", PY, "-c", script], env)
+    assert w.wait() == 124
+    assert time.monotonic() - started < 15
+
+
+@pytest.mark.parametrize("ignores_term", [False, True])
+def test_leftover_daemon_is_stopped_and_reaped(local, ignores_term: bool) -> None:
+    env, read, opts = local
+    daemon = "trap '' TERM; exec sleep 1000" if ignores_term else "exec sleep 1000"
+    script = f'sh -c "{daemon}" & echo daemon $!'
+    started = time.monotonic()
+    w = Wrapper([*opts, "-q", "--", "sh", "-c", script], env)
+    assert w.wait(timeout=60) == 0
+    assert time.monotonic() - started < 15
+    pid = int(next(line for line in w.out if line.startswith("daemon")).split()[1])
+    assert not Path(f"/proc/{pid}").exists()  # terminated and reaped, not a zombie
+    assert untar_single(read(PREFIX + "main-log.tgz"))[1] == f"daemon {pid}\n".encode()
+
+
+def test_second_interrupt_cuts_a_slow_final_flush_short(s3: S3Server, bucket: str, tmp_path: Path) -> None:
+    from faultproxy import FaultProxy
+
+    script = (
+        "import signal,sys\nsignal.signal(signal.SIGINT, lambda *a: sys.exit(0))\n"
+        "print('ready', flush=True)\nwhile True: signal.pause()\n"
+    )
+    with FaultProxy(s3.host, s3.port) as proxy:
+        env = s3.env(bucket, PIPELINERUN="r", PIPELINETASK="t", OBJECTSTORE_ENDPOINT=proxy.endpoint)
+        w = Wrapper(["--results-dir", str(tmp_path), "--debug", "--", PY, "-c", script], env)
+        try:
+            w.wait_line("ready")
+            proxy.set_mode("stall")
+            w.proc.send_signal(signal.SIGINT)  # first: forwarded, COMMAND exits, flush starts
+            w.wait_line("final flush: waiting", stream="err")
+            sent = time.monotonic()
+            w.proc.send_signal(signal.SIGINT)  # second: give up the flush now
+            code = w.wait(timeout=30)
+            elapsed = time.monotonic() - sent
+        finally:
+            w.kill()
+    assert elapsed < 5, elapsed
+    assert code == 74
+    err = "".join(w.err)
+    assert "interrupted again" in err
+    assert f"not stored: {PREFIX}main-log.tgz" in err
+
+
+FORWARDED = [
+    "SIGHUP", "SIGINT", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGTERM", "SIGCONT", "SIGWINCH",
+    "SIGURG", "SIGTSTP", "SIGTTIN", "SIGTTOU", "SIGVTALRM", "SIGPROF", "SIGIO", "SIGPWR", "SIGXCPU",
+    "SIGXFSZ", "SIGRTMIN", "SIGRTMAX",
+]  # fmt: skip
+
+ECHO_SIGNAL = r"""
+import signal, sys
+sig = int(sys.argv[1])
+got = []
+signal.signal(sig, lambda n, f: got.append(n))
+print('ready', flush=True)
+while not got:
+    signal.pause()
+print('got', got[0], flush=True)
+"""
+
+
+@pytest.mark.parametrize("name", FORWARDED)
+def test_every_catchable_signal_reaches_command(local, name: str) -> None:
+    env, _read, opts = local
+    sig = int(getattr(signal, name))
+    w = Wrapper([*opts, "-q", "--", PY, "-c", ECHO_SIGNAL, str(sig)], env)
+    try:
+        w.wait_line("ready")
+        w.proc.send_signal(sig)
+        assert w.wait(timeout=30) == 0
+    finally:
+        w.kill()
+    assert w.out == ["ready\n", f"got {sig}\n"]
+
+
+JOB_CONTROL = r"""
+import signal
+got = set()
+for sig in (signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU):
+    signal.signal(sig, lambda n, f: got.add(n))
+print('ready', flush=True)
+while len(got) < 3:
+    signal.pause()
+print('all three', flush=True)
+"""
+
+
+def test_job_control_signals_do_not_stop_the_wrapper(local) -> None:
+    env, _read, opts = local
+    w = Wrapper([*opts, "-q", "--", PY, "-c", JOB_CONTROL], env)
+    w.wait_line("ready")
+    for sig in (signal.SIGTTIN, signal.SIGTTOU, signal.SIGTSTP):
+        w.proc.send_signal(sig)
+        state = Path(f"/proc/{w.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert state != "T"  # a stopped wrapper could forward nothing more
+    w.wait_line("all three")
+    assert w.wait() == 0
