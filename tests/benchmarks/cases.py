@@ -139,7 +139,7 @@ def noop(b: Bench, p: Params) -> list[Row]:
         b.reset_store()
         out = b.run([*b.wrapper_args(None), "--", "true"], None, b.wrapper_env())
         check(out.code, "no-op run", out.stderr)
-        if b.stored() != [PREFIX + "main-log.tgz"]:
+        if PREFIX + "main-log.tgz" not in b.stored():
             raise RuntimeError(f"no-op run stored {b.stored()}")
         s3_wall.add(out.exited - out.started)
         out = b.run(
