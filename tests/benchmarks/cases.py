@@ -91,7 +91,8 @@ def compression(b: Bench, p: Params) -> list[Row]:
             size = sum(len(comp.compress(text[i : i + MiB])) for i in range(0, len(text), MiB))
             size += len(comp.flush())
             speed.add(len(text) / MiB / (time.perf_counter() - t0))
-        chosen = name == archive.COMPRESSOR and level == archive.LEVEL
+        _, used, used_level = archive.deflate_module()
+        chosen = name == used and level == used_level
         rows.append(
             Row("compression", f"{name} level {level}, one thread, 16 MiB of log text"
                 + (" (**used by the wrapper**)" if chosen else ""),
