@@ -12,7 +12,9 @@ import click
 
 from . import __version__, exitcodes
 from .config import ConfigError, build_config
+from .redact import redact
 from .report import PREFIX, Reporter
+from .securityoptions import security_options
 from .units import parse_duration, parse_size
 
 
@@ -83,16 +85,21 @@ Exit codes:
     show_default=True,
     help="Create the bucket when it is missing (checked once per run).",
 )
-@_opt("--access-key", env=["OBJECTSTORE_ACCESS_KEY", "AWS_ACCESS_KEY_ID"], metavar="KEY", help="Access key.")
+@_opt(
+    "--access-key",
+    env=["OBJECTSTORE_ACCESS_KEY"],
+    metavar="KEY",
+    help="Access key. [default: see --access-key-file, then the AWS chain (AWS_ACCESS_KEY_ID, ...)]",
+)
 @_opt(
     "--secret-key",
-    env=["OBJECTSTORE_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"],
+    env=["OBJECTSTORE_SECRET_KEY"],
     metavar="KEY",
-    help="Secret key (visible to ps on the command line: prefer the environment).",
+    help="Secret key (visible to ps on the command line: prefer --secret-key-file).",
 )
 @_opt(
     "--session-token",
-    env=["OBJECTSTORE_SESSION_TOKEN", "AWS_SESSION_TOKEN"],
+    env=["OBJECTSTORE_SESSION_TOKEN"],
     metavar="TOKEN",
     help="Session token for temporary credentials.",
 )
@@ -211,6 +218,7 @@ Exit codes:
     is_flag=True,
     help="Forward signals to COMMAND alone instead of its whole process group.",
 )
+@security_options
 @_opt("--quiet", "-q", env=["OBJECTSTORE_QUIET"], is_flag=True, help="Silence the wrapper's own info lines.")
 @_opt("--debug", env=["OBJECTSTORE_DEBUG"], is_flag=True, help="Print every upload and retry.")
 @click.version_option(__version__, "--version", prog_name="tekton-uploader")
@@ -224,10 +232,20 @@ def command(command: tuple[str, ...], **values: Any) -> int:
       <prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
       <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
     """
+    from .hardening import protect
     from .run import Run
 
     cfg = build_config(values, command)
     reporter = Reporter(quiet=cfg.quiet, debug=cfg.debug)
+    ctx = click.get_current_context()
+    protect(
+        cfg,
+        reporter,
+        {
+            name: ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+            for name in ("secret_key", "session_token")
+        },
+    )
     return Run(cfg, reporter).execute()
 
 
@@ -253,5 +271,6 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 def _fail(message: str) -> None:
-    sys.stderr.write(f"{PREFIX}error: {message.splitlines()[0] if message else 'failed'}\n")
+    line = redact(message.splitlines()[0]) if message else "failed"
+    sys.stderr.write(f"{PREFIX}error: {line}\n")
     sys.stderr.flush()
