@@ -110,6 +110,7 @@ def test_step_and_prefix_options(store: StoreView, tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert store.keys("team/a/run-1/task-1/") == [
         "team/a/run-1/task-1/build-log.tgz",
+        "team/a/run-1/task-1/build-summary.json",
         "team/a/run-1/task-1/logs/build/00000000.log",
     ]
 
@@ -236,7 +237,7 @@ def test_missing_results_dir_is_not_an_error(store: StoreView, tmp_path: Path) -
     proc = run_wrapper([*IDENTITY, "--results-dir", str(tmp_path / "nope"), "-q", "--", "true"], store.env)
     assert proc.returncode == 0
     assert proc.stderr == b""
-    assert store.keys(PREFIX) == [PREFIX + "main-log.tgz"]
+    assert store.keys(PREFIX) == [PREFIX + "main-log.tgz", PREFIX + "main-summary.json"]
 
 
 # -- identity ------------------------------------------------------------------------------------
@@ -267,7 +268,10 @@ def test_identity_flags_win_over_environment(store: StoreView, tmp_path: Path) -
     env = {**store.env, "PIPELINERUN": "env-run", "PIPELINETASK": "env-task"}
     proc = run_wrapper(["--pipelinerun", "flag-run", "--results-dir", str(tmp_path), "-q", "--", "true"], env)
     assert proc.returncode == 0
-    assert store.keys("artifacts/") == ["artifacts/flag-run/env-task/main-log.tgz"]
+    assert store.keys("artifacts/") == [
+        "artifacts/flag-run/env-task/main-log.tgz",
+        "artifacts/flag-run/env-task/main-summary.json",
+    ]
 
 
 # -- signals -------------------------------------------------------------------------------------
@@ -384,6 +388,8 @@ def test_embedded_default_stores_in_local_directory(tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert proc.stdout == b"hello\n"
     lines = proc.stderr.decode().splitlines()
-    assert len(lines) == 1 and "objectstore/mlpipeline" in lines[0]
+    assert len(lines) == 2
+    assert "no --endpoint set: storing objects in objectstore/mlpipeline" in lines[0]
+    assert "COMMAND ended with exit code 0" in lines[1]
     archive = tmp_path / "objectstore/mlpipeline" / PREFIX / "main-log.tgz"
     assert untar_single(archive.read_bytes()) == ("main.log", b"hello\n")
