@@ -250,7 +250,9 @@ def _links(chain: CredentialChain, tls: Any) -> list[tuple[str, Any, bool]]:
 
         from . import tls as tlsmod
 
-        settings = tlsmod.pool_settings(tls) if tls is not None else {}
+        endpoint = sts_endpoint(chain)
+        https = endpoint.startswith("https://")
+        settings = tlsmod.pool_settings(tls) if tls is not None and https else {}
         sts_pool = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=STS_CONNECT_TIMEOUT, read=STS_READ_TIMEOUT),
             retries=urllib3.Retry(total=2, backoff_factor=0.2, allowed_methods=None, raise_on_status=False),
@@ -262,7 +264,7 @@ def _links(chain: CredentialChain, tls: Any) -> list[tuple[str, Any, bool]]:
                 "web identity",
                 WebIdentityProvider(
                     jwt_provider_func=lambda: {"access_token": read_secret_file(Path(token_file), "token")},
-                    sts_endpoint=sts_endpoint(chain),
+                    sts_endpoint=endpoint,
                     role_arn=os.environ.get("AWS_ROLE_ARN") or None,
                     role_session_name=session,
                     http_client=sts_pool,
@@ -324,6 +326,8 @@ def _failure(name: str, exc: BaseException) -> Exception:
 
     if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
         reason = getattr(exc, "reason", None) or exc
+        if "CERTIFICATE_VERIFY_FAILED" in str(reason) or "match" in str(reason).lower():
+            return _error(f"{name}: TLS verification failed; trust the service's CA with --ca-bundle", False)
         return _error(f"{name}: cannot reach the credentials service ({type(reason).__name__})", True)
     text = re.sub(r"\w+://\S+", "<url>", text).splitlines()[0][:200] if text else type(exc).__name__
     return _error(f"{name}: {text}", transient=False)

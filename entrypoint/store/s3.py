@@ -117,7 +117,7 @@ class S3Store:
         pool = http_client or http_pool()
         provider = None
         try:
-            if cfg.tls is not None:
+            if cfg.tls is not None and cfg.endpoint.secure:
                 tls.configure_pool(pool, cfg.tls)
             provider = credentials.build_provider(cfg.auth, cfg.tls)
         except ValueError as exc:
