@@ -69,6 +69,14 @@ def write_tgz(src: int, name: str, size: int, mtime: float, out: BinaryIO, level
     out.write(comp.flush())
 
 
+def tgz_bytes(name: str, data: bytes, mtime: float, level: int = LEVEL) -> bytes:
+    """A one-member .tgz of ``data``, in memory (the library's ``Writer``)."""
+    comp = zlib.compressobj(level, zlib.DEFLATED, 31)
+    size = len(data)
+    head = comp.compress(tar_header(name, size, mtime))
+    return b"".join((head, comp.compress(data), comp.compress(tar_trailer(size)), comp.flush()))
+
+
 def read_single_member(path: Path) -> tuple[str, bytes]:
     """For tests and the read side: the one member's name and bytes."""
     with tarfile.open(path, "r:gz") as tar:

@@ -6,7 +6,7 @@ Errors in the options are one line on stderr and exit code 2, before COMMAND sta
 from __future__ import annotations
 
 import sys
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 import click
 
@@ -15,39 +15,8 @@ from .config import ConfigError, build_config
 from .redact import redact
 from .report import PREFIX, Reporter
 from .securityoptions import security_options
-from .units import parse_duration, parse_size
-
-
-class Size(click.ParamType):  # type: ignore[type-arg]
-    name = "SIZE"
-
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-class Duration(click.ParamType):  # type: ignore[type-arg]
-    name = "DURATION"
-
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _opt(*decls: str, env: list[str], **kw: Any) -> Callable[[F], F]:
-    return click.option(*decls, envvar=env, show_envvar=True, **kw)
-
+from .storeoptions import Duration, Size, create_bucket_option, key_prefix_option, store_options
+from .storeoptions import env_option as _opt
 
 CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -64,57 +33,8 @@ Exit codes:
 
 
 @click.command(context_settings=CONTEXT, epilog=EPILOG)
-@_opt(
-    "--endpoint",
-    env=["OBJECTSTORE_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
-    metavar="URL",
-    help="S3 endpoint (http:// or https://), or file:///DIR for a local directory store. "
-    "[default: none: local directory ./objectstore]",
-)
-@_opt(
-    "--bucket",
-    env=["OBJECTSTORE_BUCKET", "ARTIFACT_BUCKET"],
-    default="mlpipeline",
-    show_default=True,
-    help="Bucket to store into.",
-)
-@_opt(
-    "--create-bucket/--no-create-bucket",
-    env=["OBJECTSTORE_CREATE_BUCKET"],
-    default=True,
-    show_default=True,
-    help="Create the bucket when it is missing (checked once per run).",
-)
-@_opt(
-    "--access-key",
-    env=["OBJECTSTORE_ACCESS_KEY"],
-    metavar="KEY",
-    help="Access key. [default: see --access-key-file, then the AWS chain (AWS_ACCESS_KEY_ID, ...)]",
-)
-@_opt(
-    "--secret-key",
-    env=["OBJECTSTORE_SECRET_KEY"],
-    metavar="KEY",
-    help="Secret key (visible to ps on the command line: prefer --secret-key-file).",
-)
-@_opt(
-    "--session-token",
-    env=["OBJECTSTORE_SESSION_TOKEN"],
-    metavar="TOKEN",
-    help="Session token for temporary credentials.",
-)
-@_opt(
-    "--region",
-    env=["OBJECTSTORE_REGION", "AWS_REGION"],
-    help="Region. [default: us-east-1 for non-AWS endpoints, detected for AWS]",
-)
-@_opt(
-    "--path-style/--virtual-host-style",
-    "path_style",
-    env=["OBJECTSTORE_PATH_STYLE"],
-    default=None,
-    help="Force path-style or virtual-host-style URLs. [default: path style except on AWS]",
-)
+@store_options
+@create_bucket_option
 @_opt(
     "--pipelinerun",
     env=["PIPELINERUN"],
@@ -151,14 +71,7 @@ Exit codes:
     metavar="DIR",
     help="Each regular file here is stored as <result>.tgz after COMMAND exits.",
 )
-@_opt(
-    "--key-prefix",
-    env=["OBJECTSTORE_KEY_PREFIX"],
-    default="artifacts",
-    show_default=True,
-    metavar="PREFIX",
-    help="First part of every object key.",
-)
+@key_prefix_option
 @_opt(
     "--log-chunk-size",
     env=["OBJECTSTORE_LOG_CHUNK_SIZE"],

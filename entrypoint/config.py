@@ -195,10 +195,8 @@ def resolve_identity(
     return run, task
 
 
-def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
-    """Validate raw option values (as click collected them) into a ``Config``."""
-    if not command:
-        raise ConfigError("no COMMAND given; usage: tekton-uploader [OPTIONS] -- COMMAND [ARGS]...")
+def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
+    """The store options (see ``storeoptions.py``), validated; shared by both commands."""
     bucket = check_bucket(values.get("bucket") or DEFAULT_BUCKET)
     endpoint_url = values.get("endpoint")
     endpoint: Optional[S3Endpoint] = None
@@ -220,7 +218,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         sse = sse_mod.resolve(values, s3=endpoint is not None, https=bool(endpoint and endpoint.secure))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    store = StoreConfig(
+    return StoreConfig(
         bucket=bucket,
         endpoint=endpoint,
         local_dir=local_dir,
@@ -232,6 +230,13 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         tls=tls,
         sse=sse,
     )
+
+
+def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
+    """Validate raw option values (as click collected them) into a ``Config``."""
+    if not command:
+        raise ConfigError("no COMMAND given; usage: tekton-uploader [OPTIONS] -- COMMAND [ARGS]...")
+    store = build_store_config(values)
     run, task = resolve_identity(
         values.get("pipelinerun"),
         values.get("pipelinetask"),
@@ -266,7 +271,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         signal_child_only=bool(values.get("signal_child_only")),
         quiet=bool(values.get("quiet")),
         debug=bool(values.get("debug")),
-        embedded_default=not endpoint_url,
+        embedded_default=not values.get("endpoint"),
         archive_mtime=reproducible_mtime(values),
     )
 

@@ -17,7 +17,7 @@ def _opt(*decls: str, env: list[str], **kw: Any) -> Callable[[F], F]:
     return click.option(*decls, envvar=env, show_envvar=True, **kw)
 
 
-_OPTIONS: tuple[Callable[[F], F], ...] = (
+_CREDENTIALS: tuple[Callable[[F], F], ...] = (
     _opt(
         "--access-key-file",
         env=["OBJECTSTORE_ACCESS_KEY_FILE"],
@@ -55,6 +55,8 @@ _OPTIONS: tuple[Callable[[F], F], ...] = (
         is_flag=True,
         help="Send unsigned requests when no credentials are found.",
     ),
+)
+_TLS: tuple[Callable[[F], F], ...] = (
     _opt(
         "--ca-bundle",
         env=["OBJECTSTORE_CA_BUNDLE", "AWS_CA_BUNDLE", "SSL_CERT_FILE"],
@@ -68,6 +70,14 @@ _OPTIONS: tuple[Callable[[F], F], ...] = (
         is_flag=True,
         help="Do not verify TLS certificates (warned about on every run). Never use in production.",
     ),
+)
+_SSE_C_KEY = _opt(
+    "--sse-c-key-file",
+    env=["OBJECTSTORE_SSE_C_KEY_FILE"],
+    metavar="FILE",
+    help="256-bit key for --sse c: 32 raw bytes or their base64.",
+)
+_WRITING: tuple[Callable[[F], F], ...] = (
     _opt(
         "--sse",
         env=["OBJECTSTORE_SSE"],
@@ -80,12 +90,7 @@ _OPTIONS: tuple[Callable[[F], F], ...] = (
         metavar="ID",
         help="KMS key for --sse kms. [default: the store's default key]",
     ),
-    _opt(
-        "--sse-c-key-file",
-        env=["OBJECTSTORE_SSE_C_KEY_FILE"],
-        metavar="FILE",
-        help="256-bit key for --sse c: 32 raw bytes or their base64.",
-    ),
+    _SSE_C_KEY,
     _opt(
         "--reproducible",
         env=["OBJECTSTORE_REPRODUCIBLE"],
@@ -95,7 +100,17 @@ _OPTIONS: tuple[Callable[[F], F], ...] = (
 )
 
 
-def security_options(f: F) -> F:
-    for option in reversed(_OPTIONS):
+def _apply(options: tuple[Callable[[F], F], ...], f: F) -> F:
+    for option in reversed(options):
         f = option(f)
     return f
+
+
+def security_options(f: F) -> F:
+    """The wrapper's: credentials, TLS, server-side encryption, --reproducible."""
+    return _apply((*_CREDENTIALS, *_TLS, *_WRITING), f)
+
+
+def reader_security_options(f: F) -> F:
+    """For commands that only read: credentials, TLS, and the SSE-C key to read such objects."""
+    return _apply((*_CREDENTIALS, *_TLS, _SSE_C_KEY), f)

@@ -133,6 +133,11 @@ class Uploader:
         with self._lock:
             return list(self._jobs)
 
+    def forget_done(self) -> None:
+        """Stop tracking finished jobs (for long-lived users: the library's Logger)."""
+        with self._lock:
+            self._jobs = [j for j in self._jobs if not j.done.is_set()]
+
     # -- workers -----------------------------------------------------------------------------
     def _warm_up(self) -> None:
         try:

@@ -581,3 +581,15 @@ def test_every_wrapper_line_goes_through_redaction() -> None:
     with contextlib.redirect_stderr(buffer):
         _fail("internal error: ValueError: reporter-secret-5678 leaked")
     assert buffer.getvalue() == "tekton-uploader: error: internal error: ValueError: *** leaked\n"
+
+
+def test_library_config_still_reads_the_aws_key_variables() -> None:
+    """The library keeps static keys: AWS_* after OBJECTSTORE_*, as its README section says."""
+    from entrypoint.library import ObjectStoreConfig
+
+    cfg = ObjectStoreConfig.from_env(
+        {"AWS_ACCESS_KEY_ID": "AKIALIB", "AWS_SECRET_ACCESS_KEY": "lib-secret", "AWS_SESSION_TOKEN": "lib-token"}
+    )
+    assert (cfg.access_key, cfg.secret_key, cfg.token) == ("AKIALIB", "lib-secret", "lib-token")
+    cfg = ObjectStoreConfig.from_env({"OBJECTSTORE_ACCESS_KEY": "AKIAOWN", "AWS_ACCESS_KEY_ID": "AKIALIB"})
+    assert cfg.access_key == "AKIAOWN"

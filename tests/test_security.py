@@ -9,6 +9,8 @@ import base64
 import io
 import os
 import stat
+import subprocess
+import sys
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -442,3 +444,28 @@ def test_local_store_refuses_a_symlinked_directory_leading_out(tmp_path: Path) -
     store.put("fine/key.tgz", Payload.of(b"data"))
     assert (tmp_path / "root" / "bkt" / "fine" / "key.tgz").read_bytes() == b"data"
     assert stat.S_ISREG(os.lstat(tmp_path / "root" / "bkt" / "fine" / "key.tgz").st_mode)
+
+
+def test_read_side_uses_the_same_credentials_tls_and_sse_c_key(
+    srv: SecureS3, tls_listener: Listener, pki: Pki, bkt: str, tmp_path: Path
+) -> None:
+    key_file = tmp_path / "sse-c.key"
+    key_file.write_bytes(os.urandom(32))
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("read-side-secret\n")
+    env = wrapper_env(tmp_path / "home", OBJECTSTORE_ACCESS_KEY="AKIAREAD", OBJECTSTORE_SECRET_KEY_FILE=str(secret_file))
+    common = ["--endpoint", tls_listener.endpoint, "--bucket", bkt, "--sse-c-key-file", str(key_file)]
+    argv = [*wrapper_args(tmp_path, tls_listener.endpoint, bkt, "--ca-bundle", str(pki.ca_cert)), *common[4:]]
+    proc = run_wrapper([*argv, "--", "echo", "read me back"], env)
+    assert proc.returncode == 0, proc.stderr
+    reader = [sys.executable, "-m", "entrypoint.read", "logs", "run-1/task-1", *common, "--retries", "0"]
+    since = len(srv.records(tls_listener.port))
+    out = subprocess.run([*reader, "--ca-bundle", str(pki.ca_cert)], env=env, capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == b"read me back\n"
+    gets = [r for r in srv.records(tls_listener.port)[since:] if r.method in ("GET", "HEAD") and "/artifacts/" in r.path]
+    assert gets and all(r.headers.get("x-amz-server-side-encryption-customer-algorithm") == "AES256" for r in gets)
+    assert all(r.access_key() == "AKIAREAD" for r in gets)
+    refused = subprocess.run(reader, env=env, capture_output=True, timeout=60)  # no CA: not trusted
+    assert refused.returncode == 3, refused.stderr
+    assert b"read-side-secret" not in out.stderr + refused.stderr

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import builtins
+import io
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from stat import S_ISREG
 
 from ..payload import Payload
-from .base import StoreError
+from .base import ObjectInfo, StoreError
 
 
 class LocalStore:
@@ -82,3 +85,104 @@ class LocalStore:
                 if key.startswith(prefix):
                     keys.append(key)
         return sorted(keys)
+
+    # -- read side -------------------------------------------------------------------------------
+    def _no_bucket(self) -> StoreError:
+        return StoreError(
+            f"NoSuchBucket: bucket directory {self.base} does not exist", transient=False, code="NoSuchBucket"
+        )
+
+    def _read_error(self, key: str, exc: OSError) -> StoreError:
+        if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+            if not self.base.is_dir():
+                return self._no_bucket()
+            return StoreError(f"NoSuchKey: no object {key!r}", transient=False, code="NoSuchKey")
+        if isinstance(exc, PermissionError):
+            return StoreError(
+                f"AccessDenied: reading {key!r}: {exc.strerror}", transient=False, code="AccessDenied"
+            )
+        return StoreError(f"reading {key!r}: {exc.strerror or exc}", transient=True)
+
+    def open_read(self, key: str, offset: int = 0) -> io.RawIOBase:
+        path = self.path_of(key)
+        try:
+            stream = open(path, "rb", buffering=0)  # noqa: SIM115 - the caller closes it
+            if offset:
+                stream.seek(offset)
+        except OSError as exc:
+            raise self._read_error(key, exc) from None
+        return _LocalReader(stream, key, self)
+
+    def stat(self, key: str) -> ObjectInfo:
+        try:
+            st = os.stat(self.path_of(key))
+        except OSError as exc:
+            raise self._read_error(key, exc) from None
+        if not S_ISREG(st.st_mode):
+            raise StoreError(f"NoSuchKey: no object {key!r}", transient=False, code="NoSuchKey")
+        return ObjectInfo(key, st.st_size, st.st_mtime)
+
+    def list_objects(
+        self, prefix: str, recursive: bool = True, start_after: str = ""
+    ) -> builtins.list[ObjectInfo]:
+        if not self.base.is_dir():
+            raise self._no_bucket()
+        folder, _, _ = prefix.rpartition("/")
+        top = self.base.joinpath(*folder.split("/")) if folder else self.base
+        if folder and (any(p in ("", ".", "..") for p in folder.split("/")) or not top.is_dir()):
+            return []
+        found: builtins.list[ObjectInfo] = []
+        if recursive:
+            for dirpath, dirs, files in os.walk(top):
+                dirs.sort()
+                rel = os.path.relpath(dirpath, self.base).replace(os.sep, "/")
+                for name in files:
+                    key = name if rel == "." else f"{rel}/{name}"
+                    self._add(found, key, os.path.join(dirpath, name), prefix, start_after)
+        else:
+            with os.scandir(top) as entries:
+                for entry in entries:
+                    key = f"{folder}/{entry.name}" if folder else entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        if key.startswith(prefix) and key + "/" > start_after:
+                            found.append(ObjectInfo(key + "/", is_prefix=True))
+                    else:
+                        self._add(found, key, entry.path, prefix, start_after)
+        return sorted(found, key=lambda o: o.key)
+
+    @staticmethod
+    def _add(found: builtins.list[ObjectInfo], key: str, path: str, prefix: str, start_after: str) -> None:
+        name = key.rpartition("/")[2]
+        if (
+            not key.startswith(prefix)
+            or key <= start_after
+            or (name.startswith(".") and name.endswith(".part"))
+        ):
+            return
+        try:
+            st = os.stat(path)
+        except OSError:
+            return  # gone meanwhile
+        found.append(ObjectInfo(key, st.st_size, st.st_mtime))
+
+
+class _LocalReader(io.RawIOBase):
+    """A file's bytes; OSError while reading becomes StoreError like every store error."""
+
+    def __init__(self, stream: io.FileIO, key: str, store: LocalStore) -> None:
+        self._stream = stream
+        self._key = key
+        self._store = store
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        try:
+            return self._stream.readinto(buffer)
+        except OSError as exc:
+            raise self._store._read_error(self._key, exc) from None
+
+    def close(self) -> None:
+        self._stream.close()
+        super().close()

@@ -6,6 +6,8 @@ the uploader owns the real retry loop, over payloads it can send again.
 
 from __future__ import annotations
 
+import builtins
+import io
 import os
 import ssl
 from typing import Any
@@ -17,7 +19,7 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 from .. import credentials, sse, tls
 from ..config import StoreConfig
 from ..payload import Payload
-from .base import StoreError
+from .base import ObjectInfo, StoreError
 
 PART_SIZE = 8 * 1024 * 1024  # memory per part in flight; two parts upload in parallel
 PARALLEL_PARTS = 2
@@ -191,3 +193,60 @@ class S3Store:
             lambda: list(self.client.list_objects(self.bucket, prefix=prefix, recursive=True))
         )
         return sorted(o.object_name for o in objects)
+
+    # -- read side -------------------------------------------------------------------------------
+    def open_read(self, key: str, offset: int = 0) -> io.RawIOBase:
+        resp = self._call(self.client.get_object, self.bucket, key, offset=offset, ssec=self.ssec)
+        return _Body(resp)
+
+    def stat(self, key: str) -> ObjectInfo:
+        obj = self._call(self.client.stat_object, self.bucket, key, ssec=self.ssec)
+        return ObjectInfo(
+            key, int(obj.size or 0), obj.last_modified.timestamp() if obj.last_modified else 0.0
+        )
+
+    def list_objects(
+        self, prefix: str, recursive: bool = True, start_after: str = ""
+    ) -> builtins.list[ObjectInfo]:
+        def listing() -> list[ObjectInfo]:
+            found = []
+            for obj in self.client.list_objects(
+                self.bucket, prefix=prefix, recursive=recursive, start_after=start_after or None
+            ):
+                if obj.is_dir:
+                    found.append(ObjectInfo(obj.object_name, is_prefix=True))
+                else:
+                    mtime = obj.last_modified.timestamp() if obj.last_modified else 0.0
+                    found.append(ObjectInfo(obj.object_name, int(obj.size or 0), mtime))
+            return found
+
+        objects: builtins.list[ObjectInfo] = self._call(listing)
+        return sorted(objects, key=lambda o: o.key)
+
+
+class _Body(io.RawIOBase):
+    """An object's body as it arrives (urllib3 response, not preloaded); errors as StoreError."""
+
+    def __init__(self, resp: Any) -> None:
+        self._resp = resp
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        try:
+            data = self._resp.read(len(buffer), decode_content=False)  # the stored bytes, exactly
+        except Exception as exc:
+            raise classify(exc) from None
+        n = len(data)
+        buffer[:n] = data
+        return n
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._resp.close()
+                self._resp.release_conn()
+            except Exception:
+                pass  # a broken connection is dropped by the pool
+        super().close()

@@ -1,0 +1,31 @@
+"""The library's exceptions, and the scrubbing that keeps secrets out of their messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+MASK = "***"
+
+
+class ObjectStoreError(Exception):
+    """Object storage could not do what was asked.
+
+    ``keys`` names the objects that were not stored (if any); ``transient`` says whether trying
+    again later may help (network trouble, throttling) or not (credentials, bucket, names).
+    """
+
+    def __init__(self, message: str, *, keys: Sequence[str] = (), transient: bool = False) -> None:
+        super().__init__(message)
+        self.keys = list(keys)
+        self.transient = transient
+
+
+class ObjectStoreConfigError(ObjectStoreError, ValueError):
+    """An ``ObjectStoreConfig`` value is invalid; the message names the field and the fix."""
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with every occurrence of each (non-trivial) secret replaced by ``***``."""
+    for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return text

@@ -1,0 +1,1 @@
+"""The read side: ``tekton-uploader-read`` lists, fetches and follows what the wrapper stored."""

@@ -1,0 +1,66 @@
+"""``get``: one result's raw bytes, extracted from ``<result>.tgz`` as it streams."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import BinaryIO
+
+from ..layout import name_problem
+from .errors import NOT_FOUND, OUTPUT, USAGE, ReadError
+from .locate import Reader, TaskView, nearby
+from .manifest import verify
+from .streams import extract_member
+
+
+def result_name(text: str) -> str:
+    name = text[:-4] if text.endswith(".tgz") else text
+    problem = name_problem(name)
+    if problem:
+        raise ReadError(f"result {text!r} {problem}", USAGE)
+    return name
+
+
+def get_result(reader: Reader, view: TaskView, result: str, out: BinaryIO) -> None:
+    name = result_name(result)
+    info = view.file(f"{name}.tgz")
+    if info is None:
+        results = view.results()
+        where = nearby(name, results, "results") if results else f"{view} has no results"
+        raise ReadError(f"no result {name!r} for {view}; {where}", NOT_FOUND)
+    progress = reader.progress(name, info.size)
+    with reader.open(info, progress) as stream:
+        extract_member(stream, out)
+        progress.finish()
+        verify(info.key, stream.digest, view.manifests().expect(info.key))
+
+
+def get_result_to_file(reader: Reader, view: TaskView, result: str, path: Path) -> None:
+    """Write to a temporary file next to ``path`` and rename it once complete and verified."""
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
+    except OSError as exc:
+        raise ReadError(f"-o: cannot write in {directory}: {exc.strerror}", OUTPUT) from None
+    done = False
+    try:
+        with os.fdopen(fd, "wb") as out:
+            get_result(reader, view, result, out)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+        done = True
+    except OSError as exc:
+        raise ReadError(f"-o: cannot write {path}: {exc.strerror or exc}", OUTPUT) from None
+    finally:
+        if not done:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,197 @@
+"""Finding things in the store: pipeline runs, their tasks, and a task's objects.
+
+Keys: ``<prefix>/<run>/<task>/<result>.tgz``, ``<step>-log.tgz``, ``<step>-summary.json``,
+``<step>-manifest.json`` and ``logs/<step>/<seq>.log``. Anything missing is a ``ReadError``
+(NOT_FOUND) that names what exists nearby.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..layout import name_problem
+from ..store import ObjectInfo, ReadableStore, StoreError
+from .console import Console
+from .errors import NOT_FOUND, USAGE, ReadError, from_store_error
+from .manifest import Manifests
+from .progress import Progress
+from .retry import Retry
+from .streams import ObjectStream
+
+SMALL = 16 * 1024 * 1024  # manifests and summaries are read whole; refuse anything bigger
+
+
+@dataclass(frozen=True)
+class Target:
+    run: str
+    task: Optional[str] = None
+
+    def __str__(self) -> str:
+        return self.run if self.task is None else f"{self.run}/{self.task}"
+
+
+def parse_target(text: str, need_task: bool) -> Target:
+    """``RUN`` or ``RUN/TASK``; a ``ReadError`` (USAGE) naming the problem otherwise."""
+    what = "PIPELINERUN/PIPELINETASK" if need_task else "PIPELINERUN[/PIPELINETASK]"
+    parts = text.strip("/").split("/") if text else []
+    if not parts or len(parts) > 2 or (need_task and len(parts) != 2):
+        raise ReadError(f"{text!r} is not {what} (for example my-run/build)", USAGE)
+    for kind, value in zip(("pipelinerun", "pipelinetask"), parts):
+        problem = name_problem(value)
+        if problem:
+            raise ReadError(f"{kind} {value!r} {problem}", USAGE)
+    return Target(parts[0], parts[1] if len(parts) == 2 else None)
+
+
+def nearby(name: str, candidates: list[str], plural: str) -> str:
+    """``did you mean x? <plural> there: a, b, c``, for an error message."""
+    if not candidates:
+        return f"there are no {plural}"
+    shown = ", ".join(candidates[:10]) + (f", ... ({len(candidates)} in all)" if len(candidates) > 10 else "")
+    close = difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return f"{hint}{plural} there: {shown}"
+
+
+class Reader:
+    """The store, the key prefix and the retry policy: everything a command reads goes through here."""
+
+    def __init__(self, store: ReadableStore, prefix: str, retry: Retry, console: Console) -> None:
+        self.store = store
+        self.prefix = prefix.strip("/")
+        self.retry = retry
+        self.console = console
+
+    @property
+    def where(self) -> str:
+        return self.store.describe()
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}/" if self.prefix else ""
+
+    def task_prefix(self, run: str, task: str) -> str:
+        return f"{self.base}{run}/{task}/"
+
+    def listing(self, prefix: str, recursive: bool = False, start_after: str = "") -> list[ObjectInfo]:
+        try:
+            return self.retry.call(
+                f"listing {prefix or '/'}", lambda: self.store.list_objects(prefix, recursive, start_after)
+            )
+        except StoreError as exc:
+            raise from_store_error(exc, self.where) from None
+
+    def _children(self, prefix: str) -> list[str]:
+        return [o.key[len(prefix) :].rstrip("/") for o in self.listing(prefix) if o.is_prefix]
+
+    def runs(self) -> list[str]:
+        return self._children(self.base)
+
+    def tasks(self, run: str) -> list[str]:
+        tasks = self._children(f"{self.base}{run}/")
+        if not tasks:
+            runs = self.runs()
+            raise ReadError(
+                f"no pipelinerun {run!r} under {self.base or '/'} in {self.where}; "
+                f"{nearby(run, runs, 'pipelineruns')}",
+                NOT_FOUND,
+            )
+        return tasks
+
+    def task(self, run: str, task: str) -> TaskView:
+        prefix = self.task_prefix(run, task)
+        top = self.listing(prefix)
+        if not top:
+            tasks = self.tasks(run)  # raises when the run is missing too
+            raise ReadError(
+                f"pipelinerun {run!r} has no pipelinetask {task!r}; {nearby(task, tasks, 'tasks')}",
+                NOT_FOUND,
+            )
+        return TaskView(self, run, task, prefix, top)
+
+    def open(self, info: ObjectInfo, progress: Optional[Progress] = None) -> ObjectStream:
+        return ObjectStream(self.store, info, self.retry, progress)
+
+    def progress(self, label: str, total: int) -> Progress:
+        return Progress.for_stream(label, total, self.console.stream)
+
+    def read_small(self, info: ObjectInfo) -> bytes:
+        if info.size > SMALL:
+            raise ReadError(f"{info.key}: {info.size} bytes is too large for a metadata file", NOT_FOUND)
+        with self.open(info) as stream:
+            try:
+                return stream.read()
+            except StoreError as exc:
+                raise from_store_error(exc, self.where) from None
+
+
+@dataclass
+class TaskView:
+    """One task's objects, as listed when it was looked up (``refresh`` lists again)."""
+
+    reader: Reader
+    run: str
+    task: str
+    prefix: str
+    top: list[ObjectInfo]  # directly under the task: results, archives, summaries, "logs/"
+    _manifests: Optional[Manifests] = field(default=None, repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.run}/{self.task}"
+
+    def refresh(self) -> None:
+        self.top = self.reader.listing(self.prefix)
+        self._manifests = None
+
+    def files(self) -> dict[str, ObjectInfo]:
+        """Objects directly under the task, by name."""
+        return {o.key[len(self.prefix) :]: o for o in self.top if not o.is_prefix}
+
+    def file(self, name: str) -> Optional[ObjectInfo]:
+        return self.files().get(name)
+
+    def results(self) -> list[str]:
+        return sorted(n[:-4] for n in self.files() if n.endswith(".tgz") and not n.endswith("-log.tgz"))
+
+    def chunk_prefix(self, step: str) -> str:
+        return f"{self.prefix}logs/{step}/"
+
+    def steps(self) -> list[str]:
+        found = set()
+        for name in self.files():
+            for suffix in ("-log.tgz", "-summary.json", "-manifest.json"):
+                if name.endswith(suffix) and len(name) > len(suffix):
+                    found.add(name[: -len(suffix)])
+        logs = f"{self.prefix}logs/"
+        if any(o.is_prefix and o.key == logs for o in self.top):
+            found.update(o.key[len(logs) :].rstrip("/") for o in self.reader.listing(logs) if o.is_prefix)
+        return sorted(found)
+
+    def manifests(self) -> Manifests:
+        if self._manifests is None:
+            manifests = Manifests()
+            for name, info in sorted(self.files().items()):
+                if name.endswith("-manifest.json"):
+                    manifests.add(info.key, self.reader.read_small(info), self.prefix)
+            for problem in manifests.problems:
+                self.reader.console.warn(problem)
+            self._manifests = manifests
+        return self._manifests
+
+    def summary(self, step: str) -> Optional[dict[str, Any]]:
+        """The step's ``<step>-summary.json``, or None (absent or unreadable: warned)."""
+        info = self.file(f"{step}-summary.json")
+        if info is None:
+            return None
+        try:
+            doc = json.loads(self.reader.read_small(info))
+        except ValueError as exc:
+            self.reader.console.warn(f"{info.key}: unreadable summary ({exc})")
+            return None
+        if not isinstance(doc, dict):
+            self.reader.console.warn(f"{info.key}: unreadable summary (not a JSON object)")
+            return None
+        return doc
