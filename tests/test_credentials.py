@@ -372,6 +372,21 @@ def test_instance_metadata_is_used_only_when_enabled(srv: SecureS3, bkt: str, tm
     assert b"test-secret-key" not in proc.stderr + all_stored_bytes(srv, bkt)
 
 
+def test_metadata_service_is_no_fallback_when_the_shared_file_vanishes(
+    srv: SecureS3, bkt: str, tmp_path: Path
+) -> None:
+    """The shared file applied when the run started; COMMAND removes it. Without
+    --instance-metadata-credentials the wrapper reports missing credentials, never asks metadata."""
+    creds = write(tmp_path / "home/.aws/credentials", "[default]\naws_access_key_id = AKIAGONE\naws_secret_access_key = gone-secret\n")
+    env = wrapper_env(tmp_path / "home", AWS_EC2_METADATA_SERVICE_ENDPOINT=srv.plain.endpoint)
+    since = len(srv.records(srv.plain.port))
+    argv = wrapper_args(tmp_path, srv.plain.endpoint, bkt, "--flush-timeout", "5s")
+    proc = run_wrapper([*argv, "--", "sh", "-c", f"rm {creds}; echo gone"], env)
+    assert proc.returncode == 74, proc.stderr
+    assert "no credentials found" in proc.stderr.decode()
+    assert not [r for r in srv.records(srv.plain.port)[since:] if r.path.startswith("/latest/")]
+
+
 def test_earlier_source_keeps_metadata_service_untouched(srv: SecureS3, bkt: str, tmp_path: Path) -> None:
     env = wrapper_env(
         tmp_path / "home",
