@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from . import credentials as creds_mod
+from . import sse as sse_mod
+from . import tls as tls_mod
+from .credentials import CredentialChain
 from .layout import Layout, name_problem
+from .sse import SSEConfig
+from .tls import TLSConfig
 
 DEFAULT_BUCKET = "mlpipeline"
 DEFAULT_LOCAL_DIR = "./objectstore"
@@ -57,6 +64,9 @@ class StoreConfig:
     region: Optional[str] = None
     create_bucket: bool = True
     path_style: Optional[bool] = None  # None: the client decides (path style for non-AWS hosts)
+    auth: Optional[CredentialChain] = None  # where credentials come from (credentials.py)
+    tls: Optional[TLSConfig] = None  # None: the pool's own defaults
+    sse: Optional[SSEConfig] = None  # server-side encryption of every object
 
     def describe(self) -> str:
         if self.endpoint is not None:
@@ -81,6 +91,7 @@ class Config:
     quiet: bool = False
     debug: bool = False
     embedded_default: bool = False  # no endpoint configured: local directory store
+    archive_mtime: Optional[float] = None  # --reproducible: fixed mtime of every tar member
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -195,15 +206,18 @@ def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
     else:
         local_dir = Path(DEFAULT_LOCAL_DIR)
     credentials = None
-    if endpoint is not None:
-        access, secret = values.get("access_key"), values.get("secret_key")
-        if not access or not secret:
-            missing = "--access-key" if not access else "--secret-key"
-            raise ConfigError(
-                f"{missing}: S3 endpoint {endpoint.url} needs credentials; set --access-key and "
-                "--secret-key (or OBJECTSTORE_ACCESS_KEY / OBJECTSTORE_SECRET_KEY)"
-            )
-        credentials = Credentials(access, secret, values.get("session_token") or None)
+    auth = tls = sse = None
+    try:
+        if endpoint is not None:
+            auth = creds_mod.resolve(values)
+            tls = tls_mod.resolve(values, https=endpoint.secure)
+            if auth.explicit is not None and all(p.value is not None for p in auth.explicit.parts()):
+                given = auth.explicit
+                token = given.session_token.read() if given.session_token else None
+                credentials = Credentials(given.access_key.read(), given.secret_key.read(), token)
+        sse = sse_mod.resolve(values, s3=endpoint is not None, https=bool(endpoint and endpoint.secure))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return StoreConfig(
         bucket=bucket,
         endpoint=endpoint,
@@ -212,6 +226,9 @@ def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
         region=values.get("region") or None,
         create_bucket=bool(values.get("create_bucket", True)),
         path_style=values.get("path_style"),
+        auth=auth,
+        tls=tls,
+        sse=sse,
     )
 
 
@@ -255,6 +272,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         quiet=bool(values.get("quiet")),
         debug=bool(values.get("debug")),
         embedded_default=not values.get("endpoint"),
+        archive_mtime=reproducible_mtime(values),
     )
 
 
@@ -265,3 +283,15 @@ def _duration(values: Mapping[str, Any], name: str, default: Optional[float]) ->
     if float(value) <= 0:
         raise ConfigError(f"--{name.replace('_', '-')}: must be greater than 0")
     return float(value)
+
+
+def reproducible_mtime(values: Mapping[str, Any]) -> Optional[float]:
+    """``--reproducible``: members get ``SOURCE_DATE_EPOCH`` (else 0) as mtime; otherwise None."""
+    if not values.get("reproducible"):
+        return None
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not raw:
+        return 0.0
+    if not raw.isdigit():
+        raise ConfigError(f"--reproducible: SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds")
+    return float(raw)

@@ -110,7 +110,9 @@ class Run:
             self.uploader.submit(
                 Job(
                     key=cfg.layout.result_key(result.name),
-                    build=lambda r=result, i=i: results.archive_result(r, self.spool, i),  # type: ignore[misc]
+                    build=lambda r=result, i=i: results.archive_result(  # type: ignore[misc]
+                        r, self.spool, i, cfg.archive_mtime
+                    ),
                     content_type="application/gzip",
                 )
             )
@@ -122,7 +124,9 @@ class Run:
             self.uploader.submit(
                 Job(
                     key=cfg.layout.log_archive_key(),
-                    build=lambda: self.archiver.finish(total, finished_wall),
+                    build=lambda: self.archiver.finish(
+                        total, finished_wall if cfg.archive_mtime is None else cfg.archive_mtime
+                    ),
                     content_type="application/gzip",
                 )
             )

@@ -16,6 +16,7 @@ import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, S3Error, ServerError
 
+from .. import credentials, sse, tls
 from ..config import StoreConfig
 from ..payload import Payload
 from .base import ObjectInfo, StoreError
@@ -76,7 +77,11 @@ def classify(exc: BaseException) -> StoreError:
         reason = getattr(exc, "reason", None) or exc
         text = str(reason).splitlines()[0][:200] if str(reason) else type(reason).__name__
         if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
-            return StoreError(f"TLS verification failed: {text}", transient=False, code="TLS")
+            return StoreError(
+                f"TLS verification failed: {text}; trust the server's CA with --ca-bundle",
+                transient=False,
+                code="TLS",
+            )
         return StoreError(f"connection problem: {text}", transient=True, code="Network")
     return StoreError(f"{type(exc).__name__}: {exc}", transient=False, code="Unexpected")
 
@@ -114,14 +119,25 @@ class S3Store:
         region = cfg.region
         if region is None and not cfg.endpoint.host.endswith("amazonaws.com"):
             region = "us-east-1"  # MinIO, Ceph, moto: saves a GetBucketLocation per run
+        pool = http_client or http_pool()
+        provider = None
+        try:
+            if cfg.tls is not None and cfg.endpoint.secure:
+                tls.configure_pool(pool, cfg.tls)
+            provider = credentials.build_provider(cfg.auth, cfg.tls)
+        except ValueError as exc:
+            raise StoreError(str(exc), transient=False, code="TLS") from None
+        self.sse = sse.to_minio(cfg.sse)
+        self.ssec = sse.ssec(cfg.sse)
         self.client = Minio(
             cfg.endpoint.host,
-            access_key=creds.access_key if creds else None,
-            secret_key=creds.secret_key if creds else None,
-            session_token=creds.session_token if creds else None,
+            access_key=creds.access_key if creds and provider is None else None,
+            secret_key=creds.secret_key if creds and provider is None else None,
+            session_token=creds.session_token if creds and provider is None else None,
             secure=cfg.endpoint.secure,
             region=region,
-            http_client=http_client or http_pool(),
+            http_client=pool,
+            credentials=provider,
         )
         if cfg.path_style is True:
             self.client.disable_virtual_style_endpoint()  # type: ignore[no-untyped-call]
@@ -164,10 +180,11 @@ class S3Store:
                 content_type=content_type or "application/octet-stream",
                 part_size=part_size,
                 num_parallel_uploads=PARALLEL_PARTS,
+                sse=self.sse,
             )
 
     def get(self, key: str) -> bytes:
-        resp = self._call(self.client.get_object, self.bucket, key)
+        resp = self._call(self.client.get_object, self.bucket, key, ssec=self.ssec)
         try:
             return bytes(resp.read())
         finally:
@@ -182,11 +199,11 @@ class S3Store:
 
     # -- read side -------------------------------------------------------------------------------
     def open_read(self, key: str, offset: int = 0) -> io.RawIOBase:
-        resp = self._call(self.client.get_object, self.bucket, key, offset=offset)
+        resp = self._call(self.client.get_object, self.bucket, key, offset=offset, ssec=self.ssec)
         return _Body(resp)
 
     def stat(self, key: str) -> ObjectInfo:
-        obj = self._call(self.client.stat_object, self.bucket, key)
+        obj = self._call(self.client.stat_object, self.bucket, key, ssec=self.ssec)
         return ObjectInfo(
             key, int(obj.size or 0), obj.last_modified.timestamp() if obj.last_modified else 0.0
         )
