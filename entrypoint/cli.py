@@ -12,7 +12,9 @@ import click
 
 from . import __version__, exitcodes
 from .config import ConfigError, build_config
+from .redact import redact
 from .report import PREFIX, Reporter
+from .securityoptions import security_options
 from .storeoptions import Duration, Size, create_bucket_option, key_prefix_option, store_options
 from .storeoptions import env_option as _opt
 
@@ -176,6 +178,7 @@ Exit codes:
     is_flag=True,
     help="Forward signals to COMMAND alone instead of its whole process group.",
 )
+@security_options
 @_opt("--quiet", "-q", env=["OBJECTSTORE_QUIET"], is_flag=True, help="Silence the wrapper's own info lines.")
 @_opt("--debug", env=["OBJECTSTORE_DEBUG"], is_flag=True, help="Print every upload and retry.")
 @click.version_option(__version__, "--version", prog_name="tekton-uploader")
@@ -189,10 +192,20 @@ def command(command: tuple[str, ...], **values: Any) -> int:
       <prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
       <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
     """
+    from .hardening import protect
     from .run import Run
 
     cfg = build_config(values, command)
     reporter = Reporter(quiet=cfg.quiet, debug=cfg.debug)
+    ctx = click.get_current_context()
+    protect(
+        cfg,
+        reporter,
+        {
+            name: ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
+            for name in ("secret_key", "session_token")
+        },
+    )
     return Run(cfg, reporter).execute()
 
 
@@ -218,5 +231,6 @@ def main(argv: Optional[list[str]] = None) -> None:
 
 
 def _fail(message: str) -> None:
-    sys.stderr.write(f"{PREFIX}error: {message.splitlines()[0] if message else 'failed'}\n")
+    line = redact(message.splitlines()[0]) if message else "failed"
+    sys.stderr.write(f"{PREFIX}error: {line}\n")
     sys.stderr.flush()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
@@ -15,7 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from . import credentials as creds_mod
+from . import sse as sse_mod
+from . import tls as tls_mod
+from .credentials import CredentialChain
 from .layout import Layout, name_problem
+from .sse import SSEConfig
+from .tls import TLSConfig
 
 DEFAULT_BUCKET = "mlpipeline"
 DEFAULT_LOCAL_DIR = "./objectstore"
@@ -62,6 +69,9 @@ class StoreConfig:
     path_style: Optional[bool] = None  # None: the client decides (path style for non-AWS hosts)
     connect_timeout: float = 5.0  # per request: a hung connection must not hang the wrapper
     read_timeout: float = 30.0
+    auth: Optional[CredentialChain] = None  # where credentials come from (credentials.py)
+    tls: Optional[TLSConfig] = None  # None: the pool's own defaults
+    sse: Optional[SSEConfig] = None  # server-side encryption of every object
 
     def describe(self) -> str:
         if self.endpoint is not None:
@@ -90,6 +100,7 @@ class Config:
     preflight: str = "warn"  # off | warn | strict
     ignore_upload_errors: bool = False  # keep COMMAND's exit code when objects are missing
     skip_results_on_failure: bool = False  # no results upload when COMMAND failed
+    archive_mtime: Optional[float] = None  # --reproducible: fixed mtime of every tar member
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -204,15 +215,18 @@ def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
     else:
         local_dir = Path(DEFAULT_LOCAL_DIR)
     credentials = None
-    if endpoint is not None:
-        access, secret = values.get("access_key"), values.get("secret_key")
-        if not access or not secret:
-            missing = "--access-key" if not access else "--secret-key"
-            raise ConfigError(
-                f"{missing}: S3 endpoint {endpoint.url} needs credentials; set --access-key and "
-                "--secret-key (or OBJECTSTORE_ACCESS_KEY / OBJECTSTORE_SECRET_KEY)"
-            )
-        credentials = Credentials(access, secret, values.get("session_token") or None)
+    auth = tls = sse = None
+    try:
+        if endpoint is not None:
+            auth = creds_mod.resolve(values)
+            tls = tls_mod.resolve(values, https=endpoint.secure)
+            if auth.explicit is not None and all(p.value is not None for p in auth.explicit.parts()):
+                given = auth.explicit
+                token = given.session_token.read() if given.session_token else None
+                credentials = Credentials(given.access_key.read(), given.secret_key.read(), token)
+        sse = sse_mod.resolve(values, s3=endpoint is not None, https=bool(endpoint and endpoint.secure))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     connect_timeout = float(_duration(values, "connect_timeout", 5.0))  # wrapper options; the
     read_timeout = float(_duration(values, "read_timeout", 30.0))  # reader gets the defaults
     return StoreConfig(
@@ -225,6 +239,9 @@ def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
         path_style=values.get("path_style"),
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
+        auth=auth,
+        tls=tls,
+        sse=sse,
     )
 
 
@@ -280,6 +297,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         preflight=preflight,
         ignore_upload_errors=bool(values.get("ignore_upload_errors")),
         skip_results_on_failure=bool(values.get("skip_results_on_failure")),
+        archive_mtime=reproducible_mtime(values),
     )
 
 
@@ -290,3 +308,15 @@ def _duration(values: Mapping[str, Any], name: str, default: Optional[float]) ->
     if float(value) <= 0:
         raise ConfigError(f"--{name.replace('_', '-')}: must be greater than 0")
     return float(value)
+
+
+def reproducible_mtime(values: Mapping[str, Any]) -> Optional[float]:
+    """``--reproducible``: members get ``SOURCE_DATE_EPOCH`` (else 0) as mtime; otherwise None."""
+    if not values.get("reproducible"):
+        return None
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not raw:
+        return 0.0
+    if not raw.isdigit():
+        raise ConfigError(f"--reproducible: SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds")
+    return float(raw)

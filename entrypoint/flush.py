@@ -43,7 +43,9 @@ def submit_results(
         uploader.submit(
             Job(
                 key=cfg.layout.result_key(result.name),
-                build=lambda r=result, i=i: results.archive_result(r, spool, i),  # type: ignore[misc]
+                build=lambda r=result, i=i: results.archive_result(  # type: ignore[misc]
+                    r, spool, i, cfg.archive_mtime
+                ),
                 content_type="application/gzip",
                 kind="result",
             )

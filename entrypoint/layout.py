@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+import urllib.parse
 from dataclasses import dataclass
 
 CHUNK_DIGITS = 8
@@ -28,9 +29,26 @@ def name_problem(value: str) -> str | None:
         return "contains a path separator"
     if folded in (".", ".."):
         return f"normalises to {folded!r}"
+    decoded = _percent_decoded(value)
+    if decoded != value:
+        unfolded = unicodedata.normalize("NFKC", decoded)
+        separator = any(c in text for c in "/\\" for text in (decoded, unfolded))
+        if separator or unfolded in (".", "..") or _CONTROL.search(decoded):
+            return "percent-encodes a path separator, a control character, '.' or '..'"
     if len(value.encode("utf-8", "surrogateescape")) > 255:
         return "is longer than 255 bytes"
     return None
+
+
+def _percent_decoded(value: str, rounds: int = 3) -> str:
+    """``value`` URL-decoded until it stops changing (a layer that decodes once, or twice, must
+    not see a separator or a dot-segment either)."""
+    for _ in range(rounds):
+        decoded = urllib.parse.unquote(value, errors="surrogateescape")
+        if decoded == value:
+            break
+        value = decoded
+    return value
 
 
 def check_name(what: str, value: str) -> str:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import threading
 
+from .redact import redact
+
 PREFIX = "tekton-uploader: "
 
 
@@ -20,7 +22,7 @@ class Reporter:
         self._lock = threading.Lock()
 
     def _emit(self, text: str) -> None:
-        data = (PREFIX + text.replace("\n", " ") + "\n").encode("utf-8", "replace")
+        data = (PREFIX + redact(text).replace("\n", " ") + "\n").encode("utf-8", "replace")
         with self._lock:
             try:
                 os.write(self._fd, data)

@@ -135,7 +135,9 @@ class Run:
         self.uploader.submit(
             Job(
                 key=cfg.layout.log_archive_key(),
-                build=lambda: self.archiver.finish(total, finished_wall),
+                build=lambda: self.archiver.finish(
+                    total, finished_wall if cfg.archive_mtime is None else cfg.archive_mtime
+                ),
                 content_type="application/gzip",
                 kind="log",
             )

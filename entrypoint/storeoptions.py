@@ -60,17 +60,20 @@ _STORE_OPTIONS: tuple[Callable[[F], F], ...] = (
         help="Bucket of the objects.",
     ),
     env_option(
-        "--access-key", env=["OBJECTSTORE_ACCESS_KEY", "AWS_ACCESS_KEY_ID"], metavar="KEY", help="Access key."
+        "--access-key",
+        env=["OBJECTSTORE_ACCESS_KEY"],
+        metavar="KEY",
+        help="Access key. [default: see --access-key-file, then the AWS chain (AWS_ACCESS_KEY_ID, ...)]",
     ),
     env_option(
         "--secret-key",
-        env=["OBJECTSTORE_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"],
+        env=["OBJECTSTORE_SECRET_KEY"],
         metavar="KEY",
-        help="Secret key (visible to ps on the command line: prefer the environment).",
+        help="Secret key (visible to ps on the command line: prefer --secret-key-file).",
     ),
     env_option(
         "--session-token",
-        env=["OBJECTSTORE_SESSION_TOKEN", "AWS_SESSION_TOKEN"],
+        env=["OBJECTSTORE_SESSION_TOKEN"],
         metavar="TOKEN",
         help="Session token for temporary credentials.",
     ),

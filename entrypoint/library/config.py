@@ -52,6 +52,13 @@ CLI_PARAMS = {
 }
 # Read where the CLI has no such option (yet): the variables the S3 client honours at run time.
 FALLBACK_ENV = {"ca_bundle": ("SSL_CERT_FILE", "AWS_CA_BUNDLE")}
+# Read after the option's own variables: the command takes these through its credential chain
+# (credentials.py), the library's static keys directly.
+EXTRA_ENV = {
+    "access_key": ("AWS_ACCESS_KEY_ID",),
+    "secret_key": ("AWS_SECRET_ACCESS_KEY",),
+    "token": ("AWS_SESSION_TOKEN",),
+}
 
 # Option names in the shared validation messages -> field names.
 _OPTION_FIELDS = {
@@ -116,6 +123,7 @@ class ObjectStoreConfig:
         for name, option in CLI_PARAMS.items():
             param = params.get(option)
             variables = tuple(param.envvar) if param is not None else FALLBACK_ENV.get(name, ())
+            variables += EXTRA_ENV.get(name, ())
             found = next(((v, env[v]) for v in variables if env.get(v)), None)
             if found is None:
                 continue

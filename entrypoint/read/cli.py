@@ -18,6 +18,7 @@ import click
 from .. import __version__
 from ..config import ConfigError, build_store_config
 from ..layout import name_problem
+from ..securityoptions import reader_security_options
 from ..store import StoreError, open_readable_store
 from ..storeoptions import Duration, env_option, key_prefix_option, store_options
 from . import errors
@@ -67,7 +68,7 @@ def _pipe_safe(f: F) -> F:
 
 
 def reader_options(f: F) -> F:
-    return store_options(key_prefix_option(retries_option(_pipe_safe(f))))
+    return store_options(reader_security_options(key_prefix_option(retries_option(_pipe_safe(f)))))
 
 
 def open_reader(values: dict[str, Any], console: Console) -> Reader:

@@ -9,8 +9,10 @@ body that does not match with ``BadDigest``); over plain http MinIO's client als
 payload's SHA-256 (``x-amz-content-sha256``), which S3 and MinIO verify. Because some servers
 verify neither (moto, the test server, does not), the store also compares the ETag the server
 returns with the MD5 of what was sent (per part, and the multipart ETag at the end) and resends
-on a mismatch. Servers whose ETags are not MD5 digests (SSE-KMS) are recognised after repeated
-mismatches and then trusted on their own checks.
+on a mismatch. With server-side encryption configured, ETags are not compared (they are not MD5
+digests under SSE-KMS and SSE-C); other servers whose ETags are not MD5 digests are recognised
+after repeated mismatches and then trusted on their own checks. SSE headers go on every request
+that needs them, as the MinIO client's ``put_object`` sends them (SSE-C: on every part too).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from minio import Minio
 from minio.datatypes import Part
 from minio.error import InvalidResponseError, S3Error, ServerError
 
+from .. import credentials, sse, tls
 from ..config import StoreConfig
 from ..payload import Payload
 from .base import ObjectInfo, Retry, Stored, StoreError, once
@@ -130,7 +133,7 @@ def classify(exc: BaseException) -> StoreError:
         text = (str(reason).splitlines() or [""])[0][:200] or type(reason).__name__
         if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
             return StoreError(
-                f"TLS verification failed ({text}); set SSL_CERT_FILE or AWS_CA_BUNDLE to the CA bundle",
+                f"TLS verification failed: {text}; trust the server's CA with --ca-bundle",
                 transient=False,
                 code="TLS",
                 whole_store=True,
@@ -181,19 +184,34 @@ class S3Store:
         self._warn = warn or (lambda _text: None)
         self._bucket_lock = threading.Lock()
         self._bucket_created = False
-        self.trust_server_checksums = False  # set once the server's ETags turn out not to be MD5s
         creds = cfg.credentials
         region = cfg.region
         if region is None and not cfg.endpoint.host.endswith("amazonaws.com"):
             region = "us-east-1"  # MinIO, Ceph, moto: saves a GetBucketLocation per run
+        pool = http_client or http_pool(cfg.connect_timeout, cfg.read_timeout)
+        provider = None
+        try:
+            if cfg.tls is not None and cfg.endpoint.secure:
+                tls.configure_pool(pool, cfg.tls)
+            provider = credentials.build_provider(cfg.auth, cfg.tls)
+        except ValueError as exc:
+            raise StoreError(str(exc), transient=False, code="TLS") from None
+        self.sse = sse.to_minio(cfg.sse)
+        self.ssec = sse.ssec(cfg.sse)
+        # With server-side encryption ETags are not (or not always) MD5 digests of the bytes: rely
+        # on the server's own Content-MD5 check alone.
+        self.trust_server_checksums = self.sse is not None
+        self._sse_headers: dict[str, str] = dict(self.sse.headers()) if self.sse is not None else {}
+        self._ssec_headers: dict[str, str] = dict(self.ssec.headers()) if self.ssec is not None else {}
         self.client = Minio(
             cfg.endpoint.host,
-            access_key=creds.access_key if creds else None,
-            secret_key=creds.secret_key if creds else None,
-            session_token=creds.session_token if creds else None,
+            access_key=creds.access_key if creds and provider is None else None,
+            secret_key=creds.secret_key if creds and provider is None else None,
+            session_token=creds.session_token if creds and provider is None else None,
             secure=cfg.endpoint.secure,
             region=region,
-            http_client=http_client or http_pool(cfg.connect_timeout, cfg.read_timeout),
+            http_client=pool,
+            credentials=provider,
         )
         if cfg.path_style is True:
             self.client.disable_virtual_style_endpoint()  # type: ignore[no-untyped-call]
@@ -287,7 +305,7 @@ class S3Store:
                 f"{key}: the source shrank while being read", transient=False, code="SourceChanged"
             )
         md5 = hashlib.md5(data)
-        headers = {"Content-Type": content_type, "Content-MD5": _md5_b64(md5.digest())}
+        headers = {"Content-Type": content_type, "Content-MD5": _md5_b64(md5.digest()), **self._sse_headers}
         mismatches = [0]
 
         def request() -> None:
@@ -302,7 +320,9 @@ class S3Store:
     ) -> Stored:
         upload_id: str = retry(
             lambda: self._bucket_call(
-                lambda: self.client._create_multipart_upload(self.bucket, key, {"Content-Type": content_type})
+                lambda: self.client._create_multipart_upload(
+                    self.bucket, key, {"Content-Type": content_type, **self._sse_headers}
+                )
             ),
             f"start upload of {key}",
         )
@@ -352,7 +372,7 @@ class S3Store:
                 if exc.code != "NoSuchUpload" or tries[0] == 1:
                     raise
                 # An earlier attempt completed it but its answer was lost: is it our object?
-                etag = self._call(self.client.stat_object, self.bucket, key).etag
+                etag = self._call(self.client.stat_object, self.bucket, key, ssec=self.ssec).etag
                 if (etag or "").strip('"') != expected and not self.trust_server_checksums:
                     raise
             self._checked_etag(etag, expected, f"complete {key}", mismatches)
@@ -363,7 +383,7 @@ class S3Store:
     def _part_request(
         self, key: str, upload_id: str, number: int, data: bytes, md5: bytes
     ) -> Callable[[], str]:
-        headers = {"Content-MD5": _md5_b64(md5)}
+        headers = {"Content-MD5": _md5_b64(md5), **self._ssec_headers}  # SSE-C: the key on every part
         mismatches = [0]
 
         def request() -> str:
@@ -377,7 +397,7 @@ class S3Store:
 
     # -- reading (tools, tests) ------------------------------------------------------------------
     def get(self, key: str) -> bytes:
-        resp = self._call(self.client.get_object, self.bucket, key)
+        resp = self._call(self.client.get_object, self.bucket, key, ssec=self.ssec)
         try:
             return bytes(resp.read())
         finally:
@@ -392,11 +412,11 @@ class S3Store:
 
     # -- read side -------------------------------------------------------------------------------
     def open_read(self, key: str, offset: int = 0) -> io.RawIOBase:
-        resp = self._call(self.client.get_object, self.bucket, key, offset=offset)
+        resp = self._call(self.client.get_object, self.bucket, key, offset=offset, ssec=self.ssec)
         return _Body(resp)
 
     def stat(self, key: str) -> ObjectInfo:
-        obj = self._call(self.client.stat_object, self.bucket, key)
+        obj = self._call(self.client.stat_object, self.bucket, key, ssec=self.ssec)
         return ObjectInfo(
             key, int(obj.size or 0), obj.last_modified.timestamp() if obj.last_modified else 0.0
         )

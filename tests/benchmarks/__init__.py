@@ -1,0 +1,1 @@
+"""The speed benchmark of issue 8 (not unit tests: pytest collects nothing here but test_*.py)."""

@@ -1,0 +1,71 @@
+"""archive: gzip members and one-member .tgz files, with ISA-L's deflate and with zlib's."""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import io
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import untar_single
+
+from entrypoint import archive
+
+
+@pytest.fixture(params=["installed", "zlib"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Each test runs with the compressor the wrapper picks here, and with the zlib fallback."""
+    archive.deflate_module.cache_clear()
+    if request.param == "zlib":
+        real = importlib.import_module
+
+        def no_isal(name: str, package: str | None = None):  # type: ignore[no-untyped-def]
+            if name.startswith("isal"):
+                raise ImportError(name)
+            return real(name, package)
+
+        monkeypatch.setattr(archive.importlib, "import_module", no_isal)
+    yield archive.deflate_module()[1]
+    archive.deflate_module.cache_clear()
+
+
+def test_backend_is_the_module_in_use(backend: str, request: pytest.FixtureRequest) -> None:
+    module, name, level = archive.deflate_module()
+    assert module.__name__ == {"isal": "isal.isal_zlib", "zlib": "zlib"}[name]
+    assert level == 1
+    if request.node.callspec.params["backend"] == "zlib":
+        assert name == "zlib"
+
+
+def test_members_concatenate_into_one_tgz(backend: str, tmp_path: Path) -> None:
+    text = os.urandom(300_000) + b"log line\n" * 100_000
+    chunks = [text[:123_457], text[123_457:700_001], text[700_001:]]
+    out = io.BytesIO()
+    out.write(archive.gzip_member(archive.tar_header("main.log", len(text), 0)))
+    for piece in chunks:
+        path = tmp_path / "chunk"
+        path.write_bytes(piece)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            assert archive.gzip_file(fd, out) == len(piece)
+        finally:
+            os.close(fd)
+    out.write(archive.gzip_member(archive.tar_trailer(len(text))))
+    assert untar_single(out.getvalue()) == ("main.log", text)
+
+
+def test_write_tgz_and_tgz_bytes_agree(backend: str, tmp_path: Path) -> None:
+    data = b"result value\n" * 50_000
+    src = tmp_path / "r"
+    src.write_bytes(data)
+    out = io.BytesIO()
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        archive.write_tgz(fd, "r", len(data), 0, out)
+    finally:
+        os.close(fd)
+    assert untar_single(out.getvalue()) == ("r", data)
+    assert gzip.decompress(out.getvalue()) == gzip.decompress(archive.tgz_bytes("r", data, 0))
