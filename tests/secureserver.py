@@ -1,38 +1,49 @@
-"""The moto server for the security tests: in this process, over HTTP and HTTPS, with IAM auth.
+"""The moto server for the security tests: its own process, over HTTP and HTTPS, with IAM auth.
 
 ``tests/conftest.py``'s ``s3`` fixture runs moto as a subprocess that accepts any credentials.
 The credential tests need a server that *checks* them, serves STS and the instance metadata
-paths, speaks TLS with a certificate made here, and shows the request headers it received. This
-module runs moto's own WSGI application (``DomainDispatcherApplication``, what ``moto_server``
-serves) in a werkzeug server thread on 127.0.0.1, wrapped in a small recorder:
+paths, speaks TLS with a certificate made here, and shows the request headers it received.
+``secure_s3()`` starts ``tests/secureserver_main.py`` for that: moto's own WSGI application (what
+``moto_server`` serves) in a separate process on 127.0.0.1, on ports the kernel picks, wrapped in
+a small recorder and steered through a loopback-only JSON control endpoint:
 
 - every request's method, path, query and headers are recorded (``records()``);
-- ``listen(ssl_context)`` adds a listener (plain or TLS) in front of the same moto state;
+- ``listen(pki)`` adds a listener (plain, or TLS with ``pki``'s server certificate and key) in
+  front of the same moto state;
 - ``enforce_auth()``: from then on moto verifies SigV4 signatures against its IAM users and the
   credentials its STS handed out, and checks their policies (``INITIAL_NO_AUTH_ACTION_COUNT``);
-- two adaptations for moto's STS in server mode, both documented AWS behaviour that moto's
-  dispatcher misses: an ``AssumeRoleWithWebIdentity`` request with its parameters in the query
-  string (as minio's ``WebIdentityProvider`` sends it) is routed to STS, and it is served without a
-  SigV4 signature (AWS authenticates it by the web identity token itself).
+- two adaptations for moto's STS in server mode (a WSGI middleware in the server process; see
+  ``secureserver_main.py``): an ``AssumeRoleWithWebIdentity`` request with its parameters in the
+  query string (as minio's ``WebIdentityProvider`` sends it) is routed to STS, and it is served
+  without a SigV4 signature (AWS authenticates it by the web identity token itself).
 
-Nothing here is reachable from anywhere but 127.0.0.1.
+IAM users, roles and STS credentials are made by talking to the server with boto3, with the
+admin key made first (while no auth is enforced). Nothing here is reachable from anywhere but
+127.0.0.1.
 """
 
 from __future__ import annotations
 
 import datetime
-import io
 import ipaddress
 import json
-import logging
-import ssl
-import threading
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
+
+from conftest import clean_env, wait_until
+
+MAIN = Path(__file__).resolve().with_name("secureserver_main.py")
+_CONTROL = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: never via a proxy
 
 ALLOW_ALL = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
 WEB_IDENTITY_TRUST = json.dumps(
@@ -55,7 +66,6 @@ ASSUME_TRUST = json.dumps(
         ],
     }
 )
-_STS_TARGET = "STS.AssumeRoleWithWebIdentity"
 
 
 @dataclass(frozen=True)
@@ -74,11 +84,10 @@ class Record:
         return auth.split("Credential=", 1)[1].split("/", 1)[0]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Listener:
     port: int
     tls: bool
-    server: Any = field(repr=False)
 
     @property
     def endpoint(self) -> str:
@@ -90,87 +99,48 @@ class Listener:
 
 
 class SecureS3:
-    def __init__(self) -> None:
-        from moto.core.authorization import ActionAuthenticatorMixin
-        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    """The test side of one server process: control calls, IAM setup, reading objects back."""
 
-        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-        if _STS_TARGET not in ActionAuthenticatorMixin.PUBLIC_OPERATIONS:
-            ActionAuthenticatorMixin.PUBLIC_OPERATIONS.append(_STS_TARGET)
-        self._moto = DomainDispatcherApplication(create_backend_app)
-        self._lock = threading.Lock()
-        self._records: list[Record] = []
-        self._listeners: list[Listener] = []
-        self.plain = self.listen()
+    def __init__(self, process: subprocess.Popen[bytes], control_port: int, plain_port: int) -> None:
+        self.process = process
+        self._control = f"http://127.0.0.1:{control_port}"
+        self.plain = Listener(plain_port, tls=False)
         self.admin_key, self.admin_secret = self._bootstrap_admin()
 
-    # -- serving -----------------------------------------------------------------------------
-    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        headers = {k[5:].replace("_", "-").lower(): v for k, v in environ.items() if k.startswith("HTTP_")}
-        if environ.get("CONTENT_TYPE"):
-            headers["content-type"] = environ["CONTENT_TYPE"]
-        query = environ.get("QUERY_STRING", "")
-        with self._lock:
-            self._records.append(
-                Record(int(environ["SERVER_PORT"]), environ["REQUEST_METHOD"], environ.get("PATH_INFO", ""), query, headers)
-            )
-        if environ["REQUEST_METHOD"] == "POST" and "Action=AssumeRoleWithWebIdentity" in query:
-            body = query.encode()
-            environ.update(
-                {
-                    "wsgi.input": io.BytesIO(body),
-                    "CONTENT_LENGTH": str(len(body)),
-                    "CONTENT_TYPE": "application/x-www-form-urlencoded",
-                    "QUERY_STRING": "",
-                }
-            )
-            sts = self._moto.get_application(environ)
-            environ["HTTP_X_AMZ_TARGET"] = _STS_TARGET
-            return sts(environ, start_response)
-        return self._moto(environ, start_response)
+    # -- control -----------------------------------------------------------------------------
+    def _call(self, path: str, body: Optional[dict[str, Any]] = None) -> Any:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self._control + path, data=data, method="GET" if data is None else "POST")
+        try:
+            with _CONTROL.open(request, timeout=30) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"secure moto server: {path}: {exc.code} {exc.read().decode(errors='replace')}") from None
 
-    def listen(self, ssl_context: Optional[ssl.SSLContext] = None) -> Listener:
-        from moto.moto_server.werkzeug_app import MotoRequestHandler
-        from werkzeug.serving import make_server
-
-        server = make_server(
-            "127.0.0.1", 0, self._app, threaded=True, request_handler=MotoRequestHandler, ssl_context=ssl_context
-        )
-        threading.Thread(target=server.serve_forever, name="secure-s3", daemon=True).start()
-        listener = Listener(server.server_port, ssl_context is not None, server)
-        self._listeners.append(listener)
-        return listener
+    def listen(self, pki: Optional[Pki] = None) -> Listener:
+        """One more listener on the same moto state: TLS with ``pki``'s server certificate, or plain."""
+        body = {} if pki is None else {"cert": str(pki.server_cert), "key": str(pki.server_key)}
+        return Listener(int(self._call("/listen", body)["port"]), tls=pki is not None)
 
     def close(self, listener: Listener) -> None:
-        listener.server.shutdown()
-        listener.server.server_close()
-        self._listeners.remove(listener)
+        self._call("/close", {"port": listener.port})
 
     def records(self, port: Optional[int] = None) -> list[Record]:
-        with self._lock:
-            return [r for r in self._records if port is None or r.port == port]
+        found = self._call("/records" if port is None else f"/records?port={port}")
+        return [Record(r["port"], r["method"], r["path"], r["query"], r["headers"]) for r in found]
 
     def clear(self) -> None:
-        with self._lock:
-            self._records.clear()
+        self._call("/clear", {})
 
     # -- auth --------------------------------------------------------------------------------
-    @staticmethod
-    def _set_auth(count: float) -> None:
-        from moto import settings
-        from moto.core.authorization import ActionAuthenticatorMixin
-
-        settings.INITIAL_NO_AUTH_ACTION_COUNT = count  # type: ignore[assignment]
-        ActionAuthenticatorMixin.request_count = 0
-
     @contextmanager
     def enforce_auth(self) -> Iterator[None]:
         """Within: moto checks every request's signature and permissions."""
-        self._set_auth(0)
+        self._call("/auth", {"enforce": True})
         try:
             yield
         finally:
-            self._set_auth(float("inf"))
+            self._call("/auth", {"enforce": False})
 
     def _bootstrap_admin(self) -> tuple[str, str]:
         iam = self.boto("iam", "bootstrap", "bootstrap")
@@ -251,17 +221,48 @@ class SecureS3:
         return {k.lower(): v for k, v in stat.metadata.items()}
 
 
-_instance: Optional[SecureS3] = None
-_instance_lock = threading.Lock()
+@contextmanager
+def secure_s3() -> Iterator[SecureS3]:
+    """Start the server process (waiting until it listens and has an admin user), stop it after."""
+    workdir = Path(tempfile.mkdtemp(prefix="secure-s3-"))
+    ready = workdir / "ready.json"
+    log = workdir / "server.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, str(MAIN), str(ready)],
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=clean_env(),
+        )
+
+    def up() -> bool:
+        if process.poll() is not None:
+            tail = log.read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"secure moto server exited with {process.returncode}:\n{tail}")
+        return ready.exists()
+
+    try:
+        wait_until(up, timeout=60, what="secure moto server")
+        ports = json.loads(ready.read_text())
+        yield SecureS3(process, int(ports["control"]), int(ports["plain"]))
+    finally:
+        _stop(process)
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def secure_s3() -> SecureS3:
-    """The one in-process server of this test process (moto's state is process-wide)."""
-    global _instance
-    with _instance_lock:
-        if _instance is None:
-            _instance = SecureS3()
-        return _instance
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.stdin is not None:
+        process.stdin.close()  # the server ends when its stdin closes
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 # -- certificates --------------------------------------------------------------------------------
@@ -272,11 +273,6 @@ class Pki:
     ca_cert: Path
     server_cert: Path
     server_key: Path
-
-    def server_context(self) -> ssl.SSLContext:
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(self.server_cert, self.server_key)
-        return ctx
 
 
 def make_pki(directory: Path, name: str = "test", hosts: tuple[str, ...] = ("127.0.0.1",)) -> Pki:
@@ -342,8 +338,6 @@ TLS_VARIABLES = ("SSL_CERT_FILE", "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "CURL_CA
 def wrapper_env(home: Path, **extra: str) -> dict[str, str]:
     """A clean environment: no AWS_*/OBJECTSTORE_* and no CA variables of this machine (they are
     set here to the system bundle), HOME without an ~/.aws; then ``extra``."""
-    from conftest import clean_env
-
     env = {k: v for k, v in clean_env().items() if k not in TLS_VARIABLES}
     home.mkdir(parents=True, exist_ok=True)
     env["HOME"] = str(home)

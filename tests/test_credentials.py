@@ -2,7 +2,7 @@
 (variables, shared file + profile, web identity against moto's STS, instance metadata only when
 enabled), anonymous only when asked, and secrets never shown.
 
-Against the in-process moto of ``secureserver.py`` with IAM auth enforced where it matters: there a
+Against the moto server process of ``secureserver.py`` with IAM auth enforced where it matters: there a
 run succeeds only when its requests are signed with the credentials the rule says, and the recorded
 ``Authorization`` headers show which access key signed them.
 """
@@ -31,8 +31,9 @@ from entrypoint.report import Reporter
 
 
 @pytest.fixture(scope="module")
-def srv() -> SecureS3:
-    return secure_s3()
+def srv() -> Iterator[SecureS3]:
+    with secure_s3() as server:
+        yield server
 
 
 @pytest.fixture

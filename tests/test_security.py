@@ -39,8 +39,9 @@ from entrypoint.store.local import LocalStore
 
 
 @pytest.fixture(scope="module")
-def srv() -> SecureS3:
-    return secure_s3()
+def srv() -> Iterator[SecureS3]:
+    with secure_s3() as server:
+        yield server
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="module")
 def tls_listener(srv: SecureS3, pki: Pki) -> Iterator[Listener]:
-    listener = srv.listen(pki.server_context())
+    listener = srv.listen(pki)
     yield listener
     srv.close(listener)
 

@@ -22,8 +22,9 @@ SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @pytest.fixture(scope="module")
-def srv() -> SecureS3:
-    return secure_s3()
+def srv() -> Iterator[SecureS3]:
+    with secure_s3() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,7 @@ def other_ca(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 @pytest.fixture(scope="module")
 def tls_listener(srv: SecureS3, pki: Pki) -> Iterator[Listener]:
-    listener = srv.listen(pki.server_context())
+    listener = srv.listen(pki)
     yield listener
     srv.close(listener)
 
@@ -126,7 +127,7 @@ def test_flag_wins_over_the_variables(
 def test_host_name_is_checked(srv: SecureS3, tmp_path: Path, bkt: str) -> None:
     """A certificate from the trusted CA, but for another name than the endpoint's: refused."""
     wrong_name = make_pki(tmp_path / "pki", "named", ("s3.example.test",))
-    listener = srv.listen(wrong_name.server_context())
+    listener = srv.listen(wrong_name)
     try:
         since = len(srv.records(listener.port))
         proc = run(tmp_path, listener.endpoint, bkt, "--ca-bundle", str(wrong_name.ca_cert))
