@@ -1,9 +1,18 @@
 """Capture: COMMAND's output goes into a rolling buffer of chunk files in the spool directory.
 
-The hot path (``LogCapture.write``) only appends to the current chunk file. A chunk is *sealed*
-when it reaches the chunk size or when the flush interval passes with unsent data; sealed chunks
-are handed on (to the uploader and to the log archiver) and never change again. Memory use does
-not depend on the log volume: the bytes live on disk until they are stored.
+The hot path (``LogCapture.write``) appends to the current chunk file after one integer
+comparison against the spool headroom. A chunk is *sealed* when it reaches the chunk size or
+when the flush interval passes with unsent data; sealed chunks are handed on (to the uploader and
+to the log archiver) and never change again. Memory use does not depend on the log volume: the
+bytes live on disk until they are stored.
+
+Disk use is capped by the spool limit (``SpoolBudget``: chunk files not yet deleted plus the
+compressed log archive built so far). When the next write would pass it, capture pauses (the
+output still passes through, untouched, by the supervisor), the bytes skipped are counted, and
+when room comes back (uploads caught up) or at the end, a marker line in the log states exactly
+how many bytes are missing at that point. A failing spool write (disk full) is handled the same
+way. While log chunks are queued behind one still being retried, chunks are sealed by size only,
+so a long store outage adds no more chunks than the spool limit divided by the chunk size.
 """
 
 from __future__ import annotations
@@ -19,6 +28,63 @@ from typing import Optional
 
 from . import archive
 from .payload import Payload
+from .units import format_size
+
+MARKER_PREFIX = b"[tekton-uploader: "
+BACKLOG_SEAL_BY_SIZE_ONLY = 2  # ordered uploads pending (one in flight, one waiting)
+WRITE_RETRY_INTERVAL = 1.0  # after a failed spool write, capture is tried again this much later
+
+
+def _worst_compressed(n: int) -> int:
+    """The most disk ``n`` bytes take once gzip-compressed (deflate adds ~0.03 % to random data)."""
+    return n + n // 1000 + 1024 if n > 0 else 0
+
+
+class SpoolBudget:
+    """Bytes the capture keeps on disk, counted so that the limit holds at every moment.
+
+    A captured byte lives in its chunk file until the chunk is both uploaded and archived, and
+    in compressed form in the log archive from when it is archived. While a chunk is neither
+    uploaded nor archived, room for its compressed copy is reserved (at its worst size: the
+    archive may get it before the upload frees the chunk); once either is done the reserve goes:
+    archived first, its real compressed size is counted instead; uploaded first, the archiver
+    replaces the chunk file by its compressed copy, never more than it. Each counter has one
+    writer (or a lock), so no update is lost.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.written = 0  # chunk bytes written (capture thread)
+        self.archived_out = 0  # compressed log archive bytes (archiver thread)
+        self.archiving = 0  # size of the chunk being compressed right now (archiver thread)
+        self._settled = 0  # chunk bytes uploaded or archived (under the lock)
+        self._released = 0  # chunk bytes deleted (under the lock)
+        self._lock = threading.Lock()
+        self.peak = 0
+
+    def settle(self, n: int) -> None:
+        """``n`` chunk bytes were uploaded or archived, whichever came first."""
+        with self._lock:
+            self._settled += n
+
+    def release(self, n: int) -> None:
+        """``n`` chunk bytes were deleted."""
+        with self._lock:
+            self._released += n
+
+    def capacity(self, chunk_size: int) -> int:
+        """How many more bytes may be captured: each costs its chunk and its archive reserve,
+        and room stays free for the archiver's working copy of one chunk (an uploaded chunk is
+        on disk until its compressed copy is complete)."""
+        free = self.limit - self.used() - _worst_compressed(chunk_size) - 1024
+        return max(0, free) * 1000 // 2001
+
+    def used(self) -> int:
+        reserve = _worst_compressed(self.written - self._settled) + _worst_compressed(self.archiving)
+        used = self.written - self._released + self.archived_out + reserve
+        if used > self.peak:
+            self.peak = used
+        return used
 
 
 @dataclass
@@ -26,18 +92,36 @@ class Chunk:
     seq: int
     path: Path
     size: int
-    users: int = 2  # the uploader and the archiver; the file goes when both are done
+    budget: Optional[SpoolBudget] = None
+    uploaded: bool = False
+    archived: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def release(self) -> None:
+    def done(self, uploaded: bool = False, archived: bool = False) -> None:
+        """The uploader or the archiver is done with the chunk; the file goes when both are."""
         with self._lock:
-            self.users -= 1
-            last = self.users == 0
+            first = not (self.uploaded or self.archived)
+            self.uploaded |= uploaded
+            self.archived |= archived
+            last = self.uploaded and self.archived
+        if first and self.budget is not None:
+            self.budget.settle(self.size)
         if last:
             try:
                 os.unlink(self.path)
             except FileNotFoundError:
                 pass
+            if self.budget is not None:
+                self.budget.release(self.size)
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Output not captured: ``size`` bytes after ``at`` bytes of COMMAND's output."""
+
+    at: int
+    size: int
+    reason: str
 
 
 def write_all(fd: int, data: memoryview) -> None:
@@ -54,37 +138,130 @@ class LogCapture:
         flush_interval: float,
         on_sealed: Callable[[Chunk], None],
         clock: Callable[[], float] = time.monotonic,
+        budget: Optional[SpoolBudget] = None,
+        backlog: Callable[[], int] = lambda: 0,
+        on_pause: Optional[Callable[[str], None]] = None,
     ) -> None:
         self.directory = directory
         self.chunk_size = chunk_size
         self.flush_interval = flush_interval
         self._on_sealed = on_sealed
         self._clock = clock
+        self.budget = budget or SpoolBudget(1 << 62)
+        self._backlog = backlog
+        self._on_pause = on_pause or (lambda _text: None)
         self._fd = -1
         self._seq = 0
         self._size = 0  # bytes in the current chunk
         self._first_unsent: Optional[float] = None
-        self.total = 0  # bytes captured so far
+        self._headroom = 0  # bytes that may be captured before looking at the budget again
+        self._last_newline = True
+        self._gap_at = -1  # output offset where the current gap began; -1: capturing
+        self._gap_reason = ""
+        self._retry_write_at = 0.0  # after a failed spool write, when to try writing again
+        self._warned: set[str] = set()
+        self.total = 0  # bytes captured so far (the log, markers included)
+        self.output = 0  # bytes COMMAND wrote
+        self.gaps: list[Gap] = []
+
+    @property
+    def not_captured(self) -> int:
+        return sum(g.size for g in self.gaps) + (self.output - self._gap_at if self._gap_at >= 0 else 0)
 
     def _path(self, seq: int) -> Path:
         return self.directory / f"{seq:08d}.log"
 
     def write(self, data: memoryview) -> None:
+        n = len(data)
+        self.output += n
+        if n <= self._headroom:
+            self._headroom -= n
+            self._capture(data)
+        else:
+            self._write_tight(data)
+
+    def _write_tight(self, data: memoryview) -> None:
+        """The slow path: out of headroom, or paused."""
+        n = len(data)
+        room = self.budget.capacity(self.chunk_size)
+        if self._gap_at >= 0:
+            if room < n + self.budget.limit // 8:  # resume only with a quarter of the spool free
+                return
+            if self._retry_write_at and self._clock() < self._retry_write_at:
+                return
+            self._end_gap(self.output - n)
+            if self._gap_at >= 0:  # the marker itself could not be written
+                return
+            room = self.budget.capacity(self.chunk_size)
+        if n > room:
+            self._begin_gap(self.output - n, f"spool limit {format_size(self.budget.limit)} reached")
+            return
+        self._headroom = room - n
+        self._capture(data)
+
+    def _capture(self, data: memoryview, gap_at: Optional[int] = None) -> None:
+        """Append to the current chunk; on a write error, a gap starts (at ``gap_at`` if given)."""
         while data:
-            if self._fd < 0:
-                self._fd = os.open(
-                    self._path(self._seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
-                )
-            piece = data[: self.chunk_size - self._size]
-            write_all(self._fd, piece)
+            try:
+                if self._fd < 0:
+                    self._fd = os.open(
+                        self._path(self._seq), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600
+                    )
+                piece = data[: self.chunk_size - self._size]
+                write_all(self._fd, piece)
+            except OSError as exc:
+                self._undo_partial_write()
+                at = self.output - len(data) if gap_at is None else gap_at
+                self._begin_gap(at, f"spool write failed: {exc.strerror or exc}")
+                self._retry_write_at = self._clock() + WRITE_RETRY_INTERVAL
+                return
             n = len(piece)
             self._size += n
             self.total += n
+            self.budget.written += n
+            self._last_newline = piece[-1] == 10
             if self._first_unsent is None:
                 self._first_unsent = self._clock()
             data = data[n:]
             if self._size >= self.chunk_size:
                 self.seal()
+
+    def _undo_partial_write(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            os.ftruncate(self._fd, self._size)
+            os.lseek(self._fd, self._size, os.SEEK_SET)
+        except OSError:
+            pass
+
+    def _begin_gap(self, at: int, reason: str) -> None:
+        """Stop capturing from output offset ``at`` (bytes from there on are counted, not kept)."""
+        self._gap_at = at
+        self._gap_reason = reason
+        self._headroom = -1  # every write takes the slow path while paused
+        self._retry_write_at = 0.0
+        self.seal()  # what was captured goes up now
+        if reason in self._warned:
+            return
+        self._warned.add(reason)
+        self._on_pause(
+            f"{reason}: capture paused at byte {at} of the output (which still passes through); "
+            "a marker line in the log will say how many bytes are missing"
+        )
+
+    def _end_gap(self, end: int) -> None:
+        """Resume at output offset ``end``: a marker line states exactly how many bytes are missing."""
+        gap = Gap(self._gap_at, end - self._gap_at, self._gap_reason)
+        self.gaps.append(gap)
+        self._gap_at = -1
+        self._headroom = 0
+        marker = (
+            (b"" if self._last_newline else b"\n")
+            + MARKER_PREFIX
+            + (f"{gap.size} bytes of output not captured here: {gap.reason}]\n".encode())
+        )
+        self._capture(memoryview(marker), gap_at=end)
 
     def due(self) -> Optional[float]:
         """When the current chunk must be sealed (monotonic seconds), or None if it is empty."""
@@ -94,18 +271,28 @@ class LogCapture:
 
     def tick(self, now: float) -> None:
         due = self.due()
-        if due is not None and now >= due:
-            self.seal()
+        if due is None or now < due:
+            return
+        if self._backlog() >= BACKLOG_SEAL_BY_SIZE_ONLY:
+            self._first_unsent = now  # the store is behind: keep filling this chunk, look again later
+            return
+        self.seal()
 
     def seal(self) -> None:
         if self._fd < 0 or self._size == 0:
             return
+        self.budget.used()  # notes the peak
         os.close(self._fd)
-        chunk = Chunk(self._seq, self._path(self._seq), self._size)
+        chunk = Chunk(self._seq, self._path(self._seq), self._size, self.budget)
         self._fd, self._seq, self._size, self._first_unsent = -1, self._seq + 1, 0, None
         self._on_sealed(chunk)
 
     def close(self) -> None:
+        if self._gap_at >= 0:
+            self._end_gap(self.output)
+            if self._gap_at >= 0:  # not even the marker fits: the gap runs to the end
+                self.gaps.append(Gap(self._gap_at, self.output - self._gap_at, self._gap_reason))
+                self._gap_at = -1
         self.seal()
         if self._fd >= 0:
             os.close(self._fd)
@@ -120,8 +307,9 @@ class LogArchiver:
     needs the log's total size, which is only known then, and costs nothing to compress late.
     """
 
-    def __init__(self, directory: Path, member_name: str) -> None:
+    def __init__(self, directory: Path, member_name: str, budget: Optional[SpoolBudget] = None) -> None:
         self.member_name = member_name
+        self._budget = budget
         self.members = directory / "log-members.gz"
         self._out = open(self.members, "wb")  # noqa: SIM115 - closed in finish()
         self._queue: queue.Queue[Optional[Chunk]] = queue.Queue()
@@ -139,6 +327,8 @@ class LogArchiver:
                 return
             try:
                 if self._error is None:
+                    if self._budget is not None:
+                        self._budget.archiving = chunk.size
                     fd = os.open(chunk.path, os.O_RDONLY | os.O_CLOEXEC)
                     try:
                         archive.gzip_file(fd, self._out)
@@ -147,7 +337,11 @@ class LogArchiver:
             except OSError as exc:
                 self._error = exc
             finally:
-                chunk.release()
+                if self._budget is not None:
+                    self._budget.archived_out = self._out.tell()
+                chunk.done(archived=True)
+                if self._budget is not None:
+                    self._budget.archiving = 0
 
     def finish(self, total: int, mtime: float) -> Payload:
         """Wait for the queued chunks, then describe the whole archive (called in a worker)."""

@@ -23,8 +23,9 @@ CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help
 EPILOG = """\b
 Exit codes:
   COMMAND's own exit code, or 128+N when COMMAND was killed by signal N
-  2    bad usage or configuration (COMMAND not started)
+  2    bad usage or configuration, or --preflight strict failed (COMMAND not started)
   74   objects still missing after the final flush although COMMAND exited 0
+       (unless --ignore-upload-errors)
   124  --timeout expired and COMMAND was stopped
   125  internal error of the wrapper
   126  COMMAND not executable
@@ -101,6 +102,52 @@ Exit codes:
     default="5m",
     show_default=True,
     help="Longest time to keep uploading after COMMAND exits.",
+)
+@_opt(
+    "--spool-limit",
+    env=["OBJECTSTORE_SPOOL_LIMIT"],
+    type=Size(),
+    default="1GiB",
+    show_default=True,
+    help="Most disk the spool may use; beyond it output still passes through but capture pauses "
+    "(a marker line in the log says how many bytes are missing).",
+)
+@_opt(
+    "--preflight",
+    env=["OBJECTSTORE_PREFLIGHT"],
+    type=click.Choice(["off", "warn", "strict"], case_sensitive=False),
+    default="warn",
+    show_default=True,
+    help="Check bucket access: warn = in the background while COMMAND runs; strict = before "
+    "COMMAND, exit 2 on a permanent error; off = no check.",
+)
+@_opt(
+    "--ignore-upload-errors",
+    env=["OBJECTSTORE_IGNORE_UPLOAD_ERRORS"],
+    is_flag=True,
+    help="Exit with COMMAND's code even when objects are missing after the final flush.",
+)
+@_opt(
+    "--skip-results-on-failure",
+    env=["OBJECTSTORE_SKIP_RESULTS_ON_FAILURE"],
+    is_flag=True,
+    help="Do not upload results when COMMAND fails (by default they are, to help debugging).",
+)
+@_opt(
+    "--connect-timeout",
+    env=["OBJECTSTORE_CONNECT_TIMEOUT"],
+    type=Duration(),
+    default="5s",
+    show_default=True,
+    help="Give up connecting to the object store after this long (then retry).",
+)
+@_opt(
+    "--read-timeout",
+    env=["OBJECTSTORE_READ_TIMEOUT"],
+    type=Duration(),
+    default="30s",
+    show_default=True,
+    help="Give up on a request when the object store is silent this long (then retry).",
 )
 @_opt(
     "--timeout",

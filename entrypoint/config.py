@@ -27,6 +27,9 @@ from .tls import TLSConfig
 DEFAULT_BUCKET = "mlpipeline"
 DEFAULT_LOCAL_DIR = "./objectstore"
 DEFAULT_POD_LABELS = "/etc/podinfo/labels"
+DEFAULT_SPOOL_LIMIT = 1024**3
+MIN_SPOOL_LIMIT = 1024**2
+PREFLIGHT_MODES = ("off", "warn", "strict")
 
 
 class ConfigError(Exception):
@@ -64,6 +67,8 @@ class StoreConfig:
     region: Optional[str] = None
     create_bucket: bool = True
     path_style: Optional[bool] = None  # None: the client decides (path style for non-AWS hosts)
+    connect_timeout: float = 5.0  # per request: a hung connection must not hang the wrapper
+    read_timeout: float = 30.0
     auth: Optional[CredentialChain] = None  # where credentials come from (credentials.py)
     tls: Optional[TLSConfig] = None  # None: the pool's own defaults
     sse: Optional[SSEConfig] = None  # server-side encryption of every object
@@ -91,6 +96,10 @@ class Config:
     quiet: bool = False
     debug: bool = False
     embedded_default: bool = False  # no endpoint configured: local directory store
+    spool_limit: int = DEFAULT_SPOOL_LIMIT  # bytes the capture may keep on disk
+    preflight: str = "warn"  # off | warn | strict
+    ignore_upload_errors: bool = False  # keep COMMAND's exit code when objects are missing
+    skip_results_on_failure: bool = False  # no results upload when COMMAND failed
     archive_mtime: Optional[float] = None  # --reproducible: fixed mtime of every tar member
 
 
@@ -218,6 +227,8 @@ def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
         sse = sse_mod.resolve(values, s3=endpoint is not None, https=bool(endpoint and endpoint.secure))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    connect_timeout = float(_duration(values, "connect_timeout", 5.0))  # wrapper options; the
+    read_timeout = float(_duration(values, "read_timeout", 30.0))  # reader gets the defaults
     return StoreConfig(
         bucket=bucket,
         endpoint=endpoint,
@@ -226,6 +237,8 @@ def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
         region=values.get("region") or None,
         create_bucket=bool(values.get("create_bucket", True)),
         path_style=values.get("path_style"),
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
         auth=auth,
         tls=tls,
         sse=sse,
@@ -256,6 +269,14 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
     if interval <= 0:
         raise ConfigError("--log-flush-interval: must be greater than 0")
     spool = values.get("spool_dir")
+    spool_limit = values.get("spool_limit")
+    spool_limit = DEFAULT_SPOOL_LIMIT if spool_limit is None else int(spool_limit)
+    if spool_limit < MIN_SPOOL_LIMIT:
+        raise ConfigError("--spool-limit: must be at least 1MiB")
+    chunk = min(chunk, spool_limit // 8)  # room in the spool for several chunks and their archive
+    preflight = str(values.get("preflight") or "warn").lower()
+    if preflight not in PREFLIGHT_MODES:
+        raise ConfigError(f"--preflight: {preflight!r} is not one of off, warn, strict")
     return Config(
         command=tuple(command),
         store=store,
@@ -272,6 +293,10 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         quiet=bool(values.get("quiet")),
         debug=bool(values.get("debug")),
         embedded_default=not values.get("endpoint"),
+        spool_limit=spool_limit,
+        preflight=preflight,
+        ignore_upload_errors=bool(values.get("ignore_upload_errors")),
+        skip_results_on_failure=bool(values.get("skip_results_on_failure")),
         archive_mtime=reproducible_mtime(values),
     )
 

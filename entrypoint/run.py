@@ -2,6 +2,7 @@
 
 config -> supervisor (spawn, signals, reaping) -> capture (pump, rolling buffer, spool)
 -> uploader (queue, retries) -> store (S3 or a local directory). Results feed the same uploader.
+After COMMAND: results and the log archive, then the run summary, then the manifest (last).
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
-from . import exitcodes, results
-from .capture import Chunk, LogArchiver, LogCapture
+from . import exitcodes, flush
+from .capture import Chunk, LogArchiver, LogCapture, SpoolBudget
 from .config import Config
+from .manifest import Manifest
 from .payload import Payload
 from .report import Reporter
 from .store import Store, open_store
@@ -29,6 +31,7 @@ from .uploader import Job, Uploader
 
 StoreFactory = Callable[[], Store]
 EXIT_MARGIN = 2.0  # seconds kept back from the termination grace for exiting cleanly
+PREFLIGHT_TIMEOUT = 30.0  # --preflight strict: how long transient errors are retried
 
 
 def _iso(ts: float) -> str:
@@ -46,19 +49,28 @@ class Run:
         self.cfg = cfg
         self.reporter = reporter
         self.clock = clock
-        self.store_factory = store_factory or (lambda: open_store(cfg.store))
+        self.store_factory = store_factory or (lambda: open_store(cfg.store, warn=reporter.warn))
         self.spool = self._make_spool()
         (self.spool / "chunks").mkdir()
         policy = Policy(
             timeout=cfg.timeout, kill_after=cfg.kill_after, signal_child_only=cfg.signal_child_only
         )
+        self.budget = SpoolBudget(cfg.spool_limit)
         self.capture = LogCapture(
-            self.spool / "chunks", cfg.log_chunk_size, cfg.log_flush_interval, self._sealed, clock
+            self.spool / "chunks",
+            cfg.log_chunk_size,
+            cfg.log_flush_interval,
+            self._sealed,
+            clock,
+            budget=self.budget,
+            backlog=lambda: self.uploader.backlog(),
+            on_pause=reporter.warn,
         )
         self.supervisor = Supervisor(cfg.command, self.capture, reporter, clock, policy)
         self.uploader = Uploader(self.store_factory, reporter, clock=clock, notify=self.supervisor.wake)
-        self.archiver = LogArchiver(self.spool, f"{cfg.layout.step}.log")
+        self.archiver = LogArchiver(self.spool, f"{cfg.layout.step}.log", self.budget)
         self.aborted = False
+        self.manifest: dict[str, Any] = {}
 
     def _make_spool(self) -> Path:
         parent = self.cfg.spool_dir
@@ -73,7 +85,8 @@ class Run:
                 key=self.cfg.layout.chunk_key(chunk.seq),
                 build=lambda: Payload((chunk.path,), chunk.size),
                 content_type="text/plain; charset=utf-8",
-                on_done=lambda _job: chunk.release(),
+                on_done=lambda _job: chunk.done(uploaded=True),
+                kind="log-chunk",
             ),
             ordered=True,
         )
@@ -84,9 +97,19 @@ class Run:
         finally:
             shutil.rmtree(self.spool, ignore_errors=True)
 
+    def _preflight_strict(self) -> bool:
+        """--preflight strict: check the bucket before starting COMMAND; False to stop."""
+        error = self.uploader.preflight_strict(self.cfg.layout.task_prefix, PREFLIGHT_TIMEOUT)
+        if error is None:
+            return True
+        self.reporter.error(f"preflight: {error}; COMMAND not started (--preflight strict)")
+        return False
+
     def _execute(self) -> int:
         cfg = self.cfg
         sup = self.supervisor
+        if cfg.preflight == "strict" and not self._preflight_strict():
+            return exitcodes.USAGE
         sup.install_signals()
         try:
             sup.spawn()
@@ -95,7 +118,8 @@ class Run:
             self.reporter.error(str(exc))
             return exc.code
         started_wall = time.time()
-        self.uploader.start()  # after the spawn: the S3 client is imported in the background
+        # after the spawn: the S3 client is imported (and the bucket checked) in the background
+        self.uploader.start(cfg.preflight, cfg.layout.task_prefix)
         sampler = TreeSampler(sup.pid).start()
         if cfg.embedded_default:
             self.reporter.info(f"no --endpoint set: storing objects in {cfg.store.describe()}")
@@ -105,35 +129,25 @@ class Run:
         finished_wall = time.time()
         peak = sampler.stop()
         flush_started = self.clock()
-        found, skipped = results.scan(cfg.results_dir, self.reporter)
-        jobs = [
-            self.uploader.submit(
-                Job(
-                    key=cfg.layout.result_key(result.name),
-                    build=lambda r=result, i=i: results.archive_result(  # type: ignore[misc]
-                        r, self.spool, i, cfg.archive_mtime
-                    ),
-                    content_type="application/gzip",
-                )
-            )
-            for i, result in enumerate(found)
-        ]
+        found, not_uploaded = flush.submit_results(cfg, self.uploader, self.spool, self.reporter, code)
         self.capture.close()
         total = self.capture.total
-        jobs.append(
-            self.uploader.submit(
-                Job(
-                    key=cfg.layout.log_archive_key(),
-                    build=lambda: self.archiver.finish(
-                        total, finished_wall if cfg.archive_mtime is None else cfg.archive_mtime
-                    ),
-                    content_type="application/gzip",
-                )
+        self.uploader.submit(
+            Job(
+                key=cfg.layout.log_archive_key(),
+                build=lambda: self.archiver.finish(
+                    total, finished_wall if cfg.archive_mtime is None else cfg.archive_mtime
+                ),
+                content_type="application/gzip",
+                kind="log",
             )
         )
-        deadline = self._flush_deadline(flush_started)
-        self._wait(self.uploader.jobs(), deadline)
+        reserve = flush.manifest_reserve(cfg.flush_timeout)
+        self._wait(self.uploader.jobs(), self._flush_deadline(flush_started) - reserve)
+        self.uploader.abandon()  # what is not stored now is reported missing: no more attempts
         missing = [j for j in self.uploader.jobs() if not j.stored]
+        final = flush.exit_code(cfg, code, missing)
+        account = flush.log_account(self.capture)
 
         user, system = children_cpu()
         status = sup.status if sup.status is not None else 0
@@ -141,7 +155,7 @@ class Run:
             pipelinerun=cfg.layout.pipelinerun,
             pipelinetask=cfg.layout.pipelinetask,
             step=cfg.layout.step,
-            exit_code=code,
+            exit_code=final,
             command_exit_code=None if signal_of(status) else os.waitstatus_to_exitcode(status),
             signal=signal_of(status),
             timed_out=sup.timed_out,
@@ -152,24 +166,51 @@ class Run:
             cpu_system_seconds=round(system, 3),
             peak_rss_bytes=peak or None,
             log_bytes=total,
-            results=[r.name for r in found],
-            results_skipped=skipped,
+            results=found,
+            results_skipped=[s.name for s in not_uploaded],
             signals_received=list(sup.signals_received),
             objects_missing=[j.key for j in missing],
+            extra={
+                "log_output_bytes": account.output_bytes,
+                "log_not_captured_bytes": account.not_captured_bytes,
+                "upload_requests": self.uploader.requests,
+                "upload_retries": sum(j.retries for j in self.uploader.jobs()),
+            },
         )
-        if missing and code == 0:
-            summary.exit_code = exitcodes.UPLOAD_FAILED
         if not self.aborted:
+            deadline = self._flush_deadline(flush_started)
             data = json.dumps(summary.to_dict(), indent=2).encode() + b"\n"
-            summary_job = self.uploader.submit(
-                Job(cfg.layout.step_object_key("summary.json"), lambda: Payload.of(data), "application/json")
+            summary_job = self.uploader.start_last(
+                Job(
+                    cfg.layout.step_object_key("summary.json"),
+                    lambda: Payload.of(data),
+                    "application/json",
+                    kind="summary",
+                ),
+                deadline - reserve / 2,
             )
-            self._wait([summary_job], deadline)
+            self._wait([summary_job], deadline - reserve / 2)
             if not summary_job.stored:
                 missing.append(summary_job)
+            manifest = Manifest(cfg.layout, cfg.store.bucket, account, code, final, not_uploaded)
+            jobs = self.uploader.jobs()
+            self.manifest = manifest.to_dict(jobs)
+            manifest_data = manifest.encode(jobs)
+            manifest_job = self.uploader.start_last(
+                Job(
+                    cfg.layout.step_object_key("manifest.json"),
+                    lambda: Payload.of(manifest_data),
+                    "application/json",
+                    kind="manifest",
+                ),
+                deadline,
+            )
+            self._wait([manifest_job], self._flush_deadline(flush_started))
+            if not manifest_job.stored:
+                missing.append(manifest_job)
         self.uploader.stop()
         sup.restore_signals()
-        return self._finish(summary, missing, self.clock() - flush_started)
+        return self._finish(summary, code, missing, account, self.clock() - flush_started)
 
     def _flush_deadline(self, started: float) -> float:
         deadline = started + self.cfg.flush_timeout
@@ -202,14 +243,15 @@ class Run:
                     deadline = grace_end
                     self.uploader.set_deadline(deadline)
 
-    def _finish(self, summary: Summary, missing: list[Job], flush_seconds: float) -> int:
-        for job in missing:
-            self.reporter.error(f"not stored: {job.key} ({job.error or 'still uploading at the deadline'})")
+    def _finish(
+        self, summary: Summary, code: int, missing: list[Job], account: Any, flush_seconds: float
+    ) -> int:
+        final = flush.exit_code(self.cfg, code, missing)
         if summary.results_skipped:
             names = ", ".join(map(repr, summary.results_skipped))
             self.reporter.warn(f"{len(summary.results_skipped)} result(s) skipped: {names}")
         stored = [j for j in self.uploader.jobs() if j.stored]
-        how = f"signal {summary.signal}" if summary.signal else f"exit code {summary.exit_code}"
+        how = f"signal {summary.signal}" if summary.signal else f"exit code {code}"
         if summary.timed_out:
             how = "timed out"
         self.reporter.info(
@@ -218,10 +260,8 @@ class Run:
             f"peak {format_size(summary.peak_rss_bytes or 0)}); stored {len(stored)} object(s), "
             f"{format_size(sum(j.size for j in stored))}, in {flush_seconds:.2f}s after exit"
         )
-        if missing and summary.exit_code in (0, exitcodes.UPLOAD_FAILED):
-            self.reporter.error(f"{len(missing)} object(s) missing; exiting with {exitcodes.UPLOAD_FAILED}")
-            return exitcodes.UPLOAD_FAILED
-        return summary.exit_code
+        flush.report(self.reporter, missing, account, final, code)
+        return final
 
 
 def signal_of(status: int) -> Optional[int]:

@@ -1,16 +1,23 @@
-"""The transfer manager: a queue of upload jobs, worker threads, retries with backoff.
+"""The transfer manager: a queue of upload jobs, worker threads, retries, the preflight check.
 
-Two lanes: an *ordered* lane (one worker: live log chunks go up in log order) and a *pool*
-(several workers: results, archives). Every job retries transient errors with exponential
-backoff and full jitter until it succeeds, hits a permanent error, or the flush deadline passes.
+Two lanes: an *ordered* lane (one worker: live log chunks go up in log order; a chunk that cannot
+be stored yet waits, and the ones after it wait on disk behind it) and a *pool* (several workers:
+results, archives). Every request retries transient errors with exponential backoff and full
+jitter (``retry.py``) until it succeeds, hits a permanent error, or the flush deadline passes.
+A permanent error that concerns the whole store (credentials, bucket) is reported once and
+fails every other job without another request.
+
 The store is created in the background by the first worker that needs it, so importing the S3
 client never delays COMMAND.
+
+Memory: each worker holds at most one part (``store.s3.PART_SIZE``, 8 MiB) of one object; the
+queues hold small Job records (one per sealed chunk: their number is bounded by the spool limit
+over the chunk size, see ``capture.py``).
 """
 
 from __future__ import annotations
 
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -19,19 +26,10 @@ from typing import Optional
 
 from .payload import Payload
 from .report import Reporter
-from .store import Store, StoreError
+from .retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
+from .store import Store, Stored, StoreError
 
 Clock = Callable[[], float]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    base: float = 0.2  # first backoff cap, seconds
-    cap: float = 10.0  # largest backoff between two attempts
-    rng: random.Random = field(default_factory=random.Random, compare=False)
-
-    def delay(self, attempt: int) -> float:
-        return self.rng.uniform(0, min(self.cap, self.base * (2 ** min(attempt, 30))))
 
 
 @dataclass
@@ -40,11 +38,25 @@ class Job:
     build: Callable[[], Payload]  # called in the worker: archiving happens off the main thread
     content_type: str = "application/octet-stream"
     on_done: Optional[Callable[[Job], None]] = None
+    kind: str = "object"  # for the manifest: log-chunk, log, result, manifest
     stored: bool = False
+    result: Optional[Stored] = None
     error: str = ""
+    cause: str = ""  # the code of a whole-store error (reported once on its own) that stopped it
     attempts: int = 0
+    retries: int = 0
     size: int = 0
     done: threading.Event = field(default_factory=threading.Event)
+
+    def reason(self, short: bool = False) -> str:
+        """Why the job is not stored (for the manifest; ``short`` for stderr lines)."""
+        if short and self.cause:
+            return f"{self.cause}, see above"
+        if self.error:
+            return self.error
+        if self.attempts:
+            return "still uploading at the flush deadline"
+        return "not started before the flush deadline"
 
 
 _STOP = object()
@@ -64,6 +76,7 @@ class Uploader:
         self._reporter = reporter
         self._clock = clock
         self._policy = policy or RetryPolicy()
+        self._backoff = Backoff(clock)
         self._notify = notify  # called after every finished job (wakes the supervisor's loop)
         self._ordered: queue.Queue[object] = queue.Queue()
         self._pool: queue.Queue[object] = queue.Queue()
@@ -71,16 +84,21 @@ class Uploader:
         self._threads: list[threading.Thread] = []
         self._store: Optional[Store] = None
         self._store_lock = threading.Lock()
-        self._permanent: Optional[StoreError] = None
-        self._deadline: Optional[float] = None
-        self._changed = threading.Condition()  # wakes backoff sleeps when the deadline moves
-        self._generation = 0
+        self.permanent: Optional[StoreError] = None
         self._lock = threading.Lock()
         self._jobs: list[Job] = []
-        self.failed_causes: set[str] = set()
+        self._ordered_pending = 0
+        self._abandoned = False
+        # Uploads wait (at most ``verdict_wait`` s) for the preflight's answer before their first
+        # request, so a misconfiguration costs one request, not one per worker.
+        self._verdict = threading.Event()
+        self.verdict_wait = 5.0
+        self._last_backoff: Optional[Backoff] = None
+        self.requests = 0  # attempts made, all jobs
+        self.failed_causes: set[str] = set()  # codes of the permanent errors met
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
+    def start(self, preflight: str = "off", probe_prefix: str = "") -> None:
         lanes = [("upload-ordered", self._ordered)] + [
             (f"upload-{i}", self._pool) for i in range(self._workers)
         ]
@@ -88,21 +106,34 @@ class Uploader:
             t = threading.Thread(target=self._work, args=(q,), name=name, daemon=True)
             t.start()
             self._threads.append(t)
-        # Warm up: build the store (imports the S3 client) and check the bucket in the background.
-        threading.Thread(target=self._warm_up, name="store-warm-up", daemon=True).start()
+        # Build the store (imports the S3 client) in the background, and check it if asked to.
+        if preflight != "warn":
+            self._verdict.set()
+        target = self._warm_up if preflight != "warn" else lambda: self._preflight_warn(probe_prefix)
+        threading.Thread(target=target, name="store-warm-up", daemon=True).start()
 
     def submit(self, job: Job, ordered: bool = False) -> Job:
         with self._lock:
             self._jobs.append(job)
+            if ordered:
+                self._ordered_pending += 1
         (self._ordered if ordered else self._pool).put(job)
         return job
 
+    def backlog(self) -> int:
+        """Ordered jobs (log chunks) submitted and not finished yet."""
+        return self._ordered_pending
+
     def set_deadline(self, deadline: Optional[float]) -> None:
         """From now on, no attempt starts after ``deadline`` (monotonic seconds)."""
-        with self._changed:
-            self._deadline = deadline
-            self._generation += 1
-            self._changed.notify_all()
+        self._backoff.set_deadline(deadline)
+        if self._last_backoff is not None:
+            self._last_backoff.set_deadline(deadline)
+
+    def abandon(self) -> None:
+        """Queued and retrying jobs make no further attempt (they are being reported missing)."""
+        self._abandoned = True
+        self._backoff.set_deadline(self._clock())
 
     def wait(self, jobs: list[Job], deadline: Optional[float]) -> bool:
         """Wait for ``jobs`` until ``deadline``; True when all are done (stored or failed)."""
@@ -129,6 +160,17 @@ class Uploader:
         self.wait(jobs, deadline)
         return [j for j in jobs if not j.stored]
 
+    def start_last(self, job: Job, deadline: float) -> Job:
+        """Upload ``job`` on a thread of its own (workers may be stuck on a dead connection),
+        with its own ``deadline``; wait for ``job.done``."""
+        with self._lock:
+            self._jobs.append(job)
+        backoff = Backoff(self._clock)
+        backoff.set_deadline(deadline)
+        self._last_backoff = backoff
+        threading.Thread(target=self._finish, args=(job, backoff), name="upload-last", daemon=True).start()
+        return job
+
     def jobs(self) -> list[Job]:
         with self._lock:
             return list(self._jobs)
@@ -138,59 +180,129 @@ class Uploader:
         with self._lock:
             self._jobs = [j for j in self._jobs if not j.done.is_set()]
 
-    # -- workers -----------------------------------------------------------------------------
-    def _warm_up(self) -> None:
-        try:
-            self._ready_store()
-        except StoreError as exc:
-            if not exc.transient:
-                self._note_permanent(exc)
-
-    def _ready_store(self) -> Store:
-        """The store, created and its bucket checked once per run (serialised)."""
-        if self._permanent is not None:
-            raise self._permanent
+    # -- the store and the preflight ---------------------------------------------------------
+    def store(self) -> Store:
+        """The store, created once per run (serialised); no network involved."""
         if self._store is not None:
             return self._store
         with self._store_lock:
             if self._store is None:
-                store = self._store_factory()
-                store.prepare()
-                self._store = store
+                try:
+                    self._store = self._store_factory()
+                except StoreError:
+                    raise
+                except Exception as exc:  # e.g. the S3 client failed to import
+                    raise StoreError(
+                        f"cannot set up the store: {type(exc).__name__}: {exc}",
+                        transient=False,
+                        code="Unexpected",
+                        whole_store=True,
+                    ) from None
             return self._store
 
-    def _note_permanent(self, exc: StoreError) -> None:
+    def _warm_up(self) -> None:
+        try:
+            self.store()
+        except StoreError as exc:
+            self._note_permanent(exc)
+
+    def _preflight_warn(self, prefix: str) -> None:
+        """In the background while COMMAND runs: report a misconfiguration within seconds."""
+        try:
+            self._check(prefix)
+        finally:
+            self._verdict.set()
+
+    def _check(self, prefix: str) -> None:
         with self._lock:
-            first = self._permanent is None
+            self.requests += 1
+        try:
+            self.store().check(prefix)
+        except StoreError as exc:
+            if exc.transient:
+                self._reporter.warn(f"object storage not reachable yet ({exc}); uploads keep retrying")
+            elif exc.whole_store and exc.code != "AccessDenied":
+                self._note_permanent(exc)
+            else:  # AccessDenied on a listing: write-only credentials may still upload
+                self._reporter.warn(f"preflight: {exc}; uploads will be tried anyway")
+            return
+        self._reporter.debug("preflight: bucket reachable")
+
+    def preflight_strict(self, prefix: str, timeout: float) -> Optional[StoreError]:
+        """Before COMMAND starts: None when the bucket is usable, else the error (transient
+        errors are retried for ``timeout`` seconds)."""
+        backoff = Backoff(self._clock)
+        backoff.set_deadline(self._clock() + timeout)
+        attempts = Attempts(backoff, self._policy, self._reporter)
+        try:
+            attempts(lambda: self.store().check(prefix), "preflight")
+        except DeadlinePassed as exc:
+            last = exc.last
+            return StoreError(
+                f"object storage unreachable for {timeout:.0f}s ({last or 'no answer'})",
+                transient=True,
+                code=exc.code,
+            )
+        except StoreError as exc:
+            return exc
+        return None
+
+    def _note_permanent(self, exc: StoreError) -> StoreError:
+        """Record the first whole-store error (reported once); return the one recorded."""
+        with self._lock:
+            first = self.permanent is None
             if first:
-                self._permanent = exc
+                self.permanent = exc
         if first:
             self._reporter.error(f"object storage: {exc} (not retried)")
+        assert self.permanent is not None
+        return self.permanent
 
+    # -- workers -----------------------------------------------------------------------------
     def _work(self, q: queue.Queue[object]) -> None:
         while True:
             item = q.get()
             if item is _STOP:
                 return
             assert isinstance(item, Job)
-            try:
-                self._run(item)
-            except Exception as exc:  # never let a worker die: the job fails, others go on
-                item.error = f"{type(exc).__name__}: {exc}"
-            finally:
-                if item.on_done is not None:
-                    try:
-                        item.on_done(item)
-                    except Exception as exc:
-                        self._reporter.error(f"after uploading {item.key}: {exc}")
-                item.done.set()
-                if self._notify is not None:
-                    self._notify()
+            self._finish(item, self._backoff, ordered=q is self._ordered)
 
-    def _expired(self, extra: float = 0.0) -> bool:
-        return self._deadline is not None and self._clock() + extra > self._deadline
+    def _finish(self, job: Job, backoff: Backoff, ordered: bool = False) -> None:
+        try:
+            self._run(job, backoff)
+        except Exception as exc:  # never let a worker die: the job fails, others go on
+            job.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if ordered:
+                with self._lock:
+                    self._ordered_pending -= 1
+            if job.on_done is not None:
+                try:
+                    job.on_done(job)
+                except Exception as exc:
+                    self._reporter.error(f"after uploading {job.key}: {exc}")
+            job.done.set()
+            if self._notify is not None:
+                self._notify()
 
-    def _run(self, job: Job) -> None:
+    def _gone(self) -> Optional[StoreError]:
+        if not self._abandoned:
+            return None
+        return StoreError("flush deadline passed", transient=True, code="Deadline")
+
+    def _attempted(self, job: Job) -> None:
+        job.attempts += 1
+        with self._lock:
+            self.requests += 1
+
+    def _run(self, job: Job, backoff: Backoff) -> None:
+        if self.permanent is not None:
+            job.error = str(self.permanent)
+            job.cause = self.permanent.code
+            return
+        if backoff is self._backoff and self._abandoned:
+            job.error = "not started before the flush deadline"
+            return
         try:
             payload = job.build()
         except OSError as exc:
@@ -198,32 +310,30 @@ class Uploader:
             self._reporter.error(f"{job.key}: {job.error}")
             return
         job.size = payload.size
-        while True:
-            if self._expired():
-                job.error = job.error or "flush deadline passed before it could be stored"
-                return
-            job.attempts += 1
-            try:
-                store = self._ready_store()
-                store.put(job.key, payload, job.content_type)
-                job.stored = True
-                job.error = ""
-                self._reporter.debug(f"stored {job.key} ({payload.size} bytes, attempt {job.attempts})")
-                return
-            except StoreError as exc:
-                job.error = str(exc)
-                if not exc.transient:
-                    self._note_permanent(exc)
-                    self.failed_causes.add(exc.code or str(exc))
-                    return
-                delay = self._policy.delay(job.attempts)
-                self._reporter.debug(f"retrying {job.key} in {delay:.2f}s after: {exc}")
-                if self._expired(delay):
-                    return
-                self._sleep(delay)
-
-    def _sleep(self, delay: float) -> None:
-        """Back off for ``delay`` seconds, or less when the deadline changes meanwhile."""
-        with self._changed:
-            generation = self._generation
-            self._changed.wait_for(lambda: self._generation != generation, timeout=delay)
+        self._verdict.wait(self.verdict_wait)
+        attempts = Attempts(
+            backoff,
+            self._policy,
+            self._reporter,
+            on_attempt=lambda: self._attempted(job),
+            doomed=lambda: self.permanent or (self._gone() if backoff is self._backoff else None),
+        )
+        try:
+            stored = self.store().put(job.key, payload, job.content_type, attempts)
+        except StoreError as exc:
+            job.error = str(exc)
+            if not exc.transient:
+                self.failed_causes.add(exc.code or str(exc))
+            if exc.whole_store:
+                job.cause = exc.code
+                self._note_permanent(exc)
+            elif not exc.transient:
+                self._reporter.error(f"{job.key}: {exc} (not retried)")
+            return
+        finally:
+            job.retries = attempts.retries
+        job.result = stored
+        job.size = stored.size
+        job.stored = True
+        job.error = ""
+        self._reporter.debug(f"stored {job.key} ({stored.size} bytes, attempt {job.attempts})")

@@ -297,7 +297,8 @@ def check_object_keys(r: StepRun) -> None:
     want = {f"{r.prefix}{name}.tgz" for name in RESULT_NAMES} | {f"{r.prefix}{STEP}-log.tgz"}
     chunks = [k for k in keys if k.startswith(f"{r.prefix}logs/{STEP}/") and k.endswith(".log")]
     missing = sorted(want - set(keys))
-    optional = {f"{r.prefix}{STEP}-summary.json"}  # the wrapper's run summary, when it writes one
+    # the wrapper's run summary and manifest, when it writes them
+    optional = {f"{r.prefix}{STEP}-summary.json", f"{r.prefix}{STEP}-manifest.json"}
     extra = sorted(set(keys) - want - set(chunks) - optional)
     _fail(not missing and not extra and bool(chunks),
           f"objects under {r.prefix}: missing {missing}, unexpected {extra}, "

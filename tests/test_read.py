@@ -121,6 +121,8 @@ class Objects:
         """A ``<step>-manifest.json`` of every object under ``prefix``, as the wrapper will write it."""
         objects = []
         for key in self.store.keys(prefix):
+            if key == f"{prefix}{step}-manifest.json":
+                continue  # the wrapper's own: a manifest does not list itself
             data = self.store.read(key)
             objects.append({"key": key, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()})
         doc = {"objects": objects, "missing": []}
@@ -199,10 +201,18 @@ def test_ls_lists_runs_tasks_and_objects(store: StoreView, tmp_path: Path) -> No
     assert got.returncode == 0, got.stderr
     doc = json.loads(got.stdout)
     sizes = {o["name"]: o["size"] for o in doc["objects"]}
-    assert sorted(sizes) == ["answer.tgz", "logs/main/00000000.log", "main-log.tgz", "main-summary.json"]
+    assert sorted(sizes) == [
+        "answer.tgz",
+        "logs/main/00000000.log",
+        "main-log.tgz",
+        "main-manifest.json",
+        "main-summary.json",
+    ]
     for name, size in sizes.items():
         assert size == len(store.read(PREFIX + name))
-    assert all(o["sha256"] is None for o in doc["objects"])  # no manifest yet
+    digests = {o["name"]: o["sha256"] for o in doc["objects"]}  # from the wrapper's manifest
+    assert digests.pop("main-manifest.json") is None  # the manifest does not list itself
+    assert digests == {n: hashlib.sha256(store.read(PREFIX + n)).hexdigest() for n in digests}
     assert all(o["modified"].endswith("Z") for o in doc["objects"])
 
     got = read(["ls", "run-1/task-1"], store.env)

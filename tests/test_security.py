@@ -75,6 +75,7 @@ def with_result(tmp_path: Path) -> None:
 EXPECTED_KEYS = [
     PREFIX + "logs/main/00000000.log",
     PREFIX + "main-log.tgz",
+    PREFIX + "main-manifest.json",
     PREFIX + "main-summary.json",
     PREFIX + "metrics.tgz",
 ]
@@ -277,6 +278,7 @@ def test_result_files_with_climbing_names_are_skipped(tmp_path: Path) -> None:
     stored = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
     assert stored == [
         "bkt/" + PREFIX + "main-log.tgz",
+        "bkt/" + PREFIX + "main-manifest.json",
         "bkt/" + PREFIX + "main-summary.json",
         "bkt/" + PREFIX + "ok.tgz",
     ]
@@ -373,7 +375,8 @@ def test_symlinks_out_of_the_results_dir_never_leak(tmp_path: Path) -> None:
     proc = run_wrapper([*wrapper_args(tmp_path, f"file://{root}", "bkt"), "--", "true"], env, timeout=60)
     assert proc.returncode == 0, proc.stderr
     keys = sorted(p.relative_to(root / "bkt").as_posix() for p in (root / "bkt").rglob("*") if p.is_file())
-    assert keys == [PREFIX + n for n in ("alias.tgz", "inside.tgz", "main-log.tgz", "main-summary.json")]
+    names = ("alias.tgz", "inside.tgz", "main-log.tgz", "main-manifest.json", "main-summary.json")
+    assert keys == [PREFIX + n for n in names]
     assert untar_single((root / "bkt" / PREFIX / "alias.tgz").read_bytes()) == ("alias", b"fine\n")
     everything = b"".join(
         untar_single(p.read_bytes())[1] if p.suffix == ".tgz" else p.read_bytes() for p in (root / "bkt").rglob("*.*")

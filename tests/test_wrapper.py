@@ -110,6 +110,7 @@ def test_step_and_prefix_options(store: StoreView, tmp_path: Path) -> None:
     assert proc.returncode == 0
     assert store.keys("team/a/run-1/task-1/") == [
         "team/a/run-1/task-1/build-log.tgz",
+        "team/a/run-1/task-1/build-manifest.json",
         "team/a/run-1/task-1/build-summary.json",
         "team/a/run-1/task-1/logs/build/00000000.log",
     ]
@@ -237,7 +238,11 @@ def test_missing_results_dir_is_not_an_error(store: StoreView, tmp_path: Path) -
     proc = run_wrapper([*IDENTITY, "--results-dir", str(tmp_path / "nope"), "-q", "--", "true"], store.env)
     assert proc.returncode == 0
     assert proc.stderr == b""
-    assert store.keys(PREFIX) == [PREFIX + "main-log.tgz", PREFIX + "main-summary.json"]
+    assert store.keys(PREFIX) == [
+        PREFIX + "main-log.tgz",
+        PREFIX + "main-manifest.json",
+        PREFIX + "main-summary.json",
+    ]
 
 
 # -- identity ------------------------------------------------------------------------------------
@@ -270,6 +275,7 @@ def test_identity_flags_win_over_environment(store: StoreView, tmp_path: Path) -
     assert proc.returncode == 0
     assert store.keys("artifacts/") == [
         "artifacts/flag-run/env-task/main-log.tgz",
+        "artifacts/flag-run/env-task/main-manifest.json",
         "artifacts/flag-run/env-task/main-summary.json",
     ]
 

@@ -267,13 +267,12 @@ class Logger(io.RawIOBase):
     def _sealed(self, chunk: Chunk) -> None:
         """Called by the capture, inside the critical section, for each sealed chunk."""
         assert self._uploader is not None
-        chunk.users = 1  # only the uploader reads it (the CLI also has an archiver)
         self._sealed_bytes += chunk.size
         job = Job(
             key=f"{self.prefix}{chunk.seq:0{CHUNK_DIGITS}d}.log",
             build=lambda: Payload((chunk.path,), chunk.size),
             content_type=self.content_type,
-            on_done=lambda _job: chunk.release(),
+            on_done=lambda _job: chunk.done(uploaded=True, archived=True),  # no archiver here
         )
         with self._jobs_lock:
             self._collect()

@@ -6,8 +6,8 @@ import time
 
 from ..payload import Payload
 from ..report import Reporter
-from ..store import Store, StoreError, open_store
-from ..uploader import RetryPolicy
+from ..retry import RetryPolicy
+from ..store import Retry, Store, Stored, StoreError, once, open_store
 from .config import ObjectStoreConfig
 from .errors import ObjectStoreError, redact
 
@@ -57,8 +57,11 @@ class PreparedStore:
     def prepare(self) -> None:
         return None
 
-    def put(self, key: str, payload: Payload, content_type: str) -> None:
-        self.store.put(key, payload, content_type)
+    def check(self, prefix: str) -> None:
+        return None
+
+    def put(self, key: str, payload: Payload, content_type: str, retry: Retry = once) -> Stored:
+        return self.store.put(key, payload, content_type, retry)
 
     def get(self, key: str) -> bytes:
         return self.store.get(key)

@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Optional
+
 from ..config import StoreConfig
-from .base import ObjectInfo, ReadableStore, Store, StoreError
+from .base import ObjectInfo, ReadableStore, Retry, Store, Stored, StoreError, once
 from .local import LocalStore
 
 __all__ = [
     "LocalStore",
     "ObjectInfo",
     "ReadableStore",
+    "Retry",
     "Store",
     "StoreError",
+    "Stored",
+    "once",
     "open_readable_store",
     "open_store",
 ]
 
 
-def open_store(cfg: StoreConfig) -> Store:
+def open_store(cfg: StoreConfig, warn: Optional[Callable[[str], None]] = None) -> Store:
     if cfg.endpoint is None:
         assert cfg.local_dir is not None
         return LocalStore(cfg.local_dir, cfg.bucket, cfg.create_bucket)
     from .s3 import S3Store  # slow import: only once COMMAND is running
 
-    return S3Store(cfg)
+    return S3Store(cfg, warn=warn)
 
 
 def open_readable_store(cfg: StoreConfig) -> ReadableStore:

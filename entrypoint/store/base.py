@@ -1,35 +1,68 @@
-"""The one interface every store implements, and its error type."""
+"""The one interface every store implements, its error type and its result type."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from ..payload import Payload
+
+T = TypeVar("T")
 
 
 class StoreError(Exception):
     """A failed store operation.
 
-    ``transient`` errors are worth retrying (network, 5xx, throttling); the others are not
-    (bad credentials, missing bucket) and carry a message naming the cause and the fix.
+    ``transient`` errors are worth retrying (network, 5xx, throttling); the others are not and
+    carry a message naming the cause and the fix. A permanent error with ``whole_store`` set
+    (bad credentials, missing bucket) dooms every other upload too, so nothing more is tried;
+    without it only this object is affected (a key the server refuses, an object too large).
     """
 
-    def __init__(self, message: str, *, transient: bool, code: str = "") -> None:
+    def __init__(self, message: str, *, transient: bool, code: str = "", whole_store: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
         self.code = code
+        self.whole_store = whole_store and not transient
+
+
+class Retry(Protocol):
+    """Runs one request, retrying transient StoreErrors with backoff until the deadline.
+
+    Stores call it once per request (a single PUT, each part of a multipart upload), so a
+    retry resends only what failed, from bytes the store still holds.
+    """
+
+    def __call__(self, request: Callable[[], T], what: str) -> T: ...
+
+
+def once(request: Callable[[], T], what: str) -> T:
+    """A ``Retry`` that does not retry (for tools and tests)."""
+    return request()
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What was written: for the manifest."""
+
+    key: str
+    size: int
+    sha256: str  # hex digest of the object's bytes as sent
 
 
 class Store(Protocol):
     def describe(self) -> str:
         """Where objects go, for messages (never includes credentials)."""
 
-    def prepare(self) -> None:
-        """Check the bucket once per run, creating it when configured to."""
+    def check(self, prefix: str) -> None:
+        """Preflight: can we reach the bucket (creating it when configured to)? Raises StoreError."""
 
-    def put(self, key: str, payload: Payload, content_type: str) -> None:
+    def prepare(self) -> None:
+        """Make sure the bucket exists, creating it when configured to. Raises StoreError."""
+
+    def put(self, key: str, payload: Payload, content_type: str, retry: Retry = once) -> Stored:
         """Store ``payload`` under ``key``; nothing is visible under ``key`` unless complete."""
 
     def get(self, key: str) -> bytes:

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import builtins
+import errno
+import hashlib
 import io
 import os
-import shutil
 import tempfile
+import threading
 from pathlib import Path
 from stat import S_ISREG
 
 from ..payload import Payload
-from .base import ObjectInfo, StoreError
+from .base import ObjectInfo, Retry, Stored, StoreError, once
+
+_COPY = 1024 * 1024
+_PERMANENT_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 class LocalStore:
@@ -20,25 +25,44 @@ class LocalStore:
         self.bucket = bucket
         self.create_bucket = create_bucket
         self.base = (root / bucket).absolute()
+        self._bucket_lock = threading.Lock()
 
     def describe(self) -> str:
         return f"local directory {self.base}"
 
-    def prepare(self) -> None:
+    def _ensure_bucket(self) -> None:
         if self.base.is_dir():
             return
         if not self.create_bucket:
             raise StoreError(
-                f"bucket directory {self.base} does not exist; create it or use --create-bucket",
+                f"NoSuchBucket: bucket directory {self.base} is missing; create it or use --create-bucket",
                 transient=False,
                 code="NoSuchBucket",
+                whole_store=True,
             )
-        try:
-            self.base.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
+        with self._bucket_lock:
+            try:
+                self.base.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"AccessDenied: cannot create {self.base}: {exc.strerror}",
+                    transient=exc.errno not in _PERMANENT_ERRNOS,
+                    code="AccessDenied",
+                    whole_store=True,
+                ) from None
+
+    def prepare(self) -> None:
+        self._ensure_bucket()
+
+    def check(self, prefix: str) -> None:
+        self._ensure_bucket()
+        if not os.access(self.base, os.W_OK | os.X_OK):
             raise StoreError(
-                f"cannot create {self.base}: {exc.strerror}", transient=False, code="AccessDenied"
-            ) from None
+                f"AccessDenied: {self.base} is not writable",
+                transient=False,
+                code="AccessDenied",
+                whole_store=True,
+            )
 
     def path_of(self, key: str) -> Path:
         """The file for ``key``; refuses keys that would resolve outside the bucket directory."""
@@ -50,21 +74,35 @@ class LocalStore:
             raise StoreError(f"refusing object key {key!r}", transient=False, code="InvalidKey")
         return path
 
-    def put(self, key: str, payload: Payload, content_type: str = "") -> None:
+    def put(self, key: str, payload: Payload, content_type: str = "", retry: Retry = once) -> Stored:
         path = self.path_of(key)
+        return retry(lambda: self._put(key, path, payload), f"write {key}")
+
+    def _put(self, key: str, path: Path, payload: Payload) -> Stored:
+        self._ensure_bucket()
+        digest = hashlib.sha256()
+        size = 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
             try:
                 with os.fdopen(fd, "wb") as out, payload.open() as src:
-                    shutil.copyfileobj(src, out, 1024 * 1024)
+                    while data := src.read(_COPY):
+                        digest.update(data)
+                        out.write(data)
+                        size += len(data)
                 os.replace(tmp, path)
             except BaseException:
                 os.unlink(tmp)
                 raise
         except OSError as exc:
-            transient = exc.errno not in (13, 30)  # EACCES, EROFS are not worth retrying
-            raise StoreError(f"writing {path}: {exc.strerror}", transient=transient) from None
+            transient = exc.errno not in _PERMANENT_ERRNOS
+            raise StoreError(
+                f"writing {path}: {exc.strerror or exc}",
+                transient=transient,
+                code="" if transient else "AccessDenied",
+            ) from None
+        return Stored(key, size, digest.hexdigest())
 
     def get(self, key: str) -> bytes:
         try:

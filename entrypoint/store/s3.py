@@ -1,48 +1,78 @@
 """The S3 store, through the MinIO client (imported here only: it costs ~0.25 s to import).
 
-The client gets an HTTP pool with explicit timeouts and a small connection-level retry budget;
-the uploader owns the real retry loop, over payloads it can send again.
+The client gets an HTTP pool with explicit connect/read timeouts and no retries of its own: the
+uploader owns the retry loop, and this store calls it once per request (a PUT, or each part of
+a multipart upload), resending bytes it still holds in memory.
+
+Integrity: every request that carries data sends ``Content-MD5`` (S3, MinIO and Ceph reject a
+body that does not match with ``BadDigest``); over plain http MinIO's client also signs the
+payload's SHA-256 (``x-amz-content-sha256``), which S3 and MinIO verify. Because some servers
+verify neither (moto, the test server, does not), the store also compares the ETag the server
+returns with the MD5 of what was sent (per part, and the multipart ETag at the end) and resends
+on a mismatch. With server-side encryption configured, ETags are not compared (they are not MD5
+digests under SSE-KMS and SSE-C); other servers whose ETags are not MD5 digests are recognised
+after repeated mismatches and then trusted on their own checks. SSE headers go on every request
+that needs them, as the MinIO client's ``put_object`` sends them (SSE-C: on every part too).
 """
 
 from __future__ import annotations
 
+import base64
 import builtins
+import hashlib
 import io
 import os
+import re
 import ssl
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, Optional
 
 import urllib3
 from minio import Minio
+from minio.datatypes import Part
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from .. import credentials, sse, tls
 from ..config import StoreConfig
 from ..payload import Payload
-from .base import ObjectInfo, StoreError
+from .base import ObjectInfo, Retry, Stored, StoreError, once
 
-PART_SIZE = 8 * 1024 * 1024  # memory per part in flight
-# One part at a time per upload: the uploader already runs several uploads at once, and parallel
-# parts raised peak RSS from 99 to 143 MiB for 4 results of 100 MiB without speeding them up
-# (tests/benchmarks).
-PARALLEL_PARTS = 1
+PART_SIZE = 8 * 1024 * 1024  # one part in memory per upload in flight
+MAX_PARTS = 10_000
+ETAG_MISMATCHES_TO_TRUST = 3  # consecutive mismatches of one request: the server's ETags are opaque
+DEFAULT_CONNECT_TIMEOUT = 5.0
+DEFAULT_READ_TIMEOUT = 30.0
 
-# Not worth retrying: each comes with the fix to suggest.
-PERMANENT = {
-    "AccessDenied": "check that the credentials may write to the bucket",
-    "AllAccessDisabled": "check the bucket's access settings",
-    "InvalidAccessKeyId": "check --access-key / OBJECTSTORE_ACCESS_KEY",
-    "SignatureDoesNotMatch": "check --secret-key / OBJECTSTORE_SECRET_KEY",
-    "InvalidToken": "check --session-token / OBJECTSTORE_SESSION_TOKEN",
-    "ExpiredToken": "refresh the session token",
-    "NoSuchBucket": "create the bucket or pass --create-bucket",
-    "InvalidBucketName": "fix --bucket",
-    "AuthorizationHeaderMalformed": "check --region",
-    "InvalidRegion": "check --region",
-    "AccountProblem": "check the account",
-    "InvalidObjectName": "the object key is not accepted by the server",
+# Not worth retrying, and every other upload would fail the same way.
+STORE_PERMANENT = {
+    "AccessDenied": "the credentials may not write to the bucket; check --access-key/--secret-key "
+    "and the bucket policy",
+    "AllAccessDisabled": "all access to the bucket is disabled; check the bucket's settings",
+    "InvalidAccessKeyId": "the server does not know this access key; check --access-key / "
+    "OBJECTSTORE_ACCESS_KEY",
+    "SignatureDoesNotMatch": "the server rejected the request signature; check --secret-key / "
+    "OBJECTSTORE_SECRET_KEY",
+    "InvalidToken": "the session token is invalid; check --session-token / OBJECTSTORE_SESSION_TOKEN",
+    "ExpiredToken": "the session token has expired; refresh the credentials",
+    "TokenRefreshRequired": "the session token has expired; refresh the credentials",
+    "NoSuchBucket": "the bucket does not exist; create it or pass --create-bucket",
+    "InvalidBucketName": "the server refuses the bucket name; fix --bucket",
+    "AuthorizationHeaderMalformed": "the request was signed for the wrong region; check --region",
+    "InvalidRegion": "wrong region; check --region",
+    "IllegalLocationConstraintException": "wrong region for this bucket; check --region",
+    "PermanentRedirect": "the bucket is in another region or endpoint; check --region/--endpoint",
+    "AccountProblem": "the account has a problem; check it with the storage provider",
+    "RequestTimeTooSkewed": "this machine's clock is too far off; fix the node's time",
+    "NotImplemented": "the server does not support a request the wrapper needs; use an S3-compatible store",
+    "MethodNotAllowed": "the server does not allow uploads here; check --endpoint/--bucket",
+}
+# Not worth retrying, but only this object is affected.
+OBJECT_PERMANENT = {
+    "InvalidObjectName": "the server does not accept the object key",
     "KeyTooLongError": "the object key is too long for the server",
     "EntityTooLarge": "the object is larger than the server accepts",
+    "InvalidArgument": "the server rejected a request argument",
 }
 TRANSIENT = {
     "SlowDown",
@@ -50,10 +80,28 @@ TRANSIENT = {
     "InternalError",
     "ServiceUnavailable",
     "Throttling",
-    "RequestTimeTooSkewed",
-    "OperationAborted",
+    "ThrottlingException",
+    "RequestLimitExceeded",
     "TooManyRequests",
+    "OperationAborted",
+    "BadDigest",  # the body was damaged on the way: send it again
+    "XAmzContentSHA256Mismatch",
+    "IncompleteBody",
+    "RequestTimeoutException",
+    "ServerBusy",
+    "XMinioServerNotInitialized",
 }
+_STATUS = re.compile(r"Response code: (\d+)")
+
+
+def _by_status(status: int, code: str, text: str) -> StoreError:
+    if status >= 500 or status in (408, 429) or status == 0:
+        return StoreError(f"{code or status}: {text}", transient=True, code=code or str(status))
+    if status in (401, 403):
+        code = code or "AccessDenied"
+        fix = STORE_PERMANENT.get(code, STORE_PERMANENT["AccessDenied"])
+        return StoreError(f"{code}: {fix}", transient=False, code=code, whole_store=True)
+    return StoreError(f"{code or status}: {text}", transient=False, code=code or str(status))
 
 
 def classify(exc: BaseException) -> StoreError:
@@ -63,30 +111,48 @@ def classify(exc: BaseException) -> StoreError:
     if isinstance(exc, S3Error):
         code = exc.code or ""
         status = exc.response.status if exc.response is not None else 0
-        if code in PERMANENT:
-            return StoreError(f"{code}: {PERMANENT[code]}", transient=False, code=code)
-        transient = code in TRANSIENT or status >= 500 or status in (408, 429)
-        return StoreError(f"{code or status}: {exc.message or 'S3 error'}", transient=transient, code=code)
+        if code in STORE_PERMANENT:
+            return StoreError(
+                f"{code}: {STORE_PERMANENT[code]}", transient=False, code=code, whole_store=True
+            )
+        if code in OBJECT_PERMANENT:
+            return StoreError(f"{code}: {OBJECT_PERMANENT[code]}", transient=False, code=code)
+        if code in TRANSIENT:
+            return StoreError(f"{code}: {exc.message or 'retry later'}", transient=True, code=code)
+        return _by_status(status, code, exc.message or "S3 error")
     if isinstance(exc, ServerError):
-        return StoreError(f"server error {exc.status_code}", transient=True, code=str(exc.status_code))
+        return _by_status(exc.status_code, "", f"server error {exc.status_code}")
     if isinstance(exc, InvalidResponseError):
-        text = str(exc)
-        transient = any(f" {s}" in text or f"code {s}" in text for s in ("5", "429", "408"))
-        return StoreError(f"invalid response: {text.splitlines()[0][:200]}", transient=transient)
+        text = str(exc).splitlines()[0][:200]
+        match = _STATUS.search(text)
+        return _by_status(int(match.group(1)) if match else 0, "", f"invalid response: {text}")
     if isinstance(exc, (urllib3.exceptions.HTTPError, OSError, ssl.SSLError)):
-        reason = getattr(exc, "reason", None) or exc
-        text = str(reason).splitlines()[0][:200] if str(reason) else type(reason).__name__
+        reason: Any = exc
+        while getattr(reason, "reason", None) is not None and reason.reason is not reason:
+            reason = reason.reason  # MaxRetryError -> NewConnectionError -> ...
+        text = (str(reason).splitlines() or [""])[0][:200] or type(reason).__name__
         if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
             return StoreError(
                 f"TLS verification failed: {text}; trust the server's CA with --ca-bundle",
                 transient=False,
                 code="TLS",
+                whole_store=True,
             )
         return StoreError(f"connection problem: {text}", transient=True, code="Network")
+    if isinstance(exc, ValueError) and "bucket name" in str(exc):
+        return StoreError(
+            f"InvalidBucketName: {exc}; fix --bucket",
+            transient=False,
+            code="InvalidBucketName",
+            whole_store=True,
+        )
     return StoreError(f"{type(exc).__name__}: {exc}", transient=False, code="Unexpected")
 
 
-def http_pool(connect_timeout: float = 10.0, read_timeout: float = 60.0) -> urllib3.PoolManager:
+def http_pool(
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT, read_timeout: float = DEFAULT_READ_TIMEOUT
+) -> urllib3.PoolManager:
+    """Explicit timeouts (a hung connection must not hang the wrapper); retries are ours."""
     ca_file = os.environ.get("SSL_CERT_FILE") or os.environ.get("AWS_CA_BUNDLE")
     if not ca_file:
         import certifi
@@ -97,29 +163,32 @@ def http_pool(connect_timeout: float = 10.0, read_timeout: float = 60.0) -> urll
         maxsize=16,
         cert_reqs="CERT_REQUIRED",
         ca_certs=ca_file,
-        retries=urllib3.Retry(
-            total=2,
-            connect=2,
-            read=1,
-            status=0,
-            redirect=0,
-            backoff_factor=0.1,
-            allowed_methods=None,
-            raise_on_status=False,
-        ),
+        retries=False,
     )
 
 
+def _md5_b64(digest: bytes) -> str:
+    return base64.b64encode(digest).decode()
+
+
 class S3Store:
-    def __init__(self, cfg: StoreConfig, http_client: urllib3.PoolManager | None = None) -> None:
+    def __init__(
+        self,
+        cfg: StoreConfig,
+        http_client: urllib3.PoolManager | None = None,
+        warn: Optional[Callable[[str], None]] = None,
+    ) -> None:
         assert cfg.endpoint is not None
         self.cfg = cfg
         self.bucket = cfg.bucket
+        self._warn = warn or (lambda _text: None)
+        self._bucket_lock = threading.Lock()
+        self._bucket_created = False
         creds = cfg.credentials
         region = cfg.region
         if region is None and not cfg.endpoint.host.endswith("amazonaws.com"):
             region = "us-east-1"  # MinIO, Ceph, moto: saves a GetBucketLocation per run
-        pool = http_client or http_pool()
+        pool = http_client or http_pool(cfg.connect_timeout, cfg.read_timeout)
         provider = None
         try:
             if cfg.tls is not None and cfg.endpoint.secure:
@@ -129,6 +198,11 @@ class S3Store:
             raise StoreError(str(exc), transient=False, code="TLS") from None
         self.sse = sse.to_minio(cfg.sse)
         self.ssec = sse.ssec(cfg.sse)
+        # With server-side encryption ETags are not (or not always) MD5 digests of the bytes: rely
+        # on the server's own Content-MD5 check alone.
+        self.trust_server_checksums = self.sse is not None
+        self._sse_headers: dict[str, str] = dict(self.sse.headers()) if self.sse is not None else {}
+        self._ssec_headers: dict[str, str] = dict(self.ssec.headers()) if self.ssec is not None else {}
         self.client = Minio(
             cfg.endpoint.host,
             access_key=creds.access_key if creds and provider is None else None,
@@ -153,36 +227,175 @@ class S3Store:
         except Exception as exc:
             raise classify(exc) from None
 
+    # -- the bucket ----------------------------------------------------------------------------
+    def check(self, prefix: str) -> None:
+        """List one page under ``prefix``: proves the endpoint, the credentials and the bucket."""
+        try:
+            self._call(lambda: next(iter(self.client.list_objects(self.bucket, prefix=prefix)), None))
+        except StoreError as exc:
+            if exc.code != "NoSuchBucket":
+                raise
+            self._create_bucket()
+
     def prepare(self) -> None:
-        if self._call(self.client.bucket_exists, self.bucket):
-            return
+        """HEAD the bucket; create it when missing and allowed."""
+        if not self._call(self.client.bucket_exists, self.bucket):
+            self._create_bucket()
+
+    def _create_bucket(self) -> None:
         if not self.cfg.create_bucket:
             raise StoreError(
                 f"NoSuchBucket: bucket {self.bucket!r} does not exist; create it or pass --create-bucket",
                 transient=False,
                 code="NoSuchBucket",
+                whole_store=True,
             )
+        with self._bucket_lock:
+            if self._bucket_created:
+                return
+            try:
+                self._call(self.client.make_bucket, self.bucket)
+            except StoreError as exc:
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+            self._bucket_created = True
+
+    def _bucket_call(self, fn: Callable[[], Any]) -> Any:
+        """One request; a missing bucket is created (when allowed) and the request repeated."""
         try:
-            self._call(self.client.make_bucket, self.bucket)
+            return self._call(fn)
         except StoreError as exc:
-            if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+            if exc.code != "NoSuchBucket" or not self.cfg.create_bucket:
                 raise
+        self._create_bucket()
+        return self._call(fn)
 
-    def put(self, key: str, payload: Payload, content_type: str = "application/octet-stream") -> None:
-        part_size = max(PART_SIZE, -(-payload.size // 9000))
-        with payload.open() as reader:
-            self._call(
-                self.client.put_object,
-                self.bucket,
-                key,
-                reader,
-                payload.size,
-                content_type=content_type or "application/octet-stream",
-                part_size=part_size,
-                num_parallel_uploads=PARALLEL_PARTS,
-                sse=self.sse,
+    # -- uploads -------------------------------------------------------------------------------
+    def put(
+        self, key: str, payload: Payload, content_type: str = "application/octet-stream", retry: Retry = once
+    ) -> Stored:
+        content_type = content_type or "application/octet-stream"
+        part_size = max(PART_SIZE, -(-payload.size // MAX_PARTS))
+        if payload.size <= part_size:
+            return self._put_single(key, payload, content_type, retry)
+        return self._put_multipart(key, payload, content_type, part_size, retry)
+
+    def _checked_etag(self, got: Optional[str], expected: str, what: str, mismatches: list[int]) -> None:
+        got = (got or "").strip('"').lower()
+        if not got or got == expected or self.trust_server_checksums:
+            return
+        mismatches[0] += 1
+        if mismatches[0] >= ETAG_MISMATCHES_TO_TRUST:
+            self.trust_server_checksums = True
+            self._warn(
+                f"server ETags are not MD5 digests (encryption?); relying on its Content-MD5 check ({what})"
             )
+            return
+        raise StoreError(
+            f"BadDigest: {what}: server ETag {got}, but the bytes sent have MD5 {expected}; sending again",
+            transient=True,
+            code="BadDigest",
+        )
 
+    def _put_single(self, key: str, payload: Payload, content_type: str, retry: Retry) -> Stored:
+        with payload.open() as reader:
+            data = reader.read(payload.size)
+        if len(data) != payload.size:
+            raise StoreError(
+                f"{key}: the source shrank while being read", transient=False, code="SourceChanged"
+            )
+        md5 = hashlib.md5(data)
+        headers = {"Content-Type": content_type, "Content-MD5": _md5_b64(md5.digest()), **self._sse_headers}
+        mismatches = [0]
+
+        def request() -> None:
+            result = self._bucket_call(lambda: self.client._put_object(self.bucket, key, data, dict(headers)))
+            self._checked_etag(result.etag, md5.hexdigest(), f"PUT {key}", mismatches)
+
+        retry(request, f"PUT {key}")
+        return Stored(key, len(data), hashlib.sha256(data).hexdigest())
+
+    def _put_multipart(
+        self, key: str, payload: Payload, content_type: str, part_size: int, retry: Retry
+    ) -> Stored:
+        upload_id: str = retry(
+            lambda: self._bucket_call(
+                lambda: self.client._create_multipart_upload(
+                    self.bucket, key, {"Content-Type": content_type, **self._sse_headers}
+                )
+            ),
+            f"start upload of {key}",
+        )
+        try:
+            return self._send_parts(key, payload, part_size, upload_id, retry)
+        except BaseException:
+            try:  # best effort, no retry: a lifecycle rule cleans up what this misses
+                self.client._abort_multipart_upload(self.bucket, key, upload_id)
+            except Exception:
+                pass
+            raise
+
+    def _send_parts(self, key: str, payload: Payload, part_size: int, upload_id: str, retry: Retry) -> Stored:
+        total = -(-payload.size // part_size)
+        whole = hashlib.sha256()
+        digests: list[bytes] = []
+        parts: list[Part] = []
+        size = 0
+        with payload.open() as reader:
+            while data := reader.read(part_size):
+                number = len(parts) + 1
+                whole.update(data)
+                size += len(data)
+                md5 = hashlib.md5(data).digest()
+                etag = retry(
+                    self._part_request(key, upload_id, number, data, md5), f"PUT {key} part {number}/{total}"
+                )
+                parts.append(Part(number, etag))
+                digests.append(md5)
+                del data  # one part in memory at a time
+        if size != payload.size:
+            raise StoreError(
+                f"{key}: the source changed size while being read", transient=False, code="SourceChanged"
+            )
+        expected = f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(parts)}"
+        tries = [0]
+        mismatches = [0]
+
+        def complete() -> None:
+            tries[0] += 1
+            try:
+                result = self._call(
+                    self.client._complete_multipart_upload, self.bucket, key, upload_id, parts
+                )
+                etag = result.etag
+            except StoreError as exc:
+                if exc.code != "NoSuchUpload" or tries[0] == 1:
+                    raise
+                # An earlier attempt completed it but its answer was lost: is it our object?
+                etag = self._call(self.client.stat_object, self.bucket, key, ssec=self.ssec).etag
+                if (etag or "").strip('"') != expected and not self.trust_server_checksums:
+                    raise
+            self._checked_etag(etag, expected, f"complete {key}", mismatches)
+
+        retry(complete, f"complete upload of {key}")
+        return Stored(key, size, whole.hexdigest())
+
+    def _part_request(
+        self, key: str, upload_id: str, number: int, data: bytes, md5: bytes
+    ) -> Callable[[], str]:
+        headers = {"Content-MD5": _md5_b64(md5), **self._ssec_headers}  # SSE-C: the key on every part
+        mismatches = [0]
+
+        def request() -> str:
+            etag = str(
+                self._call(self.client._upload_part, self.bucket, key, data, dict(headers), upload_id, number)
+            )
+            self._checked_etag(etag, md5.hex(), f"PUT {key} part {number}", mismatches)
+            return etag
+
+        return request
+
+    # -- reading (tools, tests) ------------------------------------------------------------------
     def get(self, key: str) -> bytes:
         resp = self._call(self.client.get_object, self.bucket, key, ssec=self.ssec)
         try:

@@ -1,0 +1,92 @@
+"""Pieces of the final flush (after COMMAND exits): results, the manifest, the loss report.
+
+Deadlines (see ``Run``): everything but the run summary and the manifest must be stored by the
+flush deadline minus a reserve (a tenth of ``--flush-timeout``, at most 10 s). Then the summary
+and, last, the manifest (built from what happened by then) go up, each on a thread of its own so
+that workers stuck on a dead connection cannot keep them from being tried. The wrapper exits by
+the flush deadline whatever the store does.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import exitcodes, results
+from .capture import LogCapture
+from .config import Config
+from .manifest import LogAccount, Skipped
+from .report import Reporter
+from .uploader import Job, Uploader
+
+MANIFEST_RESERVE_MAX = 10.0
+MISSING_LINES = 10  # "not stored" lines on stderr; the manifest has them all
+
+
+def manifest_reserve(flush_timeout: float) -> float:
+    return min(MANIFEST_RESERVE_MAX, flush_timeout / 10)
+
+
+def submit_results(
+    cfg: Config, uploader: Uploader, spool: Path, reporter: Reporter, code: int
+) -> tuple[list[str], list[Skipped]]:
+    """Queue each result file: the names queued, and the ones not uploaded with the reason."""
+    if code != 0 and cfg.skip_results_on_failure:
+        try:
+            names = sorted(p.name for p in cfg.results_dir.iterdir())
+        except OSError:
+            names = []
+        if names:
+            reporter.info(f"COMMAND failed: {len(names)} result(s) not uploaded (--skip-results-on-failure)")
+        return [], [Skipped(n, "COMMAND failed and --skip-results-on-failure is set") for n in names]
+    found, skipped = results.scan(cfg.results_dir, reporter)
+    for i, result in enumerate(found):
+        uploader.submit(
+            Job(
+                key=cfg.layout.result_key(result.name),
+                build=lambda r=result, i=i: results.archive_result(  # type: ignore[misc]
+                    r, spool, i, cfg.archive_mtime
+                ),
+                content_type="application/gzip",
+                kind="result",
+            )
+        )
+    reason = "not a regular file in the results directory, or an unusable name"
+    return [r.name for r in found], [Skipped(n, reason) for n in skipped]
+
+
+def log_account(capture: LogCapture) -> LogAccount:
+    return LogAccount(
+        output_bytes=capture.output,
+        captured_bytes=capture.total,
+        gaps=list(capture.gaps),
+        spool_limit=capture.budget.limit,
+        spool_peak=capture.budget.peak,
+    )
+
+
+def exit_code(cfg: Config, code: int, missing: list[Job]) -> int:
+    """The wrapper's exit code: COMMAND's, or the upload-failure code when COMMAND succeeded."""
+    if missing and code == 0 and not cfg.ignore_upload_errors:
+        return exitcodes.UPLOAD_FAILED
+    return code
+
+
+def report(reporter: Reporter, missing: list[Job], account: LogAccount, final: int, code: int) -> None:
+    for job in missing[:MISSING_LINES]:
+        reporter.error(f"not stored: {job.key} ({job.reason(short=True)})")
+    if len(missing) > MISSING_LINES:
+        reporter.error(f"... and {len(missing) - MISSING_LINES} more not stored (see the manifest)")
+    if account.not_captured_bytes:
+        reasons = "; ".join(sorted({g.reason for g in account.gaps}))
+        reporter.warn(
+            f"{account.not_captured_bytes} bytes of output were not captured in the log ({reasons}); "
+            "the log has a marker line at each gap"
+        )
+    if not missing:
+        return
+    if final == exitcodes.UPLOAD_FAILED and code == 0:
+        reporter.error(f"{len(missing)} object(s) missing; exiting with {exitcodes.UPLOAD_FAILED}")
+    elif code == 0:
+        reporter.warn(
+            f"{len(missing)} object(s) missing; keeping COMMAND's exit code (--ignore-upload-errors)"
+        )
