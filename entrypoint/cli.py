@@ -193,7 +193,7 @@ def command(command: tuple[str, ...], **values: Any) -> int:
       <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
     """
     from .hardening import protect
-    from .run import Run
+    from .supervisor import Supervisor, policy_of, start
 
     cfg = build_config(values, command)
     reporter = Reporter(quiet=cfg.quiet, debug=cfg.debug)
@@ -206,7 +206,14 @@ def command(command: tuple[str, ...], **values: Any) -> int:
             for name in ("secret_key", "session_token")
         },
     )
-    return Run(cfg, reporter).execute()
+    supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg))
+    if cfg.preflight != "strict":  # start COMMAND now; the rest of the machinery loads meanwhile
+        failed = start(supervisor, reporter)
+        if failed is not None:
+            return failed
+    from .run import Run
+
+    return Run(cfg, reporter, supervisor).execute()
 
 
 def main(argv: Optional[list[str]] = None) -> None:

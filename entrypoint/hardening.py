@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from collections.abc import Mapping
 from typing import Any, Optional
@@ -34,7 +33,7 @@ def scrub_environment(environ: Any = os.environ) -> list[str]:
 def make_undumpable() -> bool:
     """prctl(PR_SET_DUMPABLE, 0); False where that is not possible (not Linux)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # find_library would run ldconfig: slow
         return bool(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False

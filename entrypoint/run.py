@@ -25,7 +25,7 @@ from .payload import Payload
 from .report import Reporter
 from .store import Store, open_store
 from .summary import Summary, TreeSampler, children_cpu
-from .supervisor import INTERRUPTS, Policy, SpawnError, Supervisor
+from .supervisor import INTERRUPTS, Supervisor, policy_of, start
 from .units import format_size
 from .uploader import Job, Uploader
 
@@ -43,6 +43,7 @@ class Run:
         self,
         cfg: Config,
         reporter: Reporter,
+        supervisor: Supervisor | None = None,
         store_factory: StoreFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -52,9 +53,6 @@ class Run:
         self.store_factory = store_factory or (lambda: open_store(cfg.store, warn=reporter.warn))
         self.spool = self._make_spool()
         (self.spool / "chunks").mkdir()
-        policy = Policy(
-            timeout=cfg.timeout, kill_after=cfg.kill_after, signal_child_only=cfg.signal_child_only
-        )
         self.budget = SpoolBudget(cfg.spool_limit)
         self.capture = LogCapture(
             self.spool / "chunks",
@@ -66,7 +64,9 @@ class Run:
             backlog=lambda: self.uploader.backlog(),
             on_pause=reporter.warn,
         )
-        self.supervisor = Supervisor(cfg.command, self.capture, reporter, clock, policy)
+        # COMMAND may already be running (cli.py spawns it before importing this module)
+        self.supervisor = supervisor or Supervisor(cfg.command, reporter, clock, policy_of(cfg))
+        self.supervisor.sink = self.capture
         self.uploader = Uploader(self.store_factory, reporter, clock=clock, notify=self.supervisor.wake)
         self.archiver = LogArchiver(self.spool, f"{cfg.layout.step}.log", self.budget)
         self.aborted = False
@@ -108,15 +108,12 @@ class Run:
     def _execute(self) -> int:
         cfg = self.cfg
         sup = self.supervisor
-        if cfg.preflight == "strict" and not self._preflight_strict():
-            return exitcodes.USAGE
-        sup.install_signals()
-        try:
-            sup.spawn()
-        except SpawnError as exc:
-            sup.restore_signals()
-            self.reporter.error(str(exc))
-            return exc.code
+        if not sup.pid:
+            if cfg.preflight == "strict" and not self._preflight_strict():
+                return exitcodes.USAGE
+            failed = start(sup, self.reporter)
+            if failed is not None:
+                return failed
         started_wall = time.time()
         # after the spawn: the S3 client is imported (and the bucket checked) in the background
         self.uploader.start(cfg.preflight, cfg.layout.task_prefix)

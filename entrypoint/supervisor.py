@@ -20,7 +20,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Any, Optional, Protocol
 
 from . import exitcodes
 from .report import Reporter
@@ -68,6 +68,11 @@ class Policy:
     drain_grace: float = 1.0  # how long pipes may stay open once every process is gone
 
 
+def policy_of(cfg: Any) -> Policy:
+    """The stop policy a ``config.Config`` asks for."""
+    return Policy(timeout=cfg.timeout, kill_after=cfg.kill_after, signal_child_only=cfg.signal_child_only)
+
+
 class SpawnError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
@@ -92,7 +97,6 @@ class Supervisor:
     def __init__(
         self,
         command: Sequence[str],
-        sink: Sink,
         reporter: Reporter,
         clock: Callable[[], float] = time.monotonic,
         policy: Policy = Policy(),
@@ -100,7 +104,7 @@ class Supervisor:
         stderr: int = 2,
     ) -> None:
         self.command = list(command)
-        self.sink = sink
+        self.sink: Optional[Sink] = None  # the capture; set before run()
         self.reporter = reporter
         self.clock = clock
         self.policy = policy
@@ -280,6 +284,8 @@ class Supervisor:
     def run(self) -> int:
         """Pump and supervise until COMMAND has exited, its leftovers are reaped and its pipes
         are drained; COMMAND's exit code (or 124 when --timeout stopped it)."""
+        assert self.sink is not None, "set the supervisor's sink before run()"
+        sink = self.sink
         selector = selectors.DefaultSelector()
         for fd in self._pipes:
             selector.register(fd, selectors.EVENT_READ)
@@ -288,7 +294,7 @@ class Supervisor:
             while not self._finished():
                 now = self.clock()
                 deadline = min(self._timers.values(), default=None)
-                due = self.sink.due()
+                due = sink.due()
                 if due is not None and (deadline is None or due < deadline):
                     deadline = due
                 timeout = None if deadline is None else max(0.0, deadline - now)
@@ -301,7 +307,7 @@ class Supervisor:
                         os.close(fd)
                         del self._pipes[fd]
                 now = self.clock()
-                self.sink.tick(now)
+                sink.tick(now)
                 self._run_timers(now)
         finally:
             for fd in list(self._pipes):
@@ -383,8 +389,20 @@ class Supervisor:
                 _write_out(out, data)
             except OSError:
                 self.writable[out] = False  # reader went away: keep capturing
-        self.sink.write(data)
+        self.sink.write(data)  # type: ignore[union-attr]  # run() checked it
         return True
+
+
+def start(supervisor: Supervisor, reporter: Reporter) -> Optional[int]:
+    """Catch signals and spawn COMMAND; None when it runs, else the exit code (126/127)."""
+    supervisor.install_signals()
+    try:
+        supervisor.spawn()
+    except SpawnError as exc:
+        supervisor.restore_signals()
+        reporter.error(str(exc))
+        return exc.code
+    return None
 
 
 def _descendants() -> list[int]:

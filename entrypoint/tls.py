@@ -10,11 +10,13 @@ context is built in the background with the S3 client (``ssl_context``/``configu
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
+
+if TYPE_CHECKING:
+    import ssl
 
 _PEM_MARK = b"-----BEGIN CERTIFICATE-----"
 _SCAN_LIMIT = 16 * 1024 * 1024
@@ -61,6 +63,8 @@ def check_bundle(path: Path) -> None:
 def ssl_context(cfg: TLSConfig) -> ssl.SSLContext:
     """The client context: verifies the chain and the host name against exactly the configured
     bundle (not the system store as well); ValueError when the bundle cannot be loaded."""
+    import ssl  # only where the S3 client is built, off the start-up path
+
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname by default
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     if cfg.insecure:
