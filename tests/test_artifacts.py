@@ -287,8 +287,8 @@ def test_start_up_path_loads_no_fetch_machinery() -> None:
 
     code = (
         "import sys, entrypoint.cli, entrypoint.config, entrypoint.supervisor, entrypoint.hardening\n"
-        "print(sorted(m for m in sys.modules if m.startswith(('entrypoint.read', 'entrypoint.inputs',"
-        " 'entrypoint.artifacts', 'entrypoint.store', 'minio'))))\n"
+        "new = ('entrypoint.read', 'entrypoint.inputs', 'entrypoint.artifacts', 'entrypoint.store', 'minio')\n"
+        "print(sorted(m for m in sys.modules if m in new or m.startswith(tuple(n + '.' for n in new))))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True).stdout
     assert out.strip() == "[]"
