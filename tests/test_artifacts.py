@@ -176,6 +176,27 @@ def test_offload_replaces_only_oversized_results_and_fetch_result_gets_them_back
     assert consumed.read_bytes() == big + big + small
 
 
+def test_a_result_not_stored_is_not_offloaded(tmp_path: Path) -> None:
+    """The bytes stay where Tekton can read them when the store never got them."""
+    from conftest import clean_env, free_port
+
+    env = clean_env(
+        OBJECTSTORE_ENDPOINT=f"http://127.0.0.1:{free_port()}",
+        OBJECTSTORE_ACCESS_KEY="a",
+        OBJECTSTORE_SECRET_KEY="b",
+    )
+    results = tmp_path / "results"
+    results.mkdir()
+    data = os.urandom(5000)
+    (results / "big").write_bytes(data)
+    args = ["--pipelinerun", RUN, "--pipelinetask", "t", "--results-dir", str(results)]
+    args += ["--flush-timeout", "2s", "--offload-results-over", "1KiB", "--preflight", "off"]
+    proc = run_wrapper([*args, "--", "true"], env, cwd=tmp_path)
+    assert proc.returncode == 74
+    assert (results / "big").read_bytes() == data
+    assert b"result 'big' (5000 bytes) not offloaded: its object was not stored" in proc.stderr
+
+
 def test_fetch_result_missing_is_exit_2_before_command(s3: S3Server, bucket: str, tmp_path: Path) -> None:
     results = tmp_path / "produce" / "results"
     proc = wrap(s3, bucket, tmp_path, "produce", [], write_results(f"echo 1 > {results}/there"))
