@@ -72,6 +72,36 @@ Exit codes:
     metavar="DIR",
     help="Each regular file here is stored as <result>.tgz after COMMAND exits.",
 )
+@_opt(
+    "--step-results-dir",
+    env=["OBJECTSTORE_STEP_RESULTS_DIR"],
+    metavar="DIR",
+    help="Also store each file here (Tekton's /tekton/steps/step-<name>/results) as "
+    "<step>/<result>.tgz. [default: off]",
+)
+@_opt(
+    "--artifacts-file",
+    env=["OBJECTSTORE_ARTIFACTS_FILE"],
+    metavar="PATH",
+    help="Write the stored results as Tekton artifact outputs (uri, sha256 digest) to PATH "
+    "($(step.artifacts.path)), merged with what COMMAND wrote there. [default: off]",
+)
+@_opt(
+    "--offload-results-over",
+    env=["OBJECTSTORE_OFFLOAD_RESULTS_OVER"],
+    type=Size(),
+    metavar="SIZE",
+    help="After storing them, replace result files larger than SIZE by their s3://bucket/key URI, "
+    "so Tekton's 4096-byte limit is not hit. [default: off]",
+)
+@_opt(
+    "--fetch-result",
+    env=["OBJECTSTORE_FETCH_RESULT"],
+    multiple=True,
+    metavar="TASK/RESULT=PATH",
+    help="Before COMMAND starts, extract a stored result of this pipelinerun (or "
+    "RUN/TASK/RESULT, or an s3://bucket/key URI) to PATH; exit 2 if missing. Repeatable.",
+)
 @key_prefix_option
 @_opt(
     "--log-chunk-size",
@@ -189,6 +219,7 @@ def command(command: tuple[str, ...], **values: Any) -> int:
     \b
     Objects (bucket-relative):
       <prefix>/<pipelinerun>/<pipelinetask>/<result>.tgz
+      <prefix>/<pipelinerun>/<pipelinetask>/<step>/<result>.tgz  (--step-results-dir)
       <prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
       <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
     """
@@ -206,6 +237,10 @@ def command(command: tuple[str, ...], **values: Any) -> int:
             for name in ("secret_key", "session_token")
         },
     )
+    if cfg.fetch_results:  # inputs first: COMMAND must find them when it starts
+        from .inputs import fetch_inputs
+
+        fetch_inputs(cfg, reporter)
     supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg))
     if cfg.preflight != "strict":  # start COMMAND now; the rest of the machinery loads meanwhile
         failed = start(supervisor, reporter)

@@ -101,6 +101,27 @@ class Config:
     ignore_upload_errors: bool = False  # keep COMMAND's exit code when objects are missing
     skip_results_on_failure: bool = False  # no results upload when COMMAND failed
     archive_mtime: Optional[float] = None  # --reproducible: fixed mtime of every tar member
+    artifacts_file: Optional[Path] = None  # Tekton artifacts provenance.json to write/merge
+    offload_results_over: Optional[int] = None  # results larger than this become their URI
+    step_results_dir: Optional[Path] = None  # Tekton step results, stored under <step>/
+    fetch_results: tuple[FetchSpec, ...] = ()  # inputs to download before COMMAND starts
+
+
+@dataclass(frozen=True)
+class FetchSpec:
+    """``--fetch-result``: a stored result to extract to ``path`` before COMMAND starts.
+
+    Either ``task`` and ``result`` (and ``run``, default the current pipelinerun) or ``key``
+    (from an ``s3://bucket/key`` URI, as an offloaded result holds).
+    """
+
+    text: str
+    path: Path
+    run: Optional[str] = None
+    task: Optional[str] = None
+    result: Optional[str] = None
+    bucket: Optional[str] = None
+    key: Optional[str] = None
 
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
@@ -298,7 +319,60 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         ignore_upload_errors=bool(values.get("ignore_upload_errors")),
         skip_results_on_failure=bool(values.get("skip_results_on_failure")),
         archive_mtime=reproducible_mtime(values),
+        artifacts_file=_path(values, "artifacts_file"),
+        offload_results_over=_offload(values),
+        step_results_dir=_path(values, "step_results_dir"),
+        fetch_results=tuple(parse_fetch(t) for t in values.get("fetch_result") or ()),
     )
+
+
+def _path(values: Mapping[str, Any], name: str) -> Optional[Path]:
+    value = values.get(name)
+    return Path(value) if value else None
+
+
+def _offload(values: Mapping[str, Any]) -> Optional[int]:
+    value = values.get("offload_results_over")
+    if value is None:
+        return None
+    if int(value) < 0:
+        raise ConfigError("--offload-results-over: must not be negative")
+    return int(value)
+
+
+def parse_fetch(text: str) -> FetchSpec:
+    """``[PIPELINERUN/]PIPELINETASK/RESULT=PATH`` or ``s3://BUCKET/KEY=PATH``."""
+    hint = "use PIPELINETASK/RESULT=PATH, PIPELINERUN/PIPELINETASK/RESULT=PATH or s3://BUCKET/KEY=PATH"
+    source, sep, path = text.rpartition("=")
+    if not sep or not source or not path:
+        raise ConfigError(f"--fetch-result: {text!r} has no '=PATH'; {hint}")
+    source = source.strip()
+    if source.startswith("s3://"):
+        bucket, _, key = source[len("s3://") :].partition("/")
+        parts = key.split("/")
+        problems = [p for p in [bucket, *parts] if name_problem(p)]
+        if not bucket or not key or problems or not key.endswith(".tgz"):
+            raise ConfigError(f"--fetch-result: {source!r} is not an s3://BUCKET/KEY.tgz URI; {hint}")
+        return FetchSpec(text, Path(path), bucket=check_bucket_for(bucket), key=key)
+    parts = source.strip("/").split("/")
+    if len(parts) not in (2, 3):
+        raise ConfigError(f"--fetch-result: {source!r} is not PIPELINETASK/RESULT; {hint}")
+    for part in parts:
+        problem = name_problem(part)
+        if problem:
+            raise ConfigError(f"--fetch-result: {part!r} in {source!r} {problem}; use plain names")
+    run = parts[0] if len(parts) == 3 else None
+    task, result = parts[-2], parts[-1]
+    if result.endswith(".tgz"):
+        result = result[:-4]
+    return FetchSpec(text, Path(path), run=run, task=task, result=result)
+
+
+def check_bucket_for(name: str) -> str:
+    try:
+        return check_bucket(name)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("--bucket", "--fetch-result", 1)) from None
 
 
 def _duration(values: Mapping[str, Any], name: str, default: Optional[float]) -> Any:

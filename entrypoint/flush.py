@@ -9,6 +9,7 @@ the flush deadline whatever the store does.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import exitcodes, results
@@ -26,32 +27,55 @@ def manifest_reserve(flush_timeout: float) -> float:
     return min(MANIFEST_RESERVE_MAX, flush_timeout / 10)
 
 
+@dataclass(frozen=True)
+class Queued:
+    """A result file queued for upload, and its job (for offloading and provenance)."""
+
+    result: results.ResultFile
+    job: Job
+    directory: Path  # the results directory it is in
+    step: bool  # a step result (--step-results-dir), stored under <step>/
+
+
 def submit_results(
     cfg: Config, uploader: Uploader, spool: Path, reporter: Reporter, code: int
-) -> tuple[list[str], list[Skipped]]:
-    """Queue each result file: the names queued, and the ones not uploaded with the reason."""
+) -> tuple[list[str], list[Skipped], list[Queued]]:
+    """Queue each result file: the names queued, the ones not uploaded with the reason, and the
+    queued files with their jobs (task results first, then step results)."""
+    dirs = [(cfg.results_dir, False)]
+    if cfg.step_results_dir is not None:
+        dirs.append((cfg.step_results_dir, True))
     if code != 0 and cfg.skip_results_on_failure:
-        try:
-            names = sorted(p.name for p in cfg.results_dir.iterdir())
-        except OSError:
-            names = []
+        names: list[str] = []
+        for directory, _step in dirs:
+            try:
+                names += sorted(p.name for p in directory.iterdir())
+            except OSError:
+                pass
         if names:
             reporter.info(f"COMMAND failed: {len(names)} result(s) not uploaded (--skip-results-on-failure)")
-        return [], [Skipped(n, "COMMAND failed and --skip-results-on-failure is set") for n in names]
-    found, skipped = results.scan(cfg.results_dir, reporter)
-    for i, result in enumerate(found):
-        uploader.submit(
-            Job(
-                key=cfg.layout.result_key(result.name),
-                build=lambda r=result, i=i: results.archive_result(  # type: ignore[misc]
-                    r, spool, i, cfg.archive_mtime
-                ),
-                content_type="application/gzip",
-                kind="result",
-            )
-        )
+        return [], [Skipped(n, "COMMAND failed and --skip-results-on-failure is set") for n in names], []
+    queued: list[Queued] = []
+    not_uploaded: list[Skipped] = []
     reason = "not a regular file in the results directory, or an unusable name"
-    return [r.name for r in found], [Skipped(n, reason) for n in skipped]
+    for directory, step in dirs:
+        found, skipped = results.scan(directory, reporter)
+        for result in found:
+            index = len(queued)
+            key = cfg.layout.step_result_key(result.name) if step else cfg.layout.result_key(result.name)
+            job = uploader.submit(
+                Job(
+                    key=key,
+                    build=lambda r=result, i=index: results.archive_result(  # type: ignore[misc]
+                        r, spool, i, cfg.archive_mtime
+                    ),
+                    content_type="application/gzip",
+                    kind="step-result" if step else "result",
+                )
+            )
+            queued.append(Queued(result, job, directory, step))
+        not_uploaded += [Skipped(f"{cfg.layout.step}/{n}" if step else n, reason) for n in skipped]
+    return [q.result.name for q in queued if not q.step], not_uploaded, queued
 
 
 def log_account(capture: LogCapture) -> LogAccount:

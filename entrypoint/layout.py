@@ -1,6 +1,7 @@
 """Object keys, built only from validated name components.
 
 <prefix>/<pipelinerun>/<pipelinetask>/<result>.tgz
+<prefix>/<pipelinerun>/<pipelinetask>/<step>/<result>.tgz   (Tekton step results)
 <prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
 <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
 """
@@ -80,6 +81,10 @@ class Layout:
 
     def result_key(self, result: str) -> str:
         return f"{self.task_prefix}{check_name('result', result)}.tgz"
+
+    def step_result_key(self, result: str) -> str:
+        """A Tekton step result: ``<step>/<result>.tgz`` under the task."""
+        return f"{self.task_prefix}{self.step}/{check_name('result', result)}.tgz"
 
     def log_archive_key(self) -> str:
         return f"{self.task_prefix}{self.step}-log.tgz"

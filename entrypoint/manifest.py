@@ -47,6 +47,7 @@ class Manifest:
     command_exit_code: int
     exit_code: int
     results_not_uploaded: list[Skipped] = field(default_factory=list)
+    results_offloaded: list[dict[str, Any]] = field(default_factory=list)  # --offload-results-over
 
     def to_dict(self, jobs: Iterable[Job]) -> dict[str, Any]:
         written = []
@@ -71,6 +72,7 @@ class Manifest:
             "objects": written,
             "missing": missing,
             "results_not_uploaded": [{"name": s.name, "reason": s.reason} for s in self.results_not_uploaded],
+            "results_offloaded": list(self.results_offloaded),
             "log": {
                 "output_bytes": log.output_bytes,
                 "captured_bytes": log.captured_bytes,

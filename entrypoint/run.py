@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional
 
-from . import exitcodes, flush
+from . import artifacts, exitcodes, flush
 from .capture import Chunk, LogArchiver, LogCapture, SpoolBudget
 from .config import Config
 from .manifest import Manifest
@@ -126,7 +126,9 @@ class Run:
         finished_wall = time.time()
         peak = sampler.stop()
         flush_started = self.clock()
-        found, not_uploaded = flush.submit_results(cfg, self.uploader, self.spool, self.reporter, code)
+        found, not_uploaded, queued = flush.submit_results(
+            cfg, self.uploader, self.spool, self.reporter, code
+        )
         self.capture.close()
         total = self.capture.total
         self.uploader.submit(
@@ -142,6 +144,7 @@ class Run:
         reserve = flush.manifest_reserve(cfg.flush_timeout)
         self._wait(self.uploader.jobs(), self._flush_deadline(flush_started) - reserve)
         self.uploader.abandon()  # what is not stored now is reported missing: no more attempts
+        offloaded = self._tekton_outputs(queued)
         missing = [j for j in self.uploader.jobs() if not j.stored]
         final = flush.exit_code(cfg, code, missing)
         account = flush.log_account(self.capture)
@@ -172,6 +175,8 @@ class Run:
                 "log_not_captured_bytes": account.not_captured_bytes,
                 "upload_requests": self.uploader.requests,
                 "upload_retries": sum(j.retries for j in self.uploader.jobs()),
+                "step_results": [q.result.name for q in queued if q.step],
+                "results_offloaded": [o.to_dict() for o in offloaded],
             },
         )
         if not self.aborted:
@@ -189,7 +194,8 @@ class Run:
             self._wait([summary_job], deadline - reserve / 2)
             if not summary_job.stored:
                 missing.append(summary_job)
-            manifest = Manifest(cfg.layout, cfg.store.bucket, account, code, final, not_uploaded)
+            offloads = [o.to_dict() for o in offloaded]
+            manifest = Manifest(cfg.layout, cfg.store.bucket, account, code, final, not_uploaded, offloads)
             jobs = self.uploader.jobs()
             self.manifest = manifest.to_dict(jobs)
             manifest_data = manifest.encode(jobs)
@@ -208,6 +214,28 @@ class Run:
         self.uploader.stop()
         sup.restore_signals()
         return self._finish(summary, code, missing, account, self.clock() - flush_started)
+
+    def _tekton_outputs(self, queued: list[flush.Queued]) -> list[artifacts.Offloaded]:
+        """Offload oversized results, write the provenance file, warn about Tekton's size limit."""
+        cfg = self.cfg
+        step = cfg.layout.step
+        offloaded: list[artifacts.Offloaded] = []
+        if cfg.offload_results_over is not None:
+            offloaded = artifacts.offload(
+                queued, cfg.store.bucket, cfg.offload_results_over, step, self.reporter
+            )
+        dirs = [(cfg.results_dir, "")]
+        if cfg.step_results_dir is not None:
+            dirs.append((cfg.step_results_dir, f"{step}/"))
+        files = artifacts.sizes(dirs)
+        if cfg.artifacts_file is not None:
+            written = artifacts.write_provenance(
+                cfg.artifacts_file, artifacts.outputs(queued, cfg.store.bucket, step), self.reporter
+            )
+            if written:
+                files.append((cfg.artifacts_file.name, written))
+        artifacts.warn_if_too_big(files, cfg.offload_results_over is not None, self.reporter)
+        return offloaded
 
     def _flush_deadline(self, started: float) -> float:
         deadline = started + self.cfg.flush_timeout

@@ -72,6 +72,11 @@ def store_params(s3: S3Server, bucket: str) -> dict[str, str]:
     return {"endpoint": s3.endpoint, "bucket": bucket}
 
 
+def example_run(catalog: Catalog, pipeline: str) -> Doc:
+    """The example PipelineRun of ``pipeline``."""
+    return next(r for r in catalog.pipelineruns if r["spec"]["pipelineRef"]["name"] == pipeline)
+
+
 def assert_succeeded(taskrun: TaskRunResult) -> None:
     for step in taskrun.steps:
         assert step.returncode == 0, (
@@ -113,7 +118,7 @@ class Stored:
 def test_pipelinerun_runs_both_tasks_and_the_second_consumes_the_first_result(
     runner: Runner, catalog: Catalog, s3: S3Server, bucket: str
 ) -> None:
-    pipelinerun = catalog.pipelineruns[0]
+    pipelinerun = example_run(catalog, "tekton-uploader-example")
     message = next(p["value"] for p in pipelinerun["spec"]["params"] if p["name"] == "message")
     digest = hashlib.sha256(message.encode()).hexdigest()
 
@@ -154,11 +159,35 @@ def test_a_failing_first_task_stops_the_pipeline(
     args = runner.catalog.tasks["tekton-uploader-command"]["spec"]["steps"][0]["args"]
     assert args[:2] == ["sh", "-c"]
     args[2] = 'echo "failing on purpose: $1"; exit 3'
-    run = runner.run_pipelinerun(catalog.pipelineruns[0], overrides=store_params(s3, bucket))
+    run = runner.run_pipelinerun(example_run(catalog, "tekton-uploader-example"), overrides=store_params(s3, bucket))
     assert run.order == ["produce"]
     assert run.taskruns["produce"].steps[0].returncode == 3  # the wrapper exits with COMMAND's code
     assert not run.succeeded
     assert b"failing on purpose" in Stored(s3, bucket, run.name, "produce").log()
+
+
+def test_large_result_pipeline_passes_50mib_through_the_store_and_tekton_sees_a_uri(
+    runner: Runner, catalog: Catalog, s3: S3Server, bucket: str
+) -> None:
+    """pipeline-large-result.yaml: --offload-results-over in the producer, --fetch-result in the
+    consumer; the 50 MiB result never reaches Tekton's termination message."""
+    pipelinerun = example_run(catalog, "tekton-uploader-large-result")
+    run = runner.run_pipelinerun(pipelinerun, overrides=store_params(s3, bucket))
+
+    assert run.order == ["produce", "consume"]
+    for taskrun in run.taskruns.values():
+        assert_succeeded(taskrun)
+    produce, consume = run.taskruns["produce"], run.taskruns["consume"]
+    key = f"artifacts/{run.name}/produce/model.tgz"
+    uri = f"s3://{bucket}/{key}"
+    assert produce.results["model"] == uri  # what Tekton reads and passes on
+    assert sum(len(v) for v in produce.results.values()) < 4096
+    name, data = untar_single(s3.read(bucket, key))
+    assert name == "model" and len(data) == 50 * 1024 * 1024
+    digest = hashlib.sha256(data).hexdigest()
+    assert produce.results["sha256"] == digest
+    assert consume.results == {"report": f"{len(data)} bytes, sha256 {digest}"}
+    assert run.results == {"model": uri, "report": consume.results["report"]}
 
 
 # --------------------------------------------------------------------------------------------
