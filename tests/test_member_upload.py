@@ -71,3 +71,34 @@ def test_a_damaged_multipart_member_upload_is_detected_and_sent_again(
     assert pool.corrupt == 0 and attempts.retries == 1
     assert s3.read(bucket, "logs/big.log") == data
     archiver.finish(len(data), 0.0)
+
+
+def test_an_attempt_reading_the_raw_file_holds_it_and_the_next_attempt_reads_the_member(
+    tmp_path: Path,
+) -> None:
+    from conftest import wait_until
+
+    from entrypoint.capture import Chunk, LogArchiver, LogCapture, SpoolBudget
+
+    data = log_text(300_000, seed=9)
+    budget = SpoolBudget(1 << 30)
+    chunks: list[Chunk] = []
+    (tmp_path / "chunks").mkdir()
+    cap = LogCapture(tmp_path / "chunks", 1 << 20, 5.0, chunks.append, budget=budget)
+    cap.write(memoryview(data))
+    cap.close()
+    (chunk,) = chunks
+    payload = Payload((chunk,), chunk.size)
+    first = payload.open()  # attempt 1 starts before the chunk is archived: reads the raw file
+    assert first.read(1000) == data[:1000]
+    archiver = LogArchiver(tmp_path, "main.log", budget)
+    archiver.add(chunk)
+    wait_until(lambda: chunk.archived, timeout=30, what="archiving")
+    assert chunk.path.exists()  # held by attempt 1: not deleted under it
+    assert first.read(10**6) == data[1000:]
+    first.close()  # attempt 1 failed (say): the raw file is not needed any more
+    assert not chunk.path.exists() and chunk.member is not None
+    assert budget.used() == chunk.member.length  # only the compressed copy is left
+    assert payload.read_all() == data  # attempt 2 decompresses the member
+    assert payload.read_all() == data  # and so does attempt 3
+    archiver.finish(len(data), 0.0)
