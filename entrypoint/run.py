@@ -182,38 +182,33 @@ class Run:
         if not self.aborted:
             deadline = self._flush_deadline(flush_started)
             data = json.dumps(summary.to_dict(), indent=2).encode() + b"\n"
-            summary_job = self.uploader.start_last(
-                Job(
-                    cfg.layout.step_object_key("summary.json"),
-                    lambda: Payload.of(data),
-                    "application/json",
-                    kind="summary",
-                ),
-                deadline - reserve / 2,
+            summary_job = self._store_last(
+                "summary.json", data, deadline - reserve / 2, deadline - reserve / 2
             )
-            self._wait([summary_job], deadline - reserve / 2)
             if not summary_job.stored:
                 missing.append(summary_job)
             offloads = [o.to_dict() for o in offloaded]
             manifest = Manifest(cfg.layout, cfg.store.bucket, account, code, final, not_uploaded, offloads)
             jobs = self.uploader.jobs()
             self.manifest = manifest.to_dict(jobs)
-            manifest_data = manifest.encode(jobs)
-            manifest_job = self.uploader.start_last(
-                Job(
-                    cfg.layout.step_object_key("manifest.json"),
-                    lambda: Payload.of(manifest_data),
-                    "application/json",
-                    kind="manifest",
-                ),
-                deadline,
+            manifest_job = self._store_last(
+                "manifest.json", manifest.encode(jobs), deadline, self._flush_deadline(flush_started)
             )
-            self._wait([manifest_job], self._flush_deadline(flush_started))
             if not manifest_job.stored:
                 missing.append(manifest_job)
         self.uploader.stop()
         sup.restore_signals()
         return self._finish(summary, code, missing, account, self.clock() - flush_started)
+
+    def _store_last(self, suffix: str, data: bytes, deadline: float, wait_until: float) -> Job:
+        """Store ``<step>-<suffix>`` (summary, manifest) on its own thread within ``deadline``."""
+        kind = suffix.split(".")[0]
+        job = Job(
+            self.cfg.layout.step_object_key(suffix), lambda: Payload.of(data), "application/json", kind=kind
+        )
+        self.uploader.start_last(job, deadline)
+        self._wait([job], wait_until)
+        return job
 
     def _tekton_outputs(self, queued: list[flush.Queued]) -> list[artifacts.Offloaded]:
         """Offload oversized results, write the provenance file, warn about Tekton's size limit."""

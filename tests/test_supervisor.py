@@ -18,6 +18,23 @@ PREFIX = "artifacts/r/t/"
 PY = sys.executable
 
 
+RUNNING: list[Wrapper] = []
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_wrappers():
+    """A failed test must not leave its wrapper (or COMMAND) running."""
+    yield
+    import psutil
+
+    while RUNNING:
+        w = RUNNING.pop()
+        if w.proc.poll() is None:
+            for child in psutil.Process(w.proc.pid).children(recursive=True):
+                child.kill()
+            w.kill()
+
+
 class Wrapper:
     """A running wrapper whose stdout and stderr lines are collected by threads."""
 
@@ -32,6 +49,7 @@ class Wrapper:
             stderr=subprocess.PIPE,
             start_new_session=new_session,
         )
+        RUNNING.append(self)
         self.out: list[str] = []
         self.err: list[str] = []
         self._threads = [

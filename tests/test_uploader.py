@@ -223,7 +223,9 @@ def store_config(s3: S3Server, bucket: str, create: bool = True, **kw: Any) -> S
 
 @pytest.fixture
 def small_parts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """5 MiB parts, and multipart from there on (no streaming single PUT): small multipart uploads."""
     monkeypatch.setattr(s3mod, "PART_SIZE", 5 * MiB)
+    monkeypatch.setattr(s3mod, "STREAM_PUT_MAX", 5 * MiB)
 
 
 def payload_of(tmp_path: Path, size: int, seed: int = 0) -> tuple[Payload, bytes]:

@@ -2,7 +2,17 @@
 
 The client gets an HTTP pool with explicit connect/read timeouts and no retries of its own: the
 uploader owns the retry loop, and this store calls it once per request (a PUT, or each part of
-a multipart upload), resending bytes it still holds in memory.
+a multipart upload), resending bytes it still holds in memory or re-reading the payload.
+
+Sizes: up to ``PART_SIZE`` (8 MiB) an object is one PUT from memory (MinIO's ``_put_object``);
+up to ``STREAM_PUT_MAX`` (1 GiB) it is one *streaming* PUT: a first pass over the payload
+computes its MD5 and SHA-256, then the request is signed with MinIO's own SigV4 signer and the
+body streams from a fresh reader in 1 MiB reads (memory stays flat; a retry re-reads the
+payload). Larger objects go up as multipart uploads of 8 MiB parts, so a failure late in a huge
+upload resends one part, not gigabytes. One request per object keeps a step's request count at
+R + chunks + a few. The streaming PUT signs the real SHA-256 of the body over https as well
+(MinIO's client sends ``UNSIGNED-PAYLOAD`` there to save hashing; the digest is computed anyway
+for the manifest, so the server may as well check it).
 
 Integrity: every request that carries data sends ``Content-MD5`` (S3, MinIO and Ceph reject a
 body that does not match with ``BadDigest``); over plain http MinIO's client also signs the
@@ -25,13 +35,16 @@ import os
 import re
 import ssl
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Optional
+from urllib.parse import urlunsplit
 
 import urllib3
 from minio import Minio
 from minio.datatypes import Part
 from minio.error import InvalidResponseError, S3Error, ServerError
+from minio.signer import sign_v4_s3
+from urllib3._collections import HTTPHeaderDict
 
 from .. import credentials, sse, tls
 from ..config import StoreConfig
@@ -39,6 +52,8 @@ from ..payload import Payload
 from .base import ObjectInfo, Retry, Stored, StoreError, once
 
 PART_SIZE = 8 * 1024 * 1024  # one part in memory per upload in flight
+STREAM_PUT_MAX = 1024 * 1024 * 1024  # larger: multipart (a retry resends one part, not the object)
+STREAM_READ = 1024 * 1024  # bytes per read while hashing or sending a streaming PUT
 MAX_PARTS = 10_000
 ETAG_MISMATCHES_TO_TRUST = 3  # consecutive mismatches of one request: the server's ETags are opaque
 DEFAULT_CONNECT_TIMEOUT = 5.0
@@ -278,6 +293,8 @@ class S3Store:
         part_size = max(PART_SIZE, -(-payload.size // MAX_PARTS))
         if payload.size <= part_size:
             return self._put_single(key, payload, content_type, retry)
+        if payload.size <= STREAM_PUT_MAX:
+            return self._put_streaming(key, payload, content_type, retry)
         return self._put_multipart(key, payload, content_type, part_size, retry)
 
     def _checked_etag(self, got: Optional[str], expected: str, what: str, mismatches: list[int]) -> None:
@@ -314,6 +331,78 @@ class S3Store:
 
         retry(request, f"PUT {key}")
         return Stored(key, len(data), hashlib.sha256(data).hexdigest())
+
+    def _put_streaming(self, key: str, payload: Payload, content_type: str, retry: Retry) -> Stored:
+        """One PUT whose body streams from the payload: two reads of it, never all of it in memory."""
+        md5, sha256 = hashlib.md5(), hashlib.sha256()
+        size = 0
+        with payload.open() as reader:
+            while data := reader.read(STREAM_READ):
+                md5.update(data)
+                sha256.update(data)
+                size += len(data)
+        if size != payload.size:
+            raise StoreError(
+                f"{key}: the source changed size while being read", transient=False, code="SourceChanged"
+            )
+        headers = {
+            "Content-Type": content_type,
+            "Content-MD5": _md5_b64(md5.digest()),
+            **self._sse_headers,
+        }
+        mismatches = [0]
+
+        def request() -> None:
+            digest = sha256.hexdigest()
+            etag = self._bucket_call(lambda: self._stream_request(key, payload, dict(headers), digest))
+            self._checked_etag(etag, md5.hexdigest(), f"PUT {key}", mismatches)
+
+        retry(request, f"PUT {key}")
+        return Stored(key, size, sha256.hexdigest())
+
+    def _stream_request(self, key: str, payload: Payload, extra: dict[str, str], sha256: str) -> str:
+        """Send one PUT of ``payload`` as MinIO's ``_url_open`` would, with a streamed body; its ETag.
+
+        Signed by MinIO's signer over MinIO's URL and headers; errors raised as MinIO raises them
+        (an ``S3Error`` from the XML error body), so ``classify`` treats them like any other.
+        """
+        client: Any = self.client  # its internals: the URL builder, credentials, pool, user agent
+        region = client._get_region(self.bucket)
+        creds = client._provider.retrieve() if client._provider else None
+        url = client._base_url.build(method="PUT", region=region, bucket_name=self.bucket, object_name=key)
+        headers: dict[str, Any]
+        headers, date = client._build_headers(url.netloc, extra, None, creds)
+        headers["Content-Length"] = str(payload.size)
+        if creds:
+            headers["x-amz-content-sha256"] = sha256
+            headers = sign_v4_s3(
+                method="PUT",
+                url=url,
+                region=region,
+                headers=headers,
+                credentials=creds,
+                content_sha256=sha256,
+                date=date,
+            )
+        with payload.open() as reader:
+            response = client._http.urlopen(
+                "PUT",
+                urlunsplit(url),
+                body=_chunks(reader, payload.size, key),
+                headers=HTTPHeaderDict({name: str(value) for name, value in headers.items()}),
+                preload_content=True,
+                retries=False,  # a streamed body cannot be replayed by the pool: retries are ours
+            )
+        if response.status in (200, 204, 206):
+            return str(response.headers.get("etag", "")).replace('"', "")
+        content_type = response.headers.get("content-type", "")
+        if "application/xml" not in content_type.split(";") or not response.data:
+            text = response.data.decode(errors="replace") if response.data else None
+            raise InvalidResponseError(response.status, content_type, text)
+        error = S3Error.fromxml(response)
+        if error.code == "NoSuchBucket":
+            client._region_map.pop(self.bucket, None)
+        raise error
 
     def _put_multipart(
         self, key: str, payload: Payload, content_type: str, part_size: int, retry: Retry
@@ -438,6 +527,19 @@ class S3Store:
 
         objects: builtins.list[ObjectInfo] = self._call(listing)
         return sorted(objects, key=lambda o: o.key)
+
+
+def _chunks(reader: io.RawIOBase, size: int, key: str) -> Iterator[bytes]:
+    """Exactly ``size`` bytes of ``reader`` in ``STREAM_READ`` pieces (a request body)."""
+    left = size
+    while left:
+        data = reader.read(min(STREAM_READ, left))
+        if not data:
+            raise StoreError(
+                f"{key}: the source shrank while being sent", transient=False, code="SourceChanged"
+            )
+        left -= len(data)
+        yield data
 
 
 class _Body(io.RawIOBase):
