@@ -39,6 +39,7 @@ MARKER_PREFIX = b"[tekton-uploader: "
 BACKLOG_SEAL_BY_SIZE_ONLY = 2  # ordered uploads pending (one in flight, one waiting)
 WRITE_RETRY_INTERVAL = 1.0  # after a failed spool write, capture is tried again this much later
 RESUME_FREE = 8  # a paused capture resumes with 1/RESUME_FREE of the spool free
+HOLD_WAIT = 5.0  # how long the archiver waits for an upload reading a chunk's raw file
 
 
 def _worst_compressed(n: int) -> int:
@@ -189,11 +190,14 @@ class Chunk:
             self._remove_if_unneeded()
             self._cond.notify_all()
 
-    def wait_unheld(self) -> None:
-        """Until no upload reads the raw file (uploads read it once per attempt, briefly)."""
+    def wait_unheld(self, timeout: float) -> None:
+        """Until no upload reads the raw file, or ``timeout`` seconds. A chunk up to 8 MiB (the
+        default size) is read into memory once per attempt, so the wait is brief; a larger one
+        streams from the file for its whole request: then the archiver goes on after ``timeout``
+        (the raw file still goes when that upload lets go), and until then the spool may hold one
+        chunk more than the budget planned for."""
         with self._cond:
-            while self._holds and not self._removed:
-                self._cond.wait()
+            self._cond.wait_for(lambda: not self._holds or self._removed, timeout)
 
     def _remove_if_unneeded(self) -> None:
         """Holding ``_cond``: delete the raw file when nothing needs it any more."""
@@ -444,7 +448,7 @@ class LogArchiver:
                     self._budget.end_archiving(self._out.tell())
                 chunk.done(archived=True, member=member)
             if member is not None:  # at most one chunk is both compressed and raw (held by its upload)
-                chunk.wait_unheld()
+                chunk.wait_unheld(HOLD_WAIT)
 
     def finish(self, total: int, mtime: float) -> Payload:
         """Wait for the queued chunks, then describe the whole archive (called in a worker)."""

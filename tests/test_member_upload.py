@@ -57,10 +57,27 @@ def test_a_member_upload_reset_mid_request_is_sent_again_whole(
     archiver.finish(len(data), 0.0)
 
 
+def test_a_streamed_member_upload_reset_mid_request_rereads_the_member(
+    s3: S3Server, bucket: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    data = log_text(11 * MiB + 5, seed=7)  # over 8 MiB: one streaming PUT, read from the payload
+    (chunk,), archiver = archived_chunks(tmp_path, data, 12 * MiB)
+    assert not chunk.path.exists() and chunk.member is not None
+    store = s3mod.S3Store(store_config(s3, bucket, netloc=proxy.netloc))
+    proxy.fail_next(1, "reset")
+    attempts = quick()
+    stored = store.put("logs/big.log", Payload((chunk,), chunk.size), "text/plain", attempts)
+    assert attempts.retries == 1
+    assert s3.read(bucket, "logs/big.log") == data
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    archiver.finish(len(data), 0.0)
+
+
 def test_a_damaged_multipart_member_upload_is_detected_and_sent_again(
     s3: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(s3mod, "PART_SIZE", 5 * MiB)
+    monkeypatch.setattr(s3mod, "STREAM_PUT_MAX", 5 * MiB)
     data = log_text(11 * MiB + 5, seed=7)
     (chunk,), archiver = archived_chunks(tmp_path, data, 12 * MiB)
     assert not chunk.path.exists() and chunk.member is not None
