@@ -7,16 +7,21 @@ to the log archiver) and never change again. Memory use does not depend on the l
 bytes live on disk until they are stored.
 
 Disk use is capped by the spool limit (``SpoolBudget``: chunk files not yet deleted plus the
-compressed log archive built so far). When the next write would pass it, capture pauses (the
-output still passes through, untouched, by the supervisor), the bytes skipped are counted, and
-when room comes back (uploads caught up) or at the end, a marker line in the log states exactly
-how many bytes are missing at that point. A failing spool write (disk full) is handled the same
-way. While log chunks are queued behind one still being retried, chunks are sealed by size only,
-so a long store outage adds no more chunks than the spool limit divided by the chunk size.
+compressed log archive built so far). A chunk's raw file goes as soon as the archiver has
+compressed it into its gzip member of the log archive (and no upload is reading the raw file):
+an upload that starts later sends the chunk by decompressing that member, so a backlog of chunks
+waiting for the store costs its compressed size on disk, not its raw size. When the next write
+would pass the limit, capture pauses (the output still passes through, untouched, by the
+supervisor), the bytes skipped are counted, and when room comes back or at the end, a marker
+line in the log states exactly how many bytes are missing at that point. A failing spool write
+(disk full) is handled the same way. While log chunks are queued behind one still being
+retried, chunks are sealed by size only, so a long store outage adds no more chunks than the
+spool limit divided by the chunk size.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import queue
 import threading
@@ -24,15 +29,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional
 
 from . import archive
-from .payload import Payload
+from .payload import GzipMember, Payload
 from .units import format_size
 
 MARKER_PREFIX = b"[tekton-uploader: "
 BACKLOG_SEAL_BY_SIZE_ONLY = 2  # ordered uploads pending (one in flight, one waiting)
 WRITE_RETRY_INTERVAL = 1.0  # after a failed spool write, capture is tried again this much later
+RESUME_FREE = 8  # a paused capture resumes with 1/RESUME_FREE of the spool free
+HOLD_WAIT = 5.0  # how long the archiver waits for an upload reading a chunk's raw file
 
 
 def _worst_compressed(n: int) -> int:
@@ -40,79 +47,171 @@ def _worst_compressed(n: int) -> int:
     return n + n // 1000 + 1024 if n > 0 else 0
 
 
+def _overhead(n: int) -> int:
+    """The most a raw byte count grows by when gzip-compressed."""
+    return _worst_compressed(n) - n
+
+
 class SpoolBudget:
     """Bytes the capture keeps on disk, counted so that the limit holds at every moment.
 
-    A captured byte lives in its chunk file until the chunk is both uploaded and archived, and
-    in compressed form in the log archive from when it is archived. While a chunk is neither
-    uploaded nor archived, room for its compressed copy is reserved (at its worst size: the
-    archive may get it before the upload frees the chunk); once either is done the reserve goes:
-    archived first, its real compressed size is counted instead; uploaded first, the archiver
-    replaces the chunk file by its compressed copy, never more than it. Each counter has one
-    writer (or a lock), so no update is lost.
+    A captured byte lives in its chunk file until the archiver has compressed it into the log
+    archive (and no upload reads the file then; or, if archiving failed, until it is uploaded),
+    and in compressed form in the archive from then on. A chunk not archived yet is counted raw
+    plus the most its compressed copy can outgrow it by (so archiving it never adds to the count);
+    the chunk being compressed also counts room for its whole compressed copy (the raw file stays
+    until the copy is complete). Counters are updated under a lock, in an order that never
+    counts less than is on disk; the capture thread's ``written`` has that thread as only writer.
     """
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.written = 0  # chunk bytes written (capture thread)
-        self.archived_out = 0  # compressed log archive bytes (archiver thread)
-        self.archiving = 0  # size of the chunk being compressed right now (archiver thread)
-        self._settled = 0  # chunk bytes uploaded or archived (under the lock)
-        self._released = 0  # chunk bytes deleted (under the lock)
+        self.archived_out = 0  # compressed log archive bytes
+        self.archiving = 0  # size of the chunk being compressed right now
+        self._archived_in = 0  # chunk bytes done with by the archiver (compressed, or given up)
+        self._released = 0  # chunk bytes deleted
         self._lock = threading.Lock()
         self.peak = 0
 
-    def settle(self, n: int) -> None:
-        """``n`` chunk bytes were uploaded or archived, whichever came first."""
+    def start_archiving(self, n: int) -> None:
         with self._lock:
-            self._settled += n
+            self.archiving = n
+
+    def end_archiving(self, archive_size: int) -> None:
+        """The chunk being compressed is complete in the archive, now ``archive_size`` bytes."""
+        with self._lock:
+            self.archived_out = archive_size
+            self.archiving = 0
+
+    def settle(self, n: int) -> None:
+        """``n`` chunk bytes are done with by the archiver."""
+        with self._lock:
+            self._archived_in += n
 
     def release(self, n: int) -> None:
         """``n`` chunk bytes were deleted."""
         with self._lock:
             self._released += n
 
-    def capacity(self, chunk_size: int) -> int:
-        """How many more bytes may be captured: each costs its chunk and its archive reserve,
-        and room stays free for the archiver's working copy of one chunk (an uploaded chunk is
-        on disk until its compressed copy is complete)."""
+    def capacity(self, chunk_size: int, behind: bool = False) -> int:
+        """How many more bytes may be captured: each costs its raw byte plus its worst compression
+        overhead, and room stays free for one chunk's compressed copy (the archiver's working
+        copy, or the copy of a chunk an upload still reads raw: the archiver waits for that upload
+        to let go of the raw file before it compresses another chunk). While the store is
+        ``behind``, the backlog leaves ``reserve()`` free too: the compressed log archive only
+        grows, so without it an outage could fill the spool for good, and capture would never
+        resume once the store caught up."""
         free = self.limit - self.used() - _worst_compressed(chunk_size) - 1024
-        return max(0, free) * 1000 // 2001
+        if behind:
+            free -= self.reserve(chunk_size)
+        return max(0, free) * 1000 // 1001
+
+    def reserve(self, chunk_size: int) -> int:
+        """Kept free while the store is behind: enough to resume capture (``RESUME_FREE``)."""
+        return self.limit // RESUME_FREE + _worst_compressed(chunk_size) + 2048
 
     def used(self) -> int:
-        reserve = _worst_compressed(self.written - self._settled) + _worst_compressed(self.archiving)
-        used = self.written - self._released + self.archived_out + reserve
+        with self._lock:
+            raw = self.written - self._released
+            pending = self.written - self._archived_in
+            used = raw + self.archived_out + _overhead(pending) + _worst_compressed(self.archiving)
         if used > self.peak:
             self.peak = used
         return used
 
 
-@dataclass
+class _HeldFile(io.BufferedReader):
+    """A chunk's raw file opened by an upload: the chunk keeps it until this is closed."""
+
+    def __init__(self, fd: int, chunk: Chunk) -> None:
+        super().__init__(io.FileIO(fd, "rb", closefd=True), 1024 * 1024)
+        self._chunk: Optional[Chunk] = chunk
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            chunk, self._chunk = self._chunk, None
+            if chunk is not None:
+                chunk.let_go()
+
+
+@dataclass(eq=False)
 class Chunk:
+    """A sealed chunk: a payload source (``size``, ``open()``) for its upload.
+
+    ``open()`` reads the raw file while it exists (holding it: it is not deleted while read),
+    else the chunk's gzip member in the log archive. The raw file is deleted once archived into
+    a member and not held, or (no member: archiving failed or there is no archiver) once both
+    uploaded and archived.
+    """
+
     seq: int
     path: Path
     size: int
     budget: Optional[SpoolBudget] = None
     uploaded: bool = False
     archived: bool = False
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    member: Optional[GzipMember] = None
+    _holds: int = 0
+    _removed: bool = False
+    _cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
 
-    def done(self, uploaded: bool = False, archived: bool = False) -> None:
-        """The uploader or the archiver is done with the chunk; the file goes when both are."""
-        with self._lock:
-            first = not (self.uploaded or self.archived)
+    def done(
+        self, uploaded: bool = False, archived: bool = False, member: Optional[GzipMember] = None
+    ) -> None:
+        """The uploader or the archiver (with the chunk's ``member``, if any) is done with it."""
+        with self._cond:
+            newly_archived = archived and not self.archived
             self.uploaded |= uploaded
-            self.archived |= archived
-            last = self.uploaded and self.archived
-        if first and self.budget is not None:
-            self.budget.settle(self.size)
-        if last:
-            try:
-                os.unlink(self.path)
-            except FileNotFoundError:
-                pass
-            if self.budget is not None:
-                self.budget.release(self.size)
+            if newly_archived:
+                self.archived = True
+                self.member = member
+                if self.budget is not None:
+                    self.budget.settle(self.size)
+            self._remove_if_unneeded()
+
+    def open(self) -> BinaryIO:
+        with self._cond:
+            if not self._removed:
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                self._holds += 1
+                return _HeldFile(fd, self)
+            member = self.member
+        if member is None:  # removed without a member only once uploaded: not read again
+            raise OSError(f"{self.path}: chunk no longer on disk")
+        return member.open()
+
+    def let_go(self) -> None:
+        """An upload closed the raw file."""
+        with self._cond:
+            self._holds -= 1
+            self._remove_if_unneeded()
+            self._cond.notify_all()
+
+    def wait_unheld(self, timeout: float) -> None:
+        """Until no upload reads the raw file, or ``timeout`` seconds. A chunk up to 8 MiB (the
+        default size) is read into memory once per attempt, so the wait is brief; a larger one
+        streams from the file for its whole request: then the archiver goes on after ``timeout``
+        (the raw file still goes when that upload lets go), and until then the spool may hold one
+        chunk more than the budget planned for."""
+        with self._cond:
+            self._cond.wait_for(lambda: not self._holds or self._removed, timeout)
+
+    def _remove_if_unneeded(self) -> None:
+        """Holding ``_cond``: delete the raw file when nothing needs it any more."""
+        if self._removed or self._holds or not self.archived:
+            return
+        if self.member is None and not self.uploaded:
+            return
+        self._removed = True
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        if self.budget is not None:
+            self.budget.release(self.size)
 
 
 @dataclass(frozen=True)
@@ -183,20 +282,22 @@ class LogCapture:
     def _write_tight(self, data: memoryview) -> None:
         """The slow path: out of headroom, or paused."""
         n = len(data)
-        room = self.budget.capacity(self.chunk_size)
+        behind = self._backlog() >= BACKLOG_SEAL_BY_SIZE_ONLY
+        room = self.budget.capacity(self.chunk_size, behind)
         if self._gap_at >= 0:
-            if room < n + self.budget.limit // 8:  # resume only with a quarter of the spool free
+            if room < n + self.budget.limit // RESUME_FREE:
                 return
             if self._retry_write_at and self._clock() < self._retry_write_at:
                 return
             self._end_gap(self.output - n)
             if self._gap_at >= 0:  # the marker itself could not be written
                 return
-            room = self.budget.capacity(self.chunk_size)
+            room = self.budget.capacity(self.chunk_size, behind)
         if n > room:
             self._begin_gap(self.output - n, f"spool limit {format_size(self.budget.limit)} reached")
             return
-        self._headroom = room - n
+        # one chunk at a time: whether the store is behind is looked at again after each chunk
+        self._headroom = min(room - n, self.chunk_size)
         self._capture(data)
 
     def _capture(self, data: memoryview, gap_at: Optional[int] = None) -> None:
@@ -312,6 +413,7 @@ class LogArchiver:
         self._budget = budget
         self.members = directory / "log-members.gz"
         self._out = open(self.members, "wb")  # noqa: SIM115 - closed in finish()
+        # each chunk's member is also read on its own (``GzipMember``) by a later upload
         self._queue: queue.Queue[Optional[Chunk]] = queue.Queue()
         self._error: Optional[OSError] = None
         self._thread = threading.Thread(target=self._work, name="log-archiver", daemon=True)
@@ -325,23 +427,28 @@ class LogArchiver:
             chunk = self._queue.get()
             if chunk is None:
                 return
+            member: Optional[GzipMember] = None
             try:
                 if self._error is None:
                     if self._budget is not None:
-                        self._budget.archiving = chunk.size
+                        self._budget.start_archiving(chunk.size)
+                    offset = self._out.tell()
                     fd = os.open(chunk.path, os.O_RDONLY | os.O_CLOEXEC)
                     try:
-                        archive.gzip_file(fd, self._out)
+                        size = archive.gzip_file(fd, self._out)
                     finally:
                         os.close(fd)
+                    self._out.flush()  # uploads read the member through a file of their own
+                    if size == chunk.size:
+                        member = GzipMember(self.members, offset, self._out.tell() - offset, size)
             except OSError as exc:
                 self._error = exc
             finally:
                 if self._budget is not None:
-                    self._budget.archived_out = self._out.tell()
-                chunk.done(archived=True)
-                if self._budget is not None:
-                    self._budget.archiving = 0
+                    self._budget.end_archiving(self._out.tell())
+                chunk.done(archived=True, member=member)
+            if member is not None:  # at most one chunk is both compressed and raw (held by its upload)
+                chunk.wait_unheld(HOLD_WAIT)
 
     def finish(self, total: int, mtime: float) -> Payload:
         """Wait for the queued chunks, then describe the whole archive (called in a worker)."""

@@ -1,8 +1,12 @@
-"""Re-sendable upload sources: bytes and spool files, alone or concatenated.
+"""Re-sendable upload sources: bytes, spool files and other sources, alone or concatenated.
 
 The uploader may send a payload several times (retries), so a payload is never a one-shot
 stream: ``open()`` gives a fresh reader each time. Readers return whole requested sizes, which
 keeps the S3 client from building parts out of many small pieces.
+
+Besides bytes and whole files, a part may be any ``Source`` (a size and an ``open()``), e.g. a
+``GzipMember``: one gzip member inside a file, decompressed on the fly (a log chunk whose raw
+file was deleted once it was compressed into the log archive).
 """
 
 from __future__ import annotations
@@ -12,9 +16,89 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Union
+from typing import BinaryIO, Protocol, Union
 
-Part = Union[bytes, Path]
+
+class Source(Protocol):
+    """A re-openable part: ``size`` bytes, read afresh from the start by each ``open()``."""
+
+    @property
+    def size(self) -> int: ...
+
+    def open(self) -> BinaryIO: ...
+
+
+Part = Union[bytes, Path, Source]
+_COMPRESSED_READ = 256 * 1024
+
+
+@dataclass(frozen=True)
+class GzipMember:
+    """The ``length`` bytes at ``offset`` of ``path`` are one gzip member of ``size`` bytes of data."""
+
+    path: Path
+    offset: int
+    length: int
+    size: int
+
+    def open(self) -> BinaryIO:
+        return GzipMemberReader(self)  # type: ignore[return-value]
+
+
+class GzipMemberReader(io.RawIOBase):
+    """Decompresses a ``GzipMember`` as it is read; an error if it does not give ``size`` bytes."""
+
+    def __init__(self, member: GzipMember) -> None:
+        self._member = member
+        self._fd = os.open(member.path, os.O_RDONLY | os.O_CLOEXEC)
+        from . import archive  # not on the start-up path
+
+        module, _, _ = archive.deflate_module()
+        self._inflate = module.decompressobj(31)
+        self._pos = 0  # compressed bytes read
+        self._out = 0  # bytes given out
+        self._tail = b""  # compressed input not consumed yet
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        member = self._member
+        wanted = member.size - self._out if size is None or size < 0 else min(size, member.size - self._out)
+        pieces = []
+        while wanted > 0:
+            if not self._tail:
+                n = min(_COMPRESSED_READ, member.length - self._pos)
+                self._tail = os.pread(self._fd, n, member.offset + self._pos) if n > 0 else b""
+                self._pos += len(self._tail)
+                if not self._tail:
+                    break
+            piece = self._inflate.decompress(self._tail, wanted)
+            self._tail = self._inflate.unconsumed_tail
+            if self._inflate.eof and self._inflate.unused_data:
+                break
+            pieces.append(piece)
+            wanted -= len(piece)
+            self._out += len(piece)
+            if self._inflate.eof:
+                break
+        data = b"".join(pieces)
+        if wanted > 0 and self._out < member.size:
+            raise OSError(
+                f"{member.path}: gzip member at {member.offset} gave {self._out} of {member.size} bytes"
+            )
+        return data
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        super().close()
 
 
 @dataclass(frozen=True)
@@ -24,8 +108,7 @@ class Payload:
 
     @classmethod
     def of(cls, *parts: Part) -> Payload:
-        size = sum(len(p) if isinstance(p, bytes) else p.stat().st_size for p in parts)
-        return cls(tuple(parts), size)
+        return cls(tuple(parts), sum(_size(p) for p in parts))
 
     def open(self) -> PayloadReader:
         return PayloadReader(self.parts)
@@ -33,6 +116,14 @@ class Payload:
     def read_all(self) -> bytes:
         with self.open() as reader:
             return reader.read()
+
+
+def _size(part: Part) -> int:
+    if isinstance(part, bytes):
+        return len(part)
+    if isinstance(part, Path):
+        return part.stat().st_size
+    return part.size
 
 
 class PayloadReader(io.RawIOBase):
@@ -52,9 +143,11 @@ class PayloadReader(io.RawIOBase):
         part = self._parts.pop(0)
         if isinstance(part, bytes):
             self._current = io.BytesIO(part)
-        else:
+        elif isinstance(part, Path):
             fd = os.open(part, os.O_RDONLY | os.O_CLOEXEC)
             self._current = open(fd, "rb", buffering=1024 * 1024)  # noqa: SIM115
+        else:
+            self._current = part.open()
         return True
 
     def read(self, size: int | None = -1) -> bytes:

@@ -83,7 +83,7 @@ class Run:
         self.uploader.submit(
             Job(
                 key=self.cfg.layout.chunk_key(chunk.seq),
-                build=lambda: Payload((chunk.path,), chunk.size),
+                build=lambda: Payload((chunk,), chunk.size),  # raw file, or its member once archived
                 content_type="text/plain; charset=utf-8",
                 on_done=lambda _job: chunk.done(uploaded=True),
                 kind="log-chunk",

@@ -455,6 +455,45 @@ def test_spool_limit_with_store_down_passes_output_through_and_accounts_for_the_
     assert "spool limit 9.5 MiB reached: capture paused" in err
 
 
+def test_a_burst_of_log_text_behind_a_slow_store_fits_the_spool_compressed(
+    s3: S3Server, bucket: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """150 MiB of log text in 1.5 s, a store 3x slower than that, a 64 MiB spool: the backlog
+    waits in the spool compressed (each chunk as its gzip member of the log archive, sent
+    decompressed on the fly), so nothing is lost; kept raw until uploaded it would not fit."""
+    from benchmarks.data import log_text
+
+    block = tmp_path / "block.log"
+    block.write_bytes(log_text(4 * MiB, seed=11))
+    repeats = 38  # 152 MiB
+    program = (  # about 100 MiB/s: what the archiver compresses on a busy 2-core machine
+        "import sys, time\n"
+        f"data = open({str(block)!r}, 'rb').read()\n"
+        f"for _ in range({repeats}): sys.stdout.buffer.write(data); sys.stdout.flush(); time.sleep(0.04)\n"
+    )
+    proxy.throttle(30_000_000, direction="upload")
+    args = ["--results-dir", str(tmp_path / "none"), "--spool-limit", "64MiB", "--log-chunk-size", "1MiB"]
+    proc = start_wrapper([*args, "--flush-timeout", "60s", "--", PY, "-c", program], wrapper_env(s3, bucket, proxy), tmp_path / "out")
+    try:
+        _, err_bytes = proc.communicate(timeout=100)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    err = err_bytes.decode()
+    expected = block.read_bytes() * repeats
+    assert (tmp_path / "out").read_bytes() == expected
+    assert proc.returncode == 0, err
+    assert "capture paused" not in err
+    doc = manifest(s3, bucket)
+    assert doc["log"]["gaps"] == [] and doc["log"]["not_captured_bytes"] == 0
+    assert doc["complete"] is True
+    assert doc["log"]["spool_peak_bytes"] <= 64 * MiB
+    log = concatenated_chunks(s3, bucket)
+    assert MARKER not in log
+    assert log == expected
+    assert untar_single(s3.read(bucket, PREFIX + "main-log.tgz"))[1] == expected
+
+
 def rss_sampler(pid: int) -> tuple[list[int], Callable[[], None]]:
     """Sample the resident memory of process ``pid`` (not its children) in a thread."""
     import threading

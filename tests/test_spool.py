@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import gzip
 import resource
 from pathlib import Path
 
 import pytest
+from benchmarks.data import log_text
+from conftest import wait_until
 
-from entrypoint.capture import MARKER_PREFIX, Chunk, LogCapture, SpoolBudget
+from entrypoint.capture import MARKER_PREFIX, Chunk, LogArchiver, LogCapture, SpoolBudget
+from entrypoint.payload import GzipMember, Payload
 
 KiB = 1024
 
@@ -144,27 +148,113 @@ def test_interval_seals_only_while_uploads_keep_up(tmp_path: Path, backlog: int,
         assert later is not None and later > due  # looks again one interval later, no busy loop
 
 
-def test_budget_reserves_the_archive_copy_only_while_a_chunk_is_neither_uploaded_nor_archived(
-    tmp_path: Path,
-) -> None:
+def test_budget_counts_a_chunk_raw_until_archived_then_only_its_compressed_copy(tmp_path: Path) -> None:
     budget = SpoolBudget(1 << 30)
     paths = [tmp_path / "a", tmp_path / "b"]
     for p in paths:
         p.write_bytes(b"x" * 10_000)
     budget.written = 20_000
     a, b = (Chunk(i, p, 10_000, budget) for i, p in enumerate(paths))
-    reserve = 20_000 + 20 + 1024
-    assert budget.used() == 20_000 + reserve
-    a.done(uploaded=True)  # its archive copy will replace it: no reserve
-    assert budget.used() == 20_000 + 10_000 + 10 + 1024
-    budget.archived_out = 4_000  # b archived first: its real compressed size counts
-    b.done(archived=True)
-    assert budget.used() == 20_000 + 4_000
-    budget.archived_out = 7_000  # a archived too: its file goes
-    a.done(archived=True)
-    assert not paths[0].exists() and paths[1].exists()
-    assert budget.used() == 10_000 + 7_000
-    b.done(uploaded=True)
-    assert not paths[1].exists()
-    assert budget.used() == 7_000
-    assert budget.peak == 20_000 + reserve
+    overhead = 20 + 1024  # the most 20 kB can outgrow their size when compressed
+    assert budget.used() == 20_000 + overhead
+    budget.start_archiving(10_000)  # a is being compressed: room for its whole compressed copy
+    assert budget.used() == 20_000 + overhead + 10_000 + 10 + 1024
+    budget.end_archiving(3_000)
+    a.done(archived=True, member=GzipMember(tmp_path / "members", 0, 3_000, 10_000))
+    assert not paths[0].exists()  # not uploaded yet: the upload will read the member
+    assert budget.used() == 10_000 + 10 + 1024 + 3_000
+    a.done(uploaded=True)
+    assert budget.used() == 10_000 + 10 + 1024 + 3_000
+    held = b.open()  # an upload reads b raw: b stays while it does
+    budget.start_archiving(10_000)
+    budget.end_archiving(6_000)
+    b.done(archived=True, member=GzipMember(tmp_path / "members", 3_000, 3_000, 10_000))
+    assert paths[1].exists() and budget.used() == 10_000 + 6_000
+    assert held.read() == b"x" * 10_000
+    held.close()
+    assert not paths[1].exists() and budget.used() == 6_000
+    assert budget.peak == 20_000 + overhead + 10_000 + 10 + 1024
+
+
+def test_without_a_member_the_raw_chunk_stays_until_uploaded(tmp_path: Path) -> None:
+    budget = SpoolBudget(1 << 30)
+    path = tmp_path / "c"
+    path.write_bytes(b"y" * 100)
+    budget.written = 100
+    chunk = Chunk(0, path, 100, budget)
+    chunk.done(archived=True)  # archiving failed (or no archiver): the upload needs the file
+    assert path.exists() and budget.used() == 100
+    assert Payload((chunk,), chunk.size).read_all() == b"y" * 100
+    chunk.done(uploaded=True)
+    assert not path.exists() and budget.used() == 0
+
+
+def archived_chunks(tmp_path: Path, data: bytes, chunk_size: int) -> tuple[list[Chunk], LogArchiver]:
+    """``data`` captured in chunks of ``chunk_size`` and compressed by a real LogArchiver."""
+    budget = SpoolBudget(1 << 30)
+    chunks: list[Chunk] = []
+    (tmp_path / "chunks").mkdir()
+    cap = LogCapture(tmp_path / "chunks", chunk_size, 5.0, chunks.append, budget=budget)
+    feed(cap, data, piece=4096)
+    cap.close()
+    archiver = LogArchiver(tmp_path, "main.log", budget)
+    for chunk in chunks:
+        archiver.add(chunk)
+    wait_until(lambda: all(c.archived for c in chunks), timeout=30, what="archiving")
+    return chunks, archiver
+
+
+def test_a_chunk_uploaded_from_its_compressed_member_reads_back_byte_exact(tmp_path: Path) -> None:
+    data = log_text(3 * 1024 * KiB + 123)
+    chunks, archiver = archived_chunks(tmp_path, data, 1024 * KiB)
+    assert len(chunks) == 4
+    assert not any(c.path.exists() for c in chunks)  # raw files gone once compressed
+    assert all(c.member is not None for c in chunks)
+    assert archiver.members.stat().st_size < len(data) // 2  # the spool holds them compressed
+    payloads = [Payload((c,), c.size) for c in chunks]
+    assert b"".join(p.read_all() for p in payloads) == data
+    with payloads[1].open() as reader:  # read in pieces, as the S3 client does per part
+        pieces = [reader.read(100_000) for _ in range(11)]
+    assert [len(x) for x in pieces] == [100_000] * 10 + [1024 * KiB - 1_000_000]
+    assert b"".join(pieces) == data[1024 * KiB : 2 * 1024 * KiB]
+    payload = archiver.finish(len(data), 0.0)  # the log archive is still whole
+    assert gzip.decompress(payload.read_all())[512 : 512 + len(data)] == data
+
+
+def test_a_corrupt_member_is_an_error_not_a_short_upload(tmp_path: Path) -> None:
+    data = log_text(200 * KiB)
+    (chunk,), archiver = archived_chunks(tmp_path, data, 1024 * KiB)
+    assert chunk.member is not None
+    cut = GzipMember(chunk.member.path, chunk.member.offset, chunk.member.length // 2, chunk.size)
+    with pytest.raises(OSError, match="gave"):
+        Payload((cut,), cut.size).read_all()
+    archiver.finish(len(data), 0.0)
+
+
+def paused_at(tmp_path: Path, behind: list[bool]) -> tuple[LogCapture, Sink]:
+    """1000 KiB spool, nothing uploaded or archived: where does capture pause?"""
+    budget = SpoolBudget(1000 * KiB)
+    sink = Sink(budget)
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "chunks").mkdir()
+    cap = LogCapture(
+        tmp_path / "chunks", 64 * KiB, 5.0, sink, budget=budget, backlog=lambda: 2 if behind[0] else 0
+    )
+    feed(cap, b"z" * 2000 * KiB)
+    return cap, sink
+
+
+def test_while_the_store_is_behind_the_backlog_leaves_room_to_resume(tmp_path: Path) -> None:
+    keeping_up, _ = paused_at(tmp_path / "a", [False])
+    behind = [True]
+    cap, sink = paused_at(tmp_path / "b", behind)
+    assert cap.not_captured > 0 and keeping_up.not_captured > 0
+    assert cap.total < keeping_up.total  # paused earlier: the reserve stays free
+    assert cap.budget.limit - cap.budget.used() >= cap.budget.reserve(64 * KiB)
+    sink.drain()  # the store catches up (chunks archived, into nothing, and uploaded)
+    behind[0] = False
+    feed(cap, b"after\n")
+    cap.close()
+    (gap,) = cap.gaps
+    assert gap.at + gap.size == 2000 * KiB
+    assert sink.log() == b"z" * gap.at + b"\n" + marker(gap.size, gap.reason) + b"after\n"
