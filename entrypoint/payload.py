@@ -7,10 +7,16 @@ keeps the S3 client from building parts out of many small pieces.
 Besides bytes and whole files, a part may be any ``Source`` (a size and an ``open()``), e.g. a
 ``GzipMember``: one gzip member inside a file, decompressed on the fly (a log chunk whose raw
 file was deleted once it was compressed into the log archive).
+
+``Payload.hashed()`` reads a payload once ahead of its upload, computing its MD5 (for
+``Content-MD5``) and SHA-256 (for the manifest and the request signature) and, for a small one,
+keeping its bytes: the ordered upload lane prepares the next log chunk this way while the current
+one is on the wire (``uploader.py``), so the store's request needs no pass over the bytes of its own.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Sequence
@@ -30,6 +36,7 @@ class Source(Protocol):
 
 Part = Union[bytes, Path, Source]
 _COMPRESSED_READ = 256 * 1024
+_HASH_READ = 1024 * 1024  # bytes per read while hashing a payload that is not kept in memory
 
 
 @dataclass(frozen=True)
@@ -102,13 +109,40 @@ class GzipMemberReader(io.RawIOBase):
 
 
 @dataclass(frozen=True)
+class Digests:
+    """Of the bytes a payload's reader gave (``size`` of them: a source may have changed size)."""
+
+    md5: bytes
+    sha256: bytes
+    size: int
+
+
+@dataclass(frozen=True)
 class Payload:
     parts: tuple[Part, ...]
     size: int
+    digests: Digests | None = None  # set by ``hashed()``: the store need not compute them
 
     @classmethod
     def of(cls, *parts: Part) -> Payload:
         return cls(tuple(parts), sum(_size(p) for p in parts))
+
+    def hashed(self, keep: bool) -> Payload:
+        """This payload with its digests, from one read of it; ``keep``: its bytes in memory
+        (one ``bytes`` part), else the same parts (re-read when sent)."""
+        md5, sha256 = hashlib.md5(), hashlib.sha256()
+        with self.open() as reader:
+            if keep:
+                data = reader.read(self.size)
+                md5.update(data)
+                sha256.update(data)
+                return Payload((data,), self.size, Digests(md5.digest(), sha256.digest(), len(data)))
+            size = 0
+            while piece := reader.read(_HASH_READ):
+                md5.update(piece)
+                sha256.update(piece)
+                size += len(piece)
+        return Payload(self.parts, self.size, Digests(md5.digest(), sha256.digest(), size))
 
     def open(self) -> PayloadReader:
         return PayloadReader(self.parts)

@@ -2,15 +2,22 @@
 
 Two lanes: an *ordered* lane (one worker: live log chunks go up in log order; a chunk that cannot
 be stored yet waits, and the ones after it wait on disk behind it) and a *pool* (several workers:
-results, archives). Every request retries transient errors with exponential backoff and full
-jitter (``retry.py``) until it succeeds, hits a permanent error, or the flush deadline passes.
+results, archives). The ordered lane is a two-stage pipeline: a *preparer* thread reads the next
+chunk ahead (``Store.preload``: its bytes and MD5/SHA-256 digests) while the sender thread has the
+current one on the wire, so the CPU work per chunk (decompressing its gzip member, hashing)
+overlaps the server's; requests still go out one at a time, in log order, each only after the one
+before it is stored, so a reader never sees chunk N+1 while chunk N is missing.
+
+Every request retries transient errors with exponential backoff and full jitter (``retry.py``)
+until it succeeds, hits a permanent error, or the flush deadline passes.
 A permanent error that concerns the whole store (credentials, bucket) is reported once and
 fails every other job without another request.
 
 The store is created in the background by the first worker that needs it, so importing the S3
 client never delays COMMAND.
 
-Memory: each worker holds at most one part (``store.s3.PART_SIZE``, 8 MiB) of one object; the
+Memory: each worker holds at most one part (``store.s3.PART_SIZE``, 8 MiB) of one object, and
+the ordered lane at most ``PREPARED_AHEAD`` prepared chunk besides the one being sent; the
 queues hold small Job records (one per sealed chunk: their number is bounded by the spool limit
 over the chunk size, see ``capture.py``).
 """
@@ -22,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 from .payload import Payload
 from .report import Reporter
@@ -47,6 +54,8 @@ class Job:
     retries: int = 0
     size: int = 0
     done: threading.Event = field(default_factory=threading.Event)
+    prepared: Optional[Payload] = None  # built and preloaded by the ordered lane's preparer
+    build_error: Optional[OSError] = None  # the preparer could not read it
 
     def reason(self, short: bool = False) -> str:
         """Why the job is not stored (for the manifest; ``short`` for stderr lines)."""
@@ -60,6 +69,7 @@ class Job:
 
 
 _STOP = object()
+PREPARED_AHEAD = 1  # ordered jobs prepared (in memory, up to 8 MiB each) besides the one being sent
 
 
 class Uploader:
@@ -79,6 +89,8 @@ class Uploader:
         self._backoff = Backoff(clock)
         self._notify = notify  # called after every finished job (wakes the supervisor's loop)
         self._ordered: queue.Queue[object] = queue.Queue()
+        self._ready: queue.Queue[object] = queue.Queue()  # ordered jobs, prepared, for the sender
+        self._ahead = threading.Semaphore(PREPARED_AHEAD + 1)  # prepared and not finished yet
         self._pool: queue.Queue[object] = queue.Queue()
         self._workers = workers
         self._threads: list[threading.Thread] = []
@@ -99,13 +111,16 @@ class Uploader:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self, preflight: str = "off", probe_prefix: str = "") -> None:
-        lanes = [("upload-ordered", self._ordered)] + [
+        lanes = [("upload-ordered", self._ready)] + [
             (f"upload-{i}", self._pool) for i in range(self._workers)
         ]
         for name, q in lanes:
             t = threading.Thread(target=self._work, args=(q,), name=name, daemon=True)
             t.start()
             self._threads.append(t)
+        t = threading.Thread(target=self._prepare_ordered, name="upload-prepare", daemon=True)
+        t.start()
+        self._threads.append(t)
         # Build the store (imports the S3 client) in the background, and check it if asked to.
         if preflight != "warn":
             self._verdict.set()
@@ -259,13 +274,44 @@ class Uploader:
         return self.permanent
 
     # -- workers -----------------------------------------------------------------------------
+    def _prepare_ordered(self) -> None:
+        """The ordered lane's first stage: build and preload each job, in order, for the sender."""
+        while True:
+            item = self._ordered.get()
+            if item is _STOP:
+                self._ready.put(_STOP)
+                return
+            assert isinstance(item, Job)
+            self._ahead.acquire()  # released by the sender once the job is finished
+            if self.permanent is None and not self._abandoned:
+                try:
+                    item.prepared = self._preload(item.build())
+                except OSError as exc:
+                    item.build_error = exc
+                except Exception:
+                    item.prepared = None  # e.g. the store cannot be set up: the sender reports it
+            self._ready.put(item)
+
+    def _preload(self, payload: Payload) -> Payload:
+        self._verdict.wait(self.verdict_wait)  # no reading ahead for a store that refuses us
+        if self.permanent is not None:
+            return payload
+        preload: Any = getattr(self.store(), "preload", None)
+        return payload if preload is None else preload(payload)
+
     def _work(self, q: queue.Queue[object]) -> None:
+        ordered = q is self._ready
         while True:
             item = q.get()
             if item is _STOP:
                 return
             assert isinstance(item, Job)
-            self._finish(item, self._backoff, ordered=q is self._ordered)
+            try:
+                self._finish(item, self._backoff, ordered=ordered)
+            finally:
+                if ordered:
+                    item.prepared = None  # the job record stays (manifest): not its bytes
+                    self._ahead.release()
 
     def _finish(self, job: Job, backoff: Backoff, ordered: bool = False) -> None:
         try:
@@ -304,7 +350,9 @@ class Uploader:
             job.error = "not started before the flush deadline"
             return
         try:
-            payload = job.build()
+            if job.build_error is not None:
+                raise job.build_error
+            payload = job.prepared or job.build()
         except OSError as exc:
             job.error = f"cannot read: {exc.strerror or exc}"
             self._reporter.error(f"{job.key}: {job.error}")

@@ -4,25 +4,32 @@ The client gets an HTTP pool with explicit connect/read timeouts and no retries 
 uploader owns the retry loop, and this store calls it once per request (a PUT, or each part of
 a multipart upload), resending bytes it still holds in memory or re-reading the payload.
 
-Sizes: up to ``PART_SIZE`` (8 MiB) an object is one PUT from memory (MinIO's ``_put_object``);
-up to ``STREAM_PUT_MAX`` (1 GiB) it is one *streaming* PUT: a first pass over the payload
-computes its MD5 and SHA-256, then the request is signed with MinIO's own SigV4 signer and the
-body streams from a fresh reader in 1 MiB reads (memory stays flat; a retry re-reads the
-payload). Larger objects go up as multipart uploads of 8 MiB parts, so a failure late in a huge
-upload resends one part, not gigabytes. One request per object keeps a step's request count at
-R + chunks + a few. The streaming PUT signs the real SHA-256 of the body over https as well
-(MinIO's client sends ``UNSIGNED-PAYLOAD`` there to save hashing; the digest is computed anyway
-for the manifest, so the server may as well check it).
+Sizes: up to ``PART_SIZE`` (8 MiB) an object is one PUT from memory; up to ``STREAM_PUT_MAX``
+(1 GiB) it is one *streaming* PUT: a first pass over the payload computes its MD5 and SHA-256,
+then the body streams from a fresh reader in 1 MiB reads (memory stays flat; a retry re-reads the
+payload). Both are sent by ``_request``: MinIO's URL builder, headers and SigV4 signer, with the
+digests computed once by ``Payload.hashed`` (MinIO's own ``_put_object`` would hash the body again
+for its signature on every request over http: one more pass over every byte). ``preload`` does
+that pass ahead of ``put``, so the ordered upload lane prepares the next chunk while one is sent.
+Larger objects go up as multipart uploads of 8 MiB parts, so a failure late in a huge upload
+resends one part, not gigabytes. One request per object keeps a step's request count at
+R + chunks + a few.
+
+Payload signing: the SHA-256 of every object is needed for the manifest anyway, so requests are
+signed with it (``x-amz-content-sha256`` = the real digest, over https too, where MinIO's client
+sends ``UNSIGNED-PAYLOAD`` to save hashing). ``UNSIGNED-PAYLOAD`` would save no pass here: the
+digest is computed once either way, and signed it lets S3 and MinIO check the body as well.
 
 Integrity: every request that carries data sends ``Content-MD5`` (S3, MinIO and Ceph reject a
-body that does not match with ``BadDigest``); over plain http MinIO's client also signs the
-payload's SHA-256 (``x-amz-content-sha256``), which S3 and MinIO verify. Because some servers
-verify neither (moto, the test server, does not), the store also compares the ETag the server
-returns with the MD5 of what was sent (per part, and the multipart ETag at the end) and resends
-on a mismatch. With server-side encryption configured, ETags are not compared (they are not MD5
-digests under SSE-KMS and SSE-C); other servers whose ETags are not MD5 digests are recognised
-after repeated mismatches and then trusted on their own checks. SSE headers go on every request
-that needs them, as the MinIO client's ``put_object`` sends them (SSE-C: on every part too).
+body that does not match with ``BadDigest``); single and streaming PUTs sign the payload's
+SHA-256 (above; multipart parts: MinIO's client, over plain http), which S3 and MinIO verify.
+Because some servers verify neither (moto, the test server, does not), the store also compares
+the ETag the server returns with the MD5 of what was sent (per part, and the multipart ETag at
+the end) and resends on a mismatch. With server-side encryption configured, ETags are not
+compared (they are not MD5 digests under SSE-KMS and SSE-C); other servers whose ETags are not
+MD5 digests are recognised after repeated mismatches and then trusted on their own checks. SSE
+headers go on every request that needs them, as the MinIO client's ``put_object`` sends them
+(SSE-C: on every part too).
 """
 
 from __future__ import annotations
@@ -314,57 +321,70 @@ class S3Store:
             code="BadDigest",
         )
 
+    def preload(self, payload: Payload) -> Payload:
+        """Read ``payload`` once ahead of ``put``: its digests, and its bytes when it goes up as
+        one PUT from memory (the ordered lane prepares the next chunk while one is sent)."""
+        if payload.digests is not None or payload.size > STREAM_PUT_MAX:
+            return payload  # hashed already; or multipart: each part is hashed as it is read
+        return payload.hashed(keep=payload.size <= max(PART_SIZE, -(-payload.size // MAX_PARTS)))
+
     def _put_single(self, key: str, payload: Payload, content_type: str, retry: Retry) -> Stored:
-        with payload.open() as reader:
-            data = reader.read(payload.size)
+        if payload.digests is None or len(payload.parts) != 1 or not isinstance(payload.parts[0], bytes):
+            payload = payload.hashed(keep=True)  # not preloaded: one read, both digests
+        data, digests = payload.parts[0], payload.digests
+        assert isinstance(data, bytes) and digests is not None
         if len(data) != payload.size:
             raise StoreError(
                 f"{key}: the source shrank while being read", transient=False, code="SourceChanged"
             )
-        md5 = hashlib.md5(data)
-        headers = {"Content-Type": content_type, "Content-MD5": _md5_b64(md5.digest()), **self._sse_headers}
+        headers = {
+            "Content-Type": content_type,
+            "Content-MD5": _md5_b64(digests.md5),
+            **self._sse_headers,
+        }
         mismatches = [0]
+        sha256 = digests.sha256.hex()
 
         def request() -> None:
-            result = self._bucket_call(lambda: self.client._put_object(self.bucket, key, data, dict(headers)))
-            self._checked_etag(result.etag, md5.hexdigest(), f"PUT {key}", mismatches)
+            etag = self._bucket_call(lambda: self._request(key, data, len(data), dict(headers), sha256))
+            self._checked_etag(etag, digests.md5.hex(), f"PUT {key}", mismatches)
 
         retry(request, f"PUT {key}")
-        return Stored(key, len(data), hashlib.sha256(data).hexdigest())
+        return Stored(key, len(data), sha256)
 
     def _put_streaming(self, key: str, payload: Payload, content_type: str, retry: Retry) -> Stored:
-        """One PUT whose body streams from the payload: two reads of it, never all of it in memory."""
-        md5, sha256 = hashlib.md5(), hashlib.sha256()
-        size = 0
-        with payload.open() as reader:
-            while data := reader.read(STREAM_READ):
-                md5.update(data)
-                sha256.update(data)
-                size += len(data)
-        if size != payload.size:
+        """One PUT whose body streams from the payload: two reads of it (the first computes the
+        digests, unless ``preload`` did), never all of it in memory."""
+        digests = payload.digests or payload.hashed(keep=False).digests
+        assert digests is not None
+        if digests.size != payload.size:
             raise StoreError(
                 f"{key}: the source changed size while being read", transient=False, code="SourceChanged"
             )
         headers = {
             "Content-Type": content_type,
-            "Content-MD5": _md5_b64(md5.digest()),
+            "Content-MD5": _md5_b64(digests.md5),
             **self._sse_headers,
         }
         mismatches = [0]
+        sha256 = digests.sha256.hex()
 
         def request() -> None:
-            digest = sha256.hexdigest()
-            etag = self._bucket_call(lambda: self._stream_request(key, payload, dict(headers), digest))
-            self._checked_etag(etag, md5.hexdigest(), f"PUT {key}", mismatches)
+            etag = self._bucket_call(lambda: self._request(key, payload, payload.size, dict(headers), sha256))
+            self._checked_etag(etag, digests.md5.hex(), f"PUT {key}", mismatches)
 
         retry(request, f"PUT {key}")
-        return Stored(key, size, sha256.hexdigest())
+        return Stored(key, payload.size, sha256)
 
-    def _stream_request(self, key: str, payload: Payload, extra: dict[str, str], sha256: str) -> str:
-        """Send one PUT of ``payload`` as MinIO's ``_url_open`` would, with a streamed body; its ETag.
+    def _request(self, key: str, body: bytes | Payload, size: int, extra: dict[str, str], sha256: str) -> str:
+        """Send one PUT of ``body`` (bytes, or a payload streamed from a fresh reader) as MinIO's
+        ``_url_open`` would; its ETag.
 
-        Signed by MinIO's signer over MinIO's URL and headers; errors raised as MinIO raises them
-        (an ``S3Error`` from the XML error body), so ``classify`` treats them like any other.
+        Signed by MinIO's signer over MinIO's URL and headers, with the payload's SHA-256 the
+        caller computed once (MinIO's own request path would hash the body again for every
+        request over http; the digest is needed for the manifest anyway, so it is also signed,
+        over https too, and S3 and MinIO check it). Errors are raised as MinIO raises them (an
+        ``S3Error`` from the XML error body), so ``classify`` treats them like any other.
         """
         client: Any = self.client  # its internals: the URL builder, credentials, pool, user agent
         region = client._get_region(self.bucket)
@@ -372,7 +392,7 @@ class S3Store:
         url = client._base_url.build(method="PUT", region=region, bucket_name=self.bucket, object_name=key)
         headers: dict[str, Any]
         headers, date = client._build_headers(url.netloc, extra, None, creds)
-        headers["Content-Length"] = str(payload.size)
+        headers["Content-Length"] = str(size)
         if creds:
             headers["x-amz-content-sha256"] = sha256
             headers = sign_v4_s3(
@@ -384,15 +404,21 @@ class S3Store:
                 content_sha256=sha256,
                 date=date,
             )
-        with payload.open() as reader:
+        http_headers = HTTPHeaderDict({name: str(value) for name, value in headers.items()})
+        if isinstance(body, bytes):
             response = client._http.urlopen(
-                "PUT",
-                urlunsplit(url),
-                body=_chunks(reader, payload.size, key),
-                headers=HTTPHeaderDict({name: str(value) for name, value in headers.items()}),
-                preload_content=True,
-                retries=False,  # a streamed body cannot be replayed by the pool: retries are ours
+                "PUT", urlunsplit(url), body=body, headers=http_headers, preload_content=True, retries=False
             )
+        else:
+            with body.open() as reader:
+                response = client._http.urlopen(
+                    "PUT",
+                    urlunsplit(url),
+                    body=_chunks(reader, size, key),
+                    headers=http_headers,
+                    preload_content=True,
+                    retries=False,  # a streamed body cannot be replayed by the pool: retries are ours
+                )
         if response.status in (200, 204, 206):
             return str(response.headers.get("etag", "")).replace('"', "")
         content_type = response.headers.get("content-type", "")
