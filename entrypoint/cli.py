@@ -1,24 +1,34 @@
 """The ``tekton-uploader`` command line: options (each also an environment variable) -> Config -> Run.
 
 Errors in the options are one line on stderr and exit code 2, before COMMAND starts.
+
+Start-up is on every step's critical path, so the usual command line is parsed by ``argv.py``
+from the option table below without importing click; click (the same table) handles everything
+else: ``--help``, ``--version``, and every error, so the messages are click's.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Any, Optional
-
-import click
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Optional
 
 from . import __version__, exitcodes
+from .argv import parse_argv
 from .config import ConfigError, build_config
+from .options import Option, apply
+from .options import env_option as _opt
 from .redact import redact
 from .report import PREFIX, Reporter
-from .securityoptions import security_options
-from .storeoptions import Duration, Size, create_bucket_option, key_prefix_option, store_options
-from .storeoptions import env_option as _opt
+from .securityoptions import SECURITY_OPTIONS
+from .storeoptions import STORE_OPTIONS, create_bucket_option, key_prefix_option
+
+if TYPE_CHECKING:
+    import click
 
 CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"], "max_content_width": 100}
+SECRETS = ("secret_key", "session_token")  # warned about when given as flags (visible to ps)
 
 EPILOG = """\b
 Exit codes:
@@ -33,210 +43,197 @@ Exit codes:
 """
 
 
-@click.command(context_settings=CONTEXT, epilog=EPILOG)
-@store_options
-@create_bucket_option
-@_opt(
-    "--pipelinerun",
-    env=["PIPELINERUN"],
-    metavar="NAME",
-    help="PipelineRun name. [default: from the pod labels]",
+OPTIONS: tuple[Option, ...] = (
+    *STORE_OPTIONS,
+    create_bucket_option,
+    _opt(
+        "--pipelinerun",
+        env=["PIPELINERUN"],
+        metavar="NAME",
+        help="PipelineRun name. [default: from the pod labels]",
+    ),
+    _opt(
+        "--pipelinetask",
+        env=["PIPELINETASK"],
+        metavar="NAME",
+        help="Pipeline task name. [default: from the pod labels]",
+    ),
+    _opt(
+        "--pod-labels",
+        env=["OBJECTSTORE_POD_LABELS"],
+        default="/etc/podinfo/labels",
+        show_default=True,
+        metavar="FILE",
+        help="Downward-API labels file read when the names are not given.",
+    ),
+    _opt(
+        "--step",
+        env=["OBJECTSTORE_STEP"],
+        default="main",
+        show_default=True,
+        metavar="NAME",
+        help="Step name, used in <step>-log.tgz and logs/<step>/.",
+    ),
+    _opt(
+        "--results-dir",
+        env=["OBJECTSTORE_RESULTS_DIR"],
+        default="/tekton/results",
+        show_default=True,
+        metavar="DIR",
+        help="Each regular file here is stored as <result>.tgz after COMMAND exits.",
+    ),
+    _opt(
+        "--step-results-dir",
+        env=["OBJECTSTORE_STEP_RESULTS_DIR"],
+        metavar="DIR",
+        help="Also store each file here (Tekton's /tekton/steps/step-<name>/results) as "
+        "<step>/<result>.tgz. [default: off]",
+    ),
+    _opt(
+        "--artifacts-file",
+        env=["OBJECTSTORE_ARTIFACTS_FILE"],
+        metavar="PATH",
+        help="Write the stored results as Tekton artifact outputs (uri, sha256 digest) to PATH "
+        "($(step.artifacts.path)), merged with what COMMAND wrote there. [default: off]",
+    ),
+    _opt(
+        "--offload-results-over",
+        env=["OBJECTSTORE_OFFLOAD_RESULTS_OVER"],
+        type="size",
+        metavar="SIZE",
+        help="After storing them, replace result files larger than SIZE by their s3://bucket/key URI, "
+        "so Tekton's 4096-byte limit is not hit. [default: off]",
+    ),
+    _opt(
+        "--fetch-result",
+        env=["OBJECTSTORE_FETCH_RESULT"],
+        multiple=True,
+        metavar="TASK/RESULT=PATH",
+        help="Before COMMAND starts, extract a stored result of this pipelinerun (or "
+        "RUN/TASK/RESULT, or an s3://bucket/key URI) to PATH; exit 2 if missing. Repeatable.",
+    ),
+    key_prefix_option,
+    _opt(
+        "--log-chunk-size",
+        env=["OBJECTSTORE_LOG_CHUNK_SIZE"],
+        type="size",
+        default="8MiB",
+        show_default=True,
+        help="Upload the live log in chunks of this size.",
+    ),
+    _opt(
+        "--log-flush-interval",
+        env=["OBJECTSTORE_LOG_FLUSH_INTERVAL"],
+        type="duration",
+        default="5s",
+        show_default=True,
+        help="Upload unsent log data at least this often.",
+    ),
+    _opt(
+        "--spool-dir",
+        env=["OBJECTSTORE_SPOOL_DIR"],
+        metavar="DIR",
+        help="Where sealed chunks wait for upload. [default: a temporary directory]",
+    ),
+    _opt(
+        "--flush-timeout",
+        env=["OBJECTSTORE_FLUSH_TIMEOUT"],
+        type="duration",
+        default="5m",
+        show_default=True,
+        help="Longest time to keep uploading after COMMAND exits.",
+    ),
+    _opt(
+        "--spool-limit",
+        env=["OBJECTSTORE_SPOOL_LIMIT"],
+        type="size",
+        default="1GiB",
+        show_default=True,
+        help="Most disk the spool may use; beyond it output still passes through but capture pauses "
+        "(a marker line in the log says how many bytes are missing).",
+    ),
+    _opt(
+        "--preflight",
+        env=["OBJECTSTORE_PREFLIGHT"],
+        choices=["off", "warn", "strict"],
+        default="warn",
+        show_default=True,
+        help="Check bucket access: warn = in the background while COMMAND runs; strict = before "
+        "COMMAND, exit 2 on a permanent error; off = no check.",
+    ),
+    _opt(
+        "--ignore-upload-errors",
+        env=["OBJECTSTORE_IGNORE_UPLOAD_ERRORS"],
+        is_flag=True,
+        help="Exit with COMMAND's code even when objects are missing after the final flush.",
+    ),
+    _opt(
+        "--skip-results-on-failure",
+        env=["OBJECTSTORE_SKIP_RESULTS_ON_FAILURE"],
+        is_flag=True,
+        help="Do not upload results when COMMAND fails (by default they are, to help debugging).",
+    ),
+    _opt(
+        "--connect-timeout",
+        env=["OBJECTSTORE_CONNECT_TIMEOUT"],
+        type="duration",
+        default="5s",
+        show_default=True,
+        help="Give up connecting to the object store after this long (then retry).",
+    ),
+    _opt(
+        "--read-timeout",
+        env=["OBJECTSTORE_READ_TIMEOUT"],
+        type="duration",
+        default="30s",
+        show_default=True,
+        help="Give up on a request when the object store is silent this long (then retry).",
+    ),
+    _opt(
+        "--timeout",
+        env=["OBJECTSTORE_TIMEOUT"],
+        type="duration",
+        help="Stop COMMAND (SIGTERM, then SIGKILL after --kill-after) when it runs this long; exit 124. "
+        "Set it below the Tekton step timeout, which SIGKILLs without warning.",
+    ),
+    _opt(
+        "--kill-after",
+        env=["OBJECTSTORE_KILL_AFTER"],
+        type="duration",
+        default="20s",
+        show_default=True,
+        help="SIGKILL COMMAND's process group this long after a SIGTERM if it is still running.",
+    ),
+    _opt(
+        "--termination-grace",
+        env=["OBJECTSTORE_TERMINATION_GRACE"],
+        type="duration",
+        default="30s",
+        show_default=True,
+        help="After a SIGTERM, finish the final flush within this (the pod's terminationGracePeriodSeconds).",
+    ),
+    _opt(
+        "--signal-child-only",
+        env=["OBJECTSTORE_SIGNAL_CHILD_ONLY"],
+        is_flag=True,
+        help="Forward signals to COMMAND alone instead of its whole process group.",
+    ),
+    *SECURITY_OPTIONS,
+    _opt(
+        "--quiet", "-q", env=["OBJECTSTORE_QUIET"], is_flag=True, help="Silence the wrapper's own info lines."
+    ),
+    _opt("--debug", env=["OBJECTSTORE_DEBUG"], is_flag=True, help="Print every upload and retry."),
 )
-@_opt(
-    "--pipelinetask",
-    env=["PIPELINETASK"],
-    metavar="NAME",
-    help="Pipeline task name. [default: from the pod labels]",
-)
-@_opt(
-    "--pod-labels",
-    env=["OBJECTSTORE_POD_LABELS"],
-    default="/etc/podinfo/labels",
-    show_default=True,
-    metavar="FILE",
-    help="Downward-API labels file read when the names are not given.",
-)
-@_opt(
-    "--step",
-    env=["OBJECTSTORE_STEP"],
-    default="main",
-    show_default=True,
-    metavar="NAME",
-    help="Step name, used in <step>-log.tgz and logs/<step>/.",
-)
-@_opt(
-    "--results-dir",
-    env=["OBJECTSTORE_RESULTS_DIR"],
-    default="/tekton/results",
-    show_default=True,
-    metavar="DIR",
-    help="Each regular file here is stored as <result>.tgz after COMMAND exits.",
-)
-@_opt(
-    "--step-results-dir",
-    env=["OBJECTSTORE_STEP_RESULTS_DIR"],
-    metavar="DIR",
-    help="Also store each file here (Tekton's /tekton/steps/step-<name>/results) as "
-    "<step>/<result>.tgz. [default: off]",
-)
-@_opt(
-    "--artifacts-file",
-    env=["OBJECTSTORE_ARTIFACTS_FILE"],
-    metavar="PATH",
-    help="Write the stored results as Tekton artifact outputs (uri, sha256 digest) to PATH "
-    "($(step.artifacts.path)), merged with what COMMAND wrote there. [default: off]",
-)
-@_opt(
-    "--offload-results-over",
-    env=["OBJECTSTORE_OFFLOAD_RESULTS_OVER"],
-    type=Size(),
-    metavar="SIZE",
-    help="After storing them, replace result files larger than SIZE by their s3://bucket/key URI, "
-    "so Tekton's 4096-byte limit is not hit. [default: off]",
-)
-@_opt(
-    "--fetch-result",
-    env=["OBJECTSTORE_FETCH_RESULT"],
-    multiple=True,
-    metavar="TASK/RESULT=PATH",
-    help="Before COMMAND starts, extract a stored result of this pipelinerun (or "
-    "RUN/TASK/RESULT, or an s3://bucket/key URI) to PATH; exit 2 if missing. Repeatable.",
-)
-@key_prefix_option
-@_opt(
-    "--log-chunk-size",
-    env=["OBJECTSTORE_LOG_CHUNK_SIZE"],
-    type=Size(),
-    default="8MiB",
-    show_default=True,
-    help="Upload the live log in chunks of this size.",
-)
-@_opt(
-    "--log-flush-interval",
-    env=["OBJECTSTORE_LOG_FLUSH_INTERVAL"],
-    type=Duration(),
-    default="5s",
-    show_default=True,
-    help="Upload unsent log data at least this often.",
-)
-@_opt(
-    "--spool-dir",
-    env=["OBJECTSTORE_SPOOL_DIR"],
-    metavar="DIR",
-    help="Where sealed chunks wait for upload. [default: a temporary directory]",
-)
-@_opt(
-    "--flush-timeout",
-    env=["OBJECTSTORE_FLUSH_TIMEOUT"],
-    type=Duration(),
-    default="5m",
-    show_default=True,
-    help="Longest time to keep uploading after COMMAND exits.",
-)
-@_opt(
-    "--spool-limit",
-    env=["OBJECTSTORE_SPOOL_LIMIT"],
-    type=Size(),
-    default="1GiB",
-    show_default=True,
-    help="Most disk the spool may use; beyond it output still passes through but capture pauses "
-    "(a marker line in the log says how many bytes are missing).",
-)
-@_opt(
-    "--preflight",
-    env=["OBJECTSTORE_PREFLIGHT"],
-    type=click.Choice(["off", "warn", "strict"], case_sensitive=False),
-    default="warn",
-    show_default=True,
-    help="Check bucket access: warn = in the background while COMMAND runs; strict = before "
-    "COMMAND, exit 2 on a permanent error; off = no check.",
-)
-@_opt(
-    "--ignore-upload-errors",
-    env=["OBJECTSTORE_IGNORE_UPLOAD_ERRORS"],
-    is_flag=True,
-    help="Exit with COMMAND's code even when objects are missing after the final flush.",
-)
-@_opt(
-    "--skip-results-on-failure",
-    env=["OBJECTSTORE_SKIP_RESULTS_ON_FAILURE"],
-    is_flag=True,
-    help="Do not upload results when COMMAND fails (by default they are, to help debugging).",
-)
-@_opt(
-    "--connect-timeout",
-    env=["OBJECTSTORE_CONNECT_TIMEOUT"],
-    type=Duration(),
-    default="5s",
-    show_default=True,
-    help="Give up connecting to the object store after this long (then retry).",
-)
-@_opt(
-    "--read-timeout",
-    env=["OBJECTSTORE_READ_TIMEOUT"],
-    type=Duration(),
-    default="30s",
-    show_default=True,
-    help="Give up on a request when the object store is silent this long (then retry).",
-)
-@_opt(
-    "--timeout",
-    env=["OBJECTSTORE_TIMEOUT"],
-    type=Duration(),
-    help="Stop COMMAND (SIGTERM, then SIGKILL after --kill-after) when it runs this long; exit 124. "
-    "Set it below the Tekton step timeout, which SIGKILLs without warning.",
-)
-@_opt(
-    "--kill-after",
-    env=["OBJECTSTORE_KILL_AFTER"],
-    type=Duration(),
-    default="20s",
-    show_default=True,
-    help="SIGKILL COMMAND's process group this long after a SIGTERM if it is still running.",
-)
-@_opt(
-    "--termination-grace",
-    env=["OBJECTSTORE_TERMINATION_GRACE"],
-    type=Duration(),
-    default="30s",
-    show_default=True,
-    help="After a SIGTERM, finish the final flush within this (the pod's terminationGracePeriodSeconds).",
-)
-@_opt(
-    "--signal-child-only",
-    env=["OBJECTSTORE_SIGNAL_CHILD_ONLY"],
-    is_flag=True,
-    help="Forward signals to COMMAND alone instead of its whole process group.",
-)
-@security_options
-@_opt("--quiet", "-q", env=["OBJECTSTORE_QUIET"], is_flag=True, help="Silence the wrapper's own info lines.")
-@_opt("--debug", env=["OBJECTSTORE_DEBUG"], is_flag=True, help="Print every upload and retry.")
-@click.version_option(__version__, "--version", prog_name="tekton-uploader")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
-def command(command: tuple[str, ...], **values: Any) -> int:
-    """Run COMMAND, pass its output through, and store its log and Tekton results in object storage.
 
-    \b
-    Objects (bucket-relative):
-      <prefix>/<pipelinerun>/<pipelinetask>/<result>.tgz
-      <prefix>/<pipelinerun>/<pipelinetask>/<step>/<result>.tgz  (--step-results-dir)
-      <prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
-      <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
-    """
+
+def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: set[str]) -> int:
+    """Run COMMAND with the parsed option values; ``on_command_line``: options given as flags."""
     from .hardening import protect
     from .supervisor import Supervisor, policy_of, start
 
     cfg = build_config(values, command)
     reporter = Reporter(quiet=cfg.quiet, debug=cfg.debug)
-    ctx = click.get_current_context()
-    protect(
-        cfg,
-        reporter,
-        {
-            name: ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE
-            for name in ("secret_key", "session_token")
-        },
-    )
+    protect(cfg, reporter, {name: name in on_command_line for name in SECRETS})
     if cfg.fetch_results:  # inputs first: COMMAND must find them when it starts
         from .inputs import fetch_inputs
 
@@ -251,15 +248,41 @@ def command(command: tuple[str, ...], **values: Any) -> int:
     return Run(cfg, reporter, supervisor).execute()
 
 
+_COMMAND: list[click.Command] = []
+
+
+def click_command() -> click.Command:
+    """The click command (built on first use): ``--help``, ``--version`` and error messages."""
+    if _COMMAND:
+        return _COMMAND[0]
+    import click
+
+    def command(command: tuple[str, ...], **values: Any) -> int:
+        """Run COMMAND, pass its output through, and store its log and Tekton results in object storage.
+
+        \b
+        Objects (bucket-relative):
+          <prefix>/<pipelinerun>/<pipelinetask>/<result>.tgz
+          <prefix>/<pipelinerun>/<pipelinetask>/<step>/<result>.tgz  (--step-results-dir)
+          <prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
+          <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
+        """
+        ctx = click.get_current_context()
+        source = click.core.ParameterSource.COMMANDLINE
+        return execute(values, command, {n for n in SECRETS if ctx.get_parameter_source(n) == source})
+
+    f = click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")(command)
+    f = click.version_option(__version__, "--version", prog_name="tekton-uploader")(f)
+    built = click.command(context_settings=CONTEXT, epilog=EPILOG)(apply(OPTIONS, f))
+    _COMMAND.append(built)
+    return built
+
+
 def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     try:
-        code = command.main(args, prog_name="tekton-uploader", standalone_mode=False)
-    except click.exceptions.Exit as exc:  # --help, --version
-        code = exc.exit_code
-    except click.ClickException as exc:
-        _fail(exc.format_message() + " (see --help)")
-        code = exitcodes.USAGE
+        parsed = parse_argv(args, os.environ, OPTIONS)
+        code = _click_main(args) if parsed is None else execute(parsed.values, parsed.command, parsed.given)
     except ConfigError as exc:
         _fail(str(exc))
         code = exitcodes.USAGE
@@ -270,6 +293,18 @@ def main(argv: Optional[list[str]] = None) -> None:
         code = exitcodes.INTERNAL
     sys.stdout.flush()
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _click_main(args: list[str]) -> Any:
+    import click
+
+    try:
+        return click_command().main(args, prog_name="tekton-uploader", standalone_mode=False)
+    except click.exceptions.Exit as exc:  # --help, --version
+        return exc.exit_code
+    except click.ClickException as exc:
+        _fail(exc.format_message() + " (see --help)")
+        return exitcodes.USAGE
 
 
 def _fail(message: str) -> None:

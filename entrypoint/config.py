@@ -6,15 +6,12 @@
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import os
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from . import credentials as creds_mod
 from . import sse as sse_mod
@@ -36,8 +33,7 @@ class ConfigError(Exception):
     """Bad configuration; the message is one line naming the option and the fix."""
 
 
-@dataclass(frozen=True)
-class S3Endpoint:
+class S3Endpoint(NamedTuple):
     host: str  # host[:port], as minio wants it
     secure: bool
 
@@ -46,18 +42,16 @@ class S3Endpoint:
         return f"{'https' if self.secure else 'http'}://{self.host}"
 
 
-@dataclass(frozen=True)
-class Credentials:
-    access_key: str = field(repr=False)
-    secret_key: str = field(repr=False)
-    session_token: Optional[str] = field(default=None, repr=False)
+class Credentials(NamedTuple):
+    access_key: str
+    secret_key: str
+    session_token: Optional[str] = None
 
     def __repr__(self) -> str:
         return "Credentials(access_key=***, secret_key=***)"
 
 
-@dataclass(frozen=True)
-class StoreConfig:
+class StoreConfig(NamedTuple):
     """Where objects go: an S3 endpoint, or a local directory (``local_dir``)."""
 
     bucket: str = DEFAULT_BUCKET
@@ -79,8 +73,7 @@ class StoreConfig:
         return f"{self.local_dir}/{self.bucket}"
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(NamedTuple):
     command: tuple[str, ...]
     store: StoreConfig
     layout: Layout
@@ -107,8 +100,7 @@ class Config:
     fetch_results: tuple[FetchSpec, ...] = ()  # inputs to download before COMMAND starts
 
 
-@dataclass(frozen=True)
-class FetchSpec:
+class FetchSpec(NamedTuple):
     """``--fetch-result``: a stored result to extract to ``path`` before COMMAND starts.
 
     Either ``task`` and ``result`` (and ``run``, default the current pipelinerun) or ``key``
@@ -136,6 +128,8 @@ def check_bucket(name: str) -> str:
     elif ".." in name or ".-" in name or "-." in name:
         problem = "must not contain '..', '.-' or '-.'"
     else:
+        import ipaddress
+
         try:
             ipaddress.IPv4Address(name)
             problem = "must not look like an IP address"
@@ -185,6 +179,8 @@ def read_pod_labels(path: Path) -> dict[str, str]:
             continue
         raw = raw.strip()
         try:
+            import json
+
             value = json.loads(raw) if raw.startswith('"') else raw
         except ValueError:
             value = raw.strip('"')

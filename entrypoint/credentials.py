@@ -22,16 +22,13 @@ could possibly apply. ``build_provider`` runs in the background with the S3 clie
 
 from __future__ import annotations
 
-import configparser
-import dataclasses
 import os
 import re
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from . import redact
 
@@ -48,13 +45,15 @@ NONE_FOUND_HINT = (
 )
 
 
-@dataclass(frozen=True)
-class Secret:
+class Secret(NamedTuple):
     """One credential value: given directly, or read from ``file``."""
 
     option: str  # the option naming it in messages, e.g. "--secret-key"
-    value: Optional[str] = field(default=None, repr=False)
+    value: Optional[str] = None
     file: Optional[Path] = None
+
+    def __repr__(self) -> str:
+        return f"Secret(option={self.option!r}, value=***, file={self.file!r})"
 
     def read(self) -> str:
         if self.value is not None:
@@ -63,8 +62,7 @@ class Secret:
         return read_secret_file(self.file, f"{self.option}-file")
 
 
-@dataclass(frozen=True)
-class ExplicitCredentials:
+class ExplicitCredentials(NamedTuple):
     access_key: Secret
     secret_key: Secret
     session_token: Optional[Secret] = None
@@ -76,8 +74,7 @@ class ExplicitCredentials:
         return [s.file for s in self.parts() if s.value is None and s.file is not None]
 
 
-@dataclass(frozen=True)
-class CredentialChain:
+class CredentialChain(NamedTuple):
     """Which sources the wrapper may take credentials from (no secret values, except given ones)."""
 
     explicit: Optional[ExplicitCredentials] = None
@@ -166,7 +163,7 @@ def resolve(values: Mapping[str, Any], environ: Mapping[str, str] = os.environ) 
                 "--secret-key: an access key is set but no secret key; set --secret-key-file or "
                 "--secret-key (OBJECTSTORE_SECRET_KEY[_FILE])"
             )
-        return dataclasses.replace(chain, explicit=ExplicitCredentials(access, secret, token))
+        return chain._replace(explicit=ExplicitCredentials(access, secret, token))
     if not chain.anonymous and not chain.instance_metadata and not aws_chain_may_apply(environ):
         raise ValueError(f"no credentials for the S3 endpoint: {NONE_FOUND_HINT}")
     return chain
@@ -190,6 +187,8 @@ def aws_chain_may_apply(environ: Mapping[str, str]) -> bool:
     token_file = environ.get("AWS_WEB_IDENTITY_TOKEN_FILE")
     if token_file and os.access(token_file, os.R_OK):
         return True
+    import configparser  # only when no other source applies
+
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read(shared_credentials_file(environ), encoding="utf-8")

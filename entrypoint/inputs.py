@@ -7,8 +7,6 @@ to a temporary file and renamed). Any failure is a ``ConfigError``: exit 2, COMM
 
 from __future__ import annotations
 
-import dataclasses
-
 from .config import Config, ConfigError, FetchSpec
 from .read.console import Console
 from .read.errors import ReadError, from_store_error
@@ -43,7 +41,7 @@ def fetch_inputs(cfg: Config, reporter: Reporter) -> None:
         bucket = spec.bucket or cfg.store.bucket
         try:
             if bucket not in readers:
-                store_cfg = dataclasses.replace(cfg.store, bucket=bucket, create_bucket=False)
+                store_cfg = cfg.store._replace(bucket=bucket, create_bucket=False)
                 store = open_readable_store(store_cfg)
                 retry = Retry(where=store.describe(), notify=console.warn)
                 readers[bucket] = Reader(store, cfg.layout.prefix, retry, console)

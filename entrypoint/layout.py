@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import urllib.parse
-from dataclasses import dataclass
+from typing import NamedTuple
 
 CHUNK_DIGITS = 8
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -60,19 +60,25 @@ def check_name(what: str, value: str) -> str:
     return value
 
 
-@dataclass(frozen=True)
-class Layout:
+class _Names(NamedTuple):
     prefix: str
     pipelinerun: str
     pipelinetask: str
     step: str
 
-    def __post_init__(self) -> None:
-        for part in self.prefix.split("/") if self.prefix else ():
+
+class Layout(_Names):
+    """Where a step's objects go; every name is checked (ValueError naming the bad one)."""
+
+    __slots__ = ()
+
+    def __new__(cls, prefix: str, pipelinerun: str, pipelinetask: str, step: str) -> Layout:
+        for part in prefix.split("/") if prefix else ():
             check_name("key prefix segment", part)
-        check_name("pipelinerun", self.pipelinerun)
-        check_name("pipelinetask", self.pipelinetask)
-        check_name("step", self.step)
+        check_name("pipelinerun", pipelinerun)
+        check_name("pipelinetask", pipelinetask)
+        check_name("step", step)
+        return super().__new__(cls, prefix, pipelinerun, pipelinetask, step)
 
     @property
     def task_prefix(self) -> str:

@@ -6,18 +6,16 @@ Kept apart from cli.py so that every command talking to the store can apply the 
 
 from __future__ import annotations
 
-from typing import Any, Callable, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-import click
+from .options import Option, apply
+from .options import env_option as _opt
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _opt(*decls: str, env: list[str], **kw: Any) -> Callable[[F], F]:
-    return click.option(*decls, envvar=env, show_envvar=True, **kw)
+if TYPE_CHECKING:
+    F = TypeVar("F", bound=Callable[..., Any])
 
 
-_CREDENTIALS: tuple[Callable[[F], F], ...] = (
+_CREDENTIALS: tuple[Option, ...] = (
     _opt(
         "--access-key-file",
         env=["OBJECTSTORE_ACCESS_KEY_FILE"],
@@ -56,13 +54,12 @@ _CREDENTIALS: tuple[Callable[[F], F], ...] = (
         help="Send unsigned requests when no credentials are found.",
     ),
 )
-_TLS: tuple[Callable[[F], F], ...] = (
+_TLS: tuple[Option, ...] = (
     _opt(
         "--ca-bundle",
         env=["OBJECTSTORE_CA_BUNDLE", "AWS_CA_BUNDLE", "SSL_CERT_FILE"],
         metavar="FILE",
-        help="PEM file of the CA certificates to trust for https:// endpoints. "
-        "[default: the certifi bundle]",
+        help="PEM file of the CA certificates to trust for https:// endpoints. [default: the certifi bundle]",
     ),
     _opt(
         "--insecure-skip-tls-verify",
@@ -77,11 +74,11 @@ _SSE_C_KEY = _opt(
     metavar="FILE",
     help="256-bit key for --sse c: 32 raw bytes or their base64.",
 )
-_WRITING: tuple[Callable[[F], F], ...] = (
+_WRITING: tuple[Option, ...] = (
     _opt(
         "--sse",
         env=["OBJECTSTORE_SSE"],
-        type=click.Choice(["s3", "kms", "c"], case_sensitive=False),
+        choices=["s3", "kms", "c"],
         help="Server-side encryption of every object: s3 (SSE-S3), kms (SSE-KMS), c (SSE-C, https only).",
     ),
     _opt(
@@ -100,17 +97,20 @@ _WRITING: tuple[Callable[[F], F], ...] = (
 )
 
 
-def _apply(options: tuple[Callable[[F], F], ...], f: F) -> F:
+def _apply(options: tuple[Option, ...], f: F) -> F:
     for option in reversed(options):
         f = option(f)
     return f
 
 
+SECURITY_OPTIONS = (*_CREDENTIALS, *_TLS, *_WRITING)
+
+
 def security_options(f: F) -> F:
     """The wrapper's: credentials, TLS, server-side encryption, --reproducible."""
-    return _apply((*_CREDENTIALS, *_TLS, *_WRITING), f)
+    return apply(SECURITY_OPTIONS, f)
 
 
 def reader_security_options(f: F) -> F:
     """For commands that only read: credentials, TLS, and the SSE-C key to read such objects."""
-    return _apply((*_CREDENTIALS, *_TLS, _SSE_C_KEY), f)
+    return apply((*_CREDENTIALS, *_TLS, _SSE_C_KEY), f)

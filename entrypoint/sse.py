@@ -11,12 +11,9 @@ Mapped to minio's ``SseS3``, ``SseKMS`` and ``SseCustomerKey`` (imported only wh
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, NamedTuple, Optional
 
 from . import redact
 
@@ -25,11 +22,13 @@ MODES: tuple[Mode, ...] = ("s3", "kms", "c")
 KEY_BYTES = 32
 
 
-@dataclass(frozen=True)
-class SSEConfig:
+class SSEConfig(NamedTuple):
     mode: Mode
     kms_key_id: Optional[str] = None
-    customer_key: Optional[bytes] = field(default=None, repr=False)
+    customer_key: Optional[bytes] = None
+
+    def __repr__(self) -> str:
+        return f"SSEConfig(mode={self.mode!r}, kms_key_id={self.kms_key_id!r}, customer_key=***)"
 
     def describe(self) -> str:
         if self.mode == "s3":
@@ -73,6 +72,9 @@ def resolve(values: Mapping[str, Any], s3: bool, https: bool) -> Optional[SSECon
 
 def read_customer_key(path: Path) -> bytes:
     """32 raw bytes, or their base64 text (as Kubernetes Secrets often hold them)."""
+    import base64
+    import binascii
+
     try:
         data = path.read_bytes()[: 4 * KEY_BYTES]
     except OSError as exc:

@@ -6,45 +6,15 @@ for the object store (flags win over the environment).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-import click
+from .options import Option, apply, env_option
 
-from .units import parse_duration, parse_size
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class Size(click.ParamType):  # type: ignore[type-arg]
-    name = "SIZE"
-
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+if TYPE_CHECKING:
+    F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Duration(click.ParamType):  # type: ignore[type-arg]
-    name = "DURATION"
-
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
-        if isinstance(value, (int, float)):
-            return float(value)
-        try:
-            return parse_duration(str(value))
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-def env_option(*decls: str, env: list[str], **kw: Any) -> Callable[[F], F]:
-    """A click option that also reads the environment variables ``env`` (first set one wins)."""
-    return click.option(*decls, envvar=env, show_envvar=True, **kw)
-
-
-_STORE_OPTIONS: tuple[Callable[[F], F], ...] = (
+STORE_OPTIONS: tuple[Option, ...] = (
     env_option(
         "--endpoint",
         env=["OBJECTSTORE_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL"],
@@ -94,9 +64,7 @@ _STORE_OPTIONS: tuple[Callable[[F], F], ...] = (
 
 def store_options(f: F) -> F:
     """Where the objects are: endpoint, bucket, credentials, region, URL style."""
-    for option in reversed(_STORE_OPTIONS):
-        f = option(f)
-    return f
+    return apply(STORE_OPTIONS, f)
 
 
 create_bucket_option = env_option(

@@ -19,8 +19,7 @@ import selectors
 import signal
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, Optional, Protocol
+from typing import Any, NamedTuple, Optional, Protocol
 
 from . import exitcodes
 from .report import Reporter
@@ -57,8 +56,7 @@ class Sink(Protocol):
     def tick(self, now: float) -> None: ...
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     """How COMMAND is stopped. Durations in seconds; None: never."""
 
     timeout: Optional[float] = None  # --timeout: SIGTERM COMMAND's group when it passes
@@ -66,6 +64,9 @@ class Policy:
     signal_child_only: bool = False  # --signal-child-only: forward to COMMAND, not its group
     leftover_grace: float = 2.0  # leftovers get SIGTERM, then SIGKILL after this
     drain_grace: float = 1.0  # how long pipes may stay open once every process is gone
+
+
+DEFAULT_POLICY = Policy()
 
 
 def policy_of(cfg: Any) -> Policy:
@@ -99,7 +100,7 @@ class Supervisor:
         command: Sequence[str],
         reporter: Reporter,
         clock: Callable[[], float] = time.monotonic,
-        policy: Policy = Policy(),
+        policy: Policy = DEFAULT_POLICY,
         stdout: int = 1,
         stderr: int = 2,
     ) -> None:

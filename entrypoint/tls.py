@@ -11,9 +11,8 @@ context is built in the background with the S3 client (``ssl_context``/``configu
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
 if TYPE_CHECKING:
     import ssl
@@ -27,8 +26,7 @@ INSECURE_WARNING = (
 )
 
 
-@dataclass(frozen=True)
-class TLSConfig:
+class TLSConfig(NamedTuple):
     ca_bundle: Optional[Path] = None  # None: the certifi bundle
     insecure: bool = False
 

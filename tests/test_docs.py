@@ -11,7 +11,7 @@ from entrypoint import cli, exitcodes
 
 
 def help_options() -> set[str]:
-    text = CliRunner().invoke(cli.command, ["--help"], terminal_width=200).output
+    text = CliRunner().invoke(cli.click_command(), ["--help"], terminal_width=200).output
     return set(re.findall(r"(?<![\w-])(--[a-z][a-z-]+)", text)) - {"--help", "--version"}
 
 
@@ -24,7 +24,7 @@ def test_every_option_is_in_the_readme_table() -> None:
 
 def test_every_exit_code_is_documented() -> None:
     readme = (REPO / "README.md").read_text()
-    help_text = CliRunner().invoke(cli.command, ["--help"], terminal_width=200).output
+    help_text = CliRunner().invoke(cli.click_command(), ["--help"], terminal_width=200).output
     for name in ("USAGE", "UPLOAD_FAILED", "TIMEOUT", "INTERNAL", "NOT_EXECUTABLE", "NOT_FOUND"):
         code = getattr(exitcodes, name)
         assert f"| {code} |" in readme, name

@@ -470,7 +470,9 @@ SAMPLES = {
 
 
 def test_from_env_reads_each_of_the_clis_variables() -> None:
-    from entrypoint.cli import command
+    from entrypoint.cli import click_command
+
+    command = click_command()
     from entrypoint.library.config import CLI_PARAMS, FALLBACK_ENV
 
     cli = {p.name: p for p in command.params}

@@ -762,7 +762,9 @@ def test_progress_only_on_a_terminal_and_for_large_downloads() -> None:
 
 
 def test_both_commands_share_the_store_options() -> None:
-    from entrypoint.cli import command
+    from entrypoint.cli import click_command
+
+    command = click_command()
     from entrypoint.read.cli import group
 
     def options(cmd: Any) -> dict[str, tuple[tuple[str, ...], Any, Any]]:

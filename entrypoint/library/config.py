@@ -196,9 +196,9 @@ _DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(Objec
 
 def _cli_params() -> dict[str, Any]:
     """The CLI's options by name: the single source of the variable names."""
-    from ..cli import command
+    from ..cli import click_command
 
-    return {p.name: p for p in command.params if p.name and getattr(p, "envvar", None)}
+    return {p.name: p for p in click_command().params if p.name and getattr(p, "envvar", None)}
 
 
 def _field_message(message: str) -> str:

@@ -6,7 +6,6 @@ Every failure is one line on stderr and a documented exit code (``errors.py``); 
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import sys
@@ -16,11 +15,13 @@ from typing import Any, Callable, Optional, TypeVar
 import click
 
 from .. import __version__
+from ..clicktypes import Duration
 from ..config import ConfigError, build_store_config
 from ..layout import name_problem
+from ..options import env_option
 from ..securityoptions import reader_security_options
 from ..store import StoreError, open_readable_store
-from ..storeoptions import Duration, env_option, key_prefix_option, store_options
+from ..storeoptions import key_prefix_option, store_options
 from . import errors
 from .console import Console
 from .errors import ReadError
@@ -74,7 +75,7 @@ def reader_options(f: F) -> F:
 def open_reader(values: dict[str, Any], console: Console) -> Reader:
     """The store the options point at, and how to read it. Never creates a bucket."""
     try:
-        cfg = dataclasses.replace(build_store_config(values), create_bucket=False)
+        cfg = build_store_config(values)._replace(create_bucket=False)
     except ConfigError as exc:
         raise ReadError(str(exc), errors.USAGE) from None
     prefix = str(values.get("key_prefix") or "").strip("/")

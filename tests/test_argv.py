@@ -1,0 +1,219 @@
+"""The start-up parser (argv.py) gives exactly what click gives, or hands the command line to click.
+
+Both read one table (cli.OPTIONS), so these tests compare them on every option, in both forms
+(flag and environment variable), on random mixes, and on the inputs argv.py must leave to click.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional
+
+import click
+import pytest
+from click.core import ParameterSource
+
+from entrypoint.argv import parse_argv
+from entrypoint.cli import OPTIONS, click_command
+from entrypoint.options import Option
+
+ALL_ENV = sorted({variable for option in OPTIONS for variable in option.env})
+
+# A valid raw value per option kind, and alternatives to vary mixes.
+SAMPLES: dict[str, Sequence[str]] = {
+    "text": ("x", "/tmp/some dir", "a=b", "-starts-with-dash", ""),
+    "size": ("8MiB", "1048576", "2 GiB", "1.5MB"),
+    "duration": ("5s", "250ms", "2m", "1.5", "1h"),
+}
+
+
+def click_parse(
+    args: Sequence[str], env: Mapping[str, str]
+) -> Optional[tuple[dict[str, Any], tuple[str, ...], set[str]]]:
+    """What click passes to the command for ``args`` and ``env``, or None when click refuses."""
+    saved = {name: os.environ.pop(name) for name in ALL_ENV if name in os.environ}
+    os.environ.update(env)
+    try:
+        ctx = click_command().make_context("tekton-uploader", list(args))
+    except (click.exceptions.Exit, click.ClickException):
+        return None
+    finally:
+        for name in env:
+            os.environ.pop(name, None)
+        os.environ.update(saved)
+    params = dict(ctx.params)
+    command = tuple(params.pop("command"))
+    given = {name for name in params if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE}
+    return params, command, given
+
+
+def fast_parse(
+    args: Sequence[str], env: Mapping[str, str]
+) -> Optional[tuple[dict[str, Any], tuple[str, ...], set[str]]]:
+    parsed = parse_argv(args, env, OPTIONS)
+    return None if parsed is None else (parsed.values, parsed.command, parsed.given)
+
+
+def agree(args: Sequence[str], env: Optional[Mapping[str, str]] = None) -> bool:
+    """Both parsers give the same values; True when argv.py parsed it itself."""
+    env = dict(env or {})
+    fast = fast_parse(args, env)
+    if fast is None:
+        return False
+    assert fast == click_parse(args, env), (args, env)
+    return True
+
+
+def samples(option: Option) -> Sequence[str]:
+    if option.kind == "choice":
+        return (*option.choices, *(c.upper() for c in option.choices))
+    return SAMPLES[str(option.kind)]
+
+
+# -- every option, as a flag and as a variable -------------------------------------------------
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: o.name)
+def test_each_option_as_flag_and_variable(option: Option) -> None:
+    parsed = 0
+    if option.kind in ("flag", "bool"):
+        for flag in option.flags + option.off_flags:
+            parsed += agree([flag, "--", "true"])
+        for variable in option.env:
+            for text in ("1", "0", "true", "False", "yes", "off", " on "):
+                parsed += agree(["--", "true"], {variable: text})
+    else:
+        for value in samples(option):
+            for flag in option.flags:
+                parsed += agree([flag, value, "true"])
+                parsed += agree([f"{flag}={value}", "--", "true", "x"]) if flag.startswith("--") else 0
+            for variable in option.env:
+                if not option.multiple:
+                    parsed += agree(["true"], {variable: value})
+    assert parsed > 0  # argv.py handled this option itself at least once
+
+
+def test_defaults_only() -> None:
+    assert agree(["true"])
+    assert agree(["--", "sh", "-c", "echo hi"])
+
+
+def test_flags_win_over_variables_and_first_variable_wins() -> None:
+    assert agree(["--bucket", "flag", "true"], {"OBJECTSTORE_BUCKET": "env", "ARTIFACT_BUCKET": "other"})
+    assert agree(["true"], {"OBJECTSTORE_BUCKET": "", "ARTIFACT_BUCKET": "second"})
+    assert agree(["true"], {"OBJECTSTORE_BUCKET": "first", "ARTIFACT_BUCKET": "second"})
+    assert agree(["--no-create-bucket", "true"], {"OBJECTSTORE_CREATE_BUCKET": "1"})
+    assert agree(["--quiet", "true"], {"OBJECTSTORE_QUIET": "0"})
+
+
+def test_command_boundaries() -> None:
+    assert agree(["--quiet", "sh", "--bucket", "x"])  # options end at COMMAND
+    assert agree(["--bucket", "--", "cmd"])  # "--" as an option's value, as click takes it
+    assert agree(["--", "--", "cmd"])
+    assert agree(["-q", "--", "-q"])
+    assert agree(["--step", "s", "--step", "t", "true"])  # the last one wins
+    assert agree(["--fetch-result", "a/b=/x", "--fetch-result", "c/d=/y", "true"])
+
+
+def test_random_mixes_agree() -> None:
+    rng = random.Random(8)
+    parsed = 0
+    for _ in range(300):
+        args: list[str] = []
+        env: dict[str, str] = {}
+        for option in rng.sample(OPTIONS, rng.randint(0, 12)):
+            as_flag = rng.random() < 0.6 or not option.env
+            if option.kind in ("flag", "bool"):
+                if as_flag:
+                    args.append(rng.choice(option.flags + option.off_flags))
+                else:
+                    env[rng.choice(option.env)] = rng.choice(("1", "0", "yes", "no"))
+            elif as_flag:
+                args += [rng.choice(option.flags), rng.choice(samples(option))]
+            elif not option.multiple:
+                env[rng.choice(option.env)] = rng.choice(samples(option))
+        args += rng.choice([["--", "sh", "-c", "x"], ["true"], ["--", "-x"]])
+        parsed += agree(args, env)
+    assert parsed > 250
+
+
+# -- what argv.py leaves to click --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [
+        (["--help"], {}),
+        (["-h"], {}),
+        (["--version"], {}),
+        (["--help", "--", "true"], {}),
+        ([], {}),  # no COMMAND
+        (["--quiet"], {}),
+        (
+            [
+                "--",
+            ],
+            {},
+        ),
+        (["--no-such-option", "true"], {}),
+        (["-qx", "true"], {}),  # combined short flags
+        (["--quiet=1", "true"], {}),
+        (["--bucket"], {}),  # value missing
+        (["--log-chunk-size", "lots", "true"], {}),
+        (["--preflight", "sometimes", "true"], {}),
+        (["--buck", "b", "true"], {}),  # no abbreviations
+        (["true"], {"OBJECTSTORE_QUIET": "maybe"}),
+        (["true"], {"OBJECTSTORE_SPOOL_LIMIT": "big"}),
+        (["true"], {"OBJECTSTORE_FETCH_RESULT": "a/b=/x c/d=/y"}),  # split by click
+    ],
+)
+def test_left_to_click(args: list[str], env: dict[str, str]) -> None:
+    assert fast_parse(args, env) is None
+
+
+def test_variables_split_by_click_still_reach_the_command() -> None:
+    result = click_parse(["true"], {"OBJECTSTORE_FETCH_RESULT": "a/b=/x c/d=/y"})
+    assert result is not None
+    assert result[0]["fetch_result"] == ("a/b=/x", "c/d=/y")
+
+
+# -- the start-up path ---------------------------------------------------------------------------
+
+
+def test_start_up_path_imports_no_click_and_nothing_heavy() -> None:
+    """Up to the spawn of COMMAND the wrapper loads only small modules (start-up is per step)."""
+    code = (
+        "import sys, entrypoint.supervisor as s, entrypoint.cli as c\n"
+        "heavy = ('click', 'dataclasses', 'inspect', 'minio', 'ssl', 'psutil', 'urllib3', 'entrypoint.run')\n"
+        "def start(supervisor, reporter):\n"
+        "    print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+        "    sys.stdout.flush()\n"
+        "    raise SystemExit(0)\n"
+        "s.start = start\n"
+        "c.main(['--pipelinerun', 'r', '--pipelinetask', 't', '--quiet', '--', 'true'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ALL_ENV}
+    env.update(OBJECTSTORE_ENDPOINT="http://127.0.0.1:9", OBJECTSTORE_ACCESS_KEY="a", OBJECTSTORE_SECRET_KEY="s")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+
+
+def test_help_and_errors_still_come_from_click(tmp_path: Any) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ALL_ENV}
+    run = [sys.executable, "-m", "entrypoint"]
+    out = subprocess.run([*run, "--help"], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0 and "--log-chunk-size" in out.stdout and "Exit codes:" in out.stdout
+    out = subprocess.run(
+        [*run, "--log-chunk-size", "lots", "--", "true"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "--log-chunk-size" in out.stderr and "'lots'" in out.stderr
+    out = subprocess.run(
+        [*run, "--no-such", "--", "true"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert out.returncode == 2 and "No such option '--no-such'" in out.stderr
