@@ -16,8 +16,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from secureserver import SecureS3
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
@@ -187,6 +191,21 @@ class StoreView:
             return []
         found = (p.relative_to(base).as_posix() for p in base.rglob("*") if p.is_file())
         return sorted(k for k in found if k.startswith(prefix))
+
+
+@pytest.fixture(scope="module")
+def srv() -> Iterator[SecureS3]:
+    """A moto server of its own that can enforce SigV4 auth and serve TLS (``secureserver.py``)."""
+    from secureserver import secure_s3
+
+    with secure_s3() as server:
+        yield server
+
+
+@pytest.fixture
+def bkt(srv: SecureS3) -> str:
+    """A fresh bucket on ``srv``."""
+    return srv.make_bucket(f"b-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(params=["s3", "local"])

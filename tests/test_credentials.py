@@ -22,23 +22,12 @@ from pathlib import Path
 import pytest
 from conftest import WRAPPER, require_program, run_wrapper, wait_until
 from faultproxy import FaultProxy
-from secureserver import PREFIX, SecureS3, all_stored_bytes, secure_s3, wrapper_args, wrapper_env
+from secureserver import PREFIX, SecureS3, all_stored_bytes, wrapper_args, wrapper_env
 
 from entrypoint import credentials, redact
 from entrypoint.cli import _fail
 from entrypoint.config import ConfigError, build_config
 from entrypoint.report import Reporter
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[SecureS3]:
-    with secure_s3() as server:
-        yield server
-
-
-@pytest.fixture
-def bkt(srv: SecureS3) -> str:
-    return srv.make_bucket(f"c-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture

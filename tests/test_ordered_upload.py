@@ -11,14 +11,13 @@ import hashlib
 import random
 import threading
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import urllib3
 from conftest import ACCESS_KEY, SECRET_KEY, S3Server
-from secureserver import SecureS3, secure_s3
+from secureserver import SecureS3
 
 from entrypoint.config import Credentials, S3Endpoint, StoreConfig
 from entrypoint.payload import Payload
@@ -134,12 +133,6 @@ def test_a_preloaded_streaming_payload_keeps_its_file_and_is_byte_exact(
     stored = store.put("big.log", payload, "")
     assert s3.read(bucket, "big.log") == data
     assert stored.sha256 == hashlib.sha256(data).hexdigest()
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[SecureS3]:
-    with secure_s3() as server:
-        yield server
 
 
 def test_single_put_passes_signature_checks(srv: SecureS3) -> None:

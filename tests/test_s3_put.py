@@ -12,7 +12,6 @@ import os
 import random
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 from conftest import ACCESS_KEY, REPO, SECRET_KEY, S3Server, clean_env
 from faultproxy import Fault, FaultProxy
-from secureserver import SecureS3, secure_s3
+from secureserver import SecureS3
 
 from entrypoint.config import Credentials, S3Endpoint, StoreConfig
 from entrypoint.payload import Payload
@@ -112,17 +111,6 @@ def test_a_source_that_shrank_is_a_permanent_error(s3: S3Server, bucket: str, tm
 
 
 # -- against a server that checks signatures and records headers ------------------------------------
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[SecureS3]:
-    with secure_s3() as server:
-        yield server
-
-
-@pytest.fixture
-def bkt(srv: SecureS3) -> str:
-    return srv.make_bucket(f"p-{uuid.uuid4().hex[:12]}")
 
 
 def test_streaming_put_is_signed_with_the_payload_hash_and_carries_sse(

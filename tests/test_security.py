@@ -25,7 +25,6 @@ from secureserver import (
     SecureS3,
     all_stored_bytes,
     make_pki,
-    secure_s3,
     wrapper_args,
     wrapper_env,
 )
@@ -36,17 +35,6 @@ from entrypoint.payload import Payload
 from entrypoint.report import Reporter
 from entrypoint.store import StoreError
 from entrypoint.store.local import LocalStore
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[SecureS3]:
-    with secure_s3() as server:
-        yield server
-
-
-@pytest.fixture
-def bkt(srv: SecureS3) -> str:
-    return srv.make_bucket(f"s-{uuid.uuid4().hex[:12]}")
 
 
 @pytest.fixture(scope="module")

@@ -8,23 +8,16 @@ every run here sets or removes them explicitly (``wrapper_env`` removes them all
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import run_wrapper
-from secureserver import PREFIX, Listener, Pki, SecureS3, make_pki, secure_s3, wrapper_args, wrapper_env
+from secureserver import PREFIX, Listener, Pki, SecureS3, make_pki, wrapper_args, wrapper_env
 
 from entrypoint import tls
 
 SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
-
-
-@pytest.fixture(scope="module")
-def srv() -> Iterator[SecureS3]:
-    with secure_s3() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -42,11 +35,6 @@ def tls_listener(srv: SecureS3, pki: Pki) -> Iterator[Listener]:
     listener = srv.listen(pki)
     yield listener
     srv.close(listener)
-
-
-@pytest.fixture
-def bkt(srv: SecureS3) -> str:
-    return srv.make_bucket(f"t-{uuid.uuid4().hex[:12]}")
 
 
 def run(tmp_path: Path, endpoint: str, bucket: str, *more: str, env: dict[str, str] | None = None):  # type: ignore[no-untyped-def]
