@@ -2,8 +2,9 @@
 the warning about Tekton's 4096-byte limit.
 
 - ``--artifacts-file``: ``{"outputs":[{"name": R, "values":[{"uri": "s3://B/K", "digest":
-  {"sha256": HEX}}]}]}`` (HEX: of the stored object, as in the manifest), merged into what COMMAND
-  wrote there; compact, since the file counts against the termination message.
+  {"sha256": HEX}}]}]}`` (HEX: of the stored object, as in the manifest), and the results
+  ``--fetch-result`` extracted as ``inputs`` (same form), merged into what COMMAND wrote there;
+  compact, since the file counts against the termination message.
 - ``--offload-results-over SIZE``: a result file larger than SIZE whose object is stored is
   replaced by the object's URI (``s3://bucket/key``); ``--fetch-result`` or
   ``tekton-uploader-read get`` give the bytes back.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -131,10 +133,12 @@ def outputs(queued: list[Queued], bucket: str, step: str) -> list[dict[str, Any]
     return list(by_name.values())
 
 
-def merge(doc: dict[str, Any], ours: list[dict[str, Any]]) -> dict[str, Any]:
-    """``ours`` added to ``doc``: new names appended, new URIs added to existing names' values;
-    nothing of ``doc`` is changed or removed."""
-    existing = doc.setdefault("outputs", [])
+def merge(doc: dict[str, Any], ours: list[dict[str, Any]], section: str = "outputs") -> dict[str, Any]:
+    """``ours`` added to ``doc[section]``: new names appended, new URIs added to existing names'
+    values; nothing of ``doc`` is changed or removed."""
+    if not ours:
+        return doc
+    existing = doc.setdefault(section, [])
     for output in ours:
         same = next((o for o in existing if isinstance(o, dict) and o.get("name") == output["name"]), None)
         if same is None:
@@ -146,8 +150,11 @@ def merge(doc: dict[str, Any], ours: list[dict[str, Any]]) -> dict[str, Any]:
     return doc
 
 
-def write_provenance(path: Path, ours: list[dict[str, Any]], reporter: Reporter) -> Optional[int]:
-    """Merge ``ours`` into the JSON at ``path`` (COMMAND's content is kept); bytes written or None."""
+def write_provenance(
+    path: Path, ours: list[dict[str, Any]], reporter: Reporter, inputs: Sequence[dict[str, Any]] = ()
+) -> Optional[int]:
+    """Merge ``ours`` (outputs) and ``inputs`` into the JSON at ``path`` (COMMAND's content is
+    kept); bytes written or None."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -161,15 +168,19 @@ def write_provenance(path: Path, ours: list[dict[str, Any]], reporter: Reporter)
             doc = json.loads(raw)
         except ValueError:
             doc = None
-        if not isinstance(doc, dict) or not isinstance(doc.get("outputs", []), list):
+        if not isinstance(doc, dict) or not all(
+            isinstance(doc.get(s, []), list) for s in ("inputs", "outputs")
+        ):
             reporter.warn(
                 f"--artifacts-file {path}: COMMAND wrote something that is not Tekton artifacts JSON; "
                 "left as it is, provenance not written"
             )
             return None
-    if not ours and raw.strip():
+    if not ours and not inputs and raw.strip():
         return len(raw)
-    data = json.dumps(merge(doc, ours), separators=(",", ":"), ensure_ascii=False).encode()
+    merged = merge(merge(doc, list(inputs), "inputs"), ours, "outputs")
+    merged.setdefault("outputs", [])
+    data = json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         _replace(path, data)

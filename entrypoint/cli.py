@@ -94,7 +94,8 @@ OPTIONS: tuple[Option, ...] = (
         env=["OBJECTSTORE_ARTIFACTS_FILE"],
         metavar="PATH",
         help="Write the stored results as Tekton artifact outputs (uri, sha256 digest) to PATH "
-        "($(step.artifacts.path)), merged with what COMMAND wrote there. [default: off]",
+        "($(step.artifacts.path)), and the --fetch-result ones as inputs, merged with what COMMAND "
+        "wrote there. [default: off]",
     ),
     _opt(
         "--offload-results-over",
@@ -234,10 +235,11 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
     cfg = build_config(values, command)
     reporter = Reporter(quiet=cfg.quiet, debug=cfg.debug)
     protect(cfg, reporter, {name: name in on_command_line for name in SECRETS})
+    inputs: list[dict[str, Any]] = []
     if cfg.fetch_results:  # inputs first: COMMAND must find them when it starts
         from .inputs import fetch_inputs
 
-        fetch_inputs(cfg, reporter)
+        inputs = fetch_inputs(cfg, reporter)
     supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg))
     if cfg.preflight != "strict":  # start COMMAND now; the rest of the machinery loads meanwhile
         failed = start(supervisor, reporter)
@@ -245,7 +247,7 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
             return failed
     from .run import Run
 
-    return Run(cfg, reporter, supervisor).execute()
+    return Run(cfg, reporter, supervisor, inputs=inputs).execute()
 
 
 _COMMAND: list[click.Command] = []

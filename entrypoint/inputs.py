@@ -7,6 +7,8 @@ to a temporary file and renamed). Any failure is a ``ConfigError``: exit 2, COMM
 
 from __future__ import annotations
 
+from typing import Any
+
 from .config import Config, ConfigError, FetchSpec
 from .read.console import Console
 from .read.errors import ReadError, from_store_error
@@ -34,7 +36,9 @@ class _ReporterConsole(Console):
         self._reporter.error(text)
 
 
-def fetch_inputs(cfg: Config, reporter: Reporter) -> None:
+def fetch_inputs(cfg: Config, reporter: Reporter) -> list[dict[str, Any]]:
+    """Extract every ``--fetch-result``; Tekton artifact inputs (uri, sha256 of the stored .tgz)."""
+    inputs: dict[str, dict[str, Any]] = {}
     console = _ReporterConsole(reporter)
     readers: dict[str, Reader] = {}
     for spec in cfg.fetch_results:
@@ -45,16 +49,22 @@ def fetch_inputs(cfg: Config, reporter: Reporter) -> None:
                 store = open_readable_store(store_cfg)
                 retry = Retry(where=store.describe(), notify=console.warn)
                 readers[bucket] = Reader(store, cfg.layout.prefix, retry, console)
-            _fetch(cfg, readers[bucket], spec)
+            name, key, sha256 = _fetch(cfg, readers[bucket], spec)
         except ReadError as exc:
             raise ConfigError(f"--fetch-result {spec.text}: {exc}; COMMAND not started") from None
         except StoreError as exc:
             message = from_store_error(exc, readers[bucket].where if bucket in readers else bucket)
             raise ConfigError(f"--fetch-result {spec.text}: {message}; COMMAND not started") from None
         reporter.info(f"fetched {spec.text.rpartition('=')[0]} to {spec.path}")
+        value = {"uri": f"s3://{bucket}/{key}", "digest": {"sha256": sha256}}
+        values = inputs.setdefault(name, {"name": name, "values": []})["values"]
+        if value not in values:
+            values.append(value)
+    return list(inputs.values())
 
 
-def _fetch(cfg: Config, reader: Reader, spec: FetchSpec) -> None:
+def _fetch(cfg: Config, reader: Reader, spec: FetchSpec) -> tuple[str, str, str]:
+    """Extract one result to its path: its name, its object's key and sha256."""
     if spec.key is not None:
         parent, _, name = spec.key.rpartition("/")
         prefix = f"{parent}/" if parent else ""
@@ -71,4 +81,5 @@ def _fetch(cfg: Config, reader: Reader, spec: FetchSpec) -> None:
     except OSError as exc:
         where = spec.path.parent
         raise ConfigError(f"--fetch-result {spec.text}: cannot create {where}: {exc.strerror}") from None
-    get_result_to_file(reader, view, result, spec.path)
+    key, sha256 = get_result_to_file(reader, view, result, spec.path)
+    return result.removesuffix(".tgz"), key, sha256

@@ -13,7 +13,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
@@ -46,8 +46,10 @@ class Run:
         supervisor: Supervisor | None = None,
         store_factory: StoreFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
+        inputs: Sequence[dict[str, Any]] = (),
     ) -> None:
         self.cfg = cfg
+        self.inputs = list(inputs)  # Tekton artifact inputs: the results --fetch-result extracted
         self.reporter = reporter
         self.clock = clock
         self.store_factory = store_factory or (lambda: open_store(cfg.store, warn=reporter.warn))
@@ -225,7 +227,10 @@ class Run:
         files = artifacts.sizes(dirs)
         if cfg.artifacts_file is not None:
             written = artifacts.write_provenance(
-                cfg.artifacts_file, artifacts.outputs(queued, cfg.store.bucket, step), self.reporter
+                cfg.artifacts_file,
+                artifacts.outputs(queued, cfg.store.bucket, step),
+                self.reporter,
+                inputs=self.inputs,
             )
             if written:
                 files.append((cfg.artifacts_file.name, written))

@@ -50,9 +50,14 @@ def test_provenance_is_merged_with_commands_own_and_digests_match_stored_objects
     prov = tmp_path / "steps" / "step-main" / "artifacts" / "provenance.json"
     results = tmp_path / "build" / "results"
     own = {
-        "inputs": [{"name": "source", "values": [{"uri": "git+https://example.invalid/r", "digest": {"sha1": "ab"}}]}],
+        "inputs": [
+            {"name": "source", "values": [{"uri": "git+https://example.invalid/r", "digest": {"sha1": "ab"}}]}
+        ],
         "outputs": [
-            {"name": "image", "values": [{"uri": "oci://example.invalid/img", "digest": {"sha256": "00" * 32}}]},
+            {
+                "name": "image",
+                "values": [{"uri": "oci://example.invalid/img", "digest": {"sha256": "00" * 32}}],
+            },
             {"name": "digest", "values": [{"uri": "own://kept", "digest": {"sha256": "11" * 32}}]},
         ],
     }
@@ -114,6 +119,58 @@ def test_provenance_not_json_is_left_alone_with_a_warning(s3: S3Server, bucket: 
     assert proc.returncode == 0
     assert prov.read_bytes() == b"not json"
     assert b"--artifacts-file" in proc.stderr and b"left as it is" in proc.stderr
+
+
+def test_fetched_results_are_recorded_as_inputs_with_the_producers_digest(
+    s3: S3Server, bucket: str, tmp_path: Path
+) -> None:
+    """The consumer's provenance names what it fetched: the producer's output uri and digest."""
+    produced = tmp_path / "produce.json"
+    proc = wrap(
+        s3,
+        bucket,
+        tmp_path,
+        "train",
+        ["--artifacts-file", str(produced)],
+        write_results(
+            f"head -c 5000 /dev/urandom > {tmp_path}/train/results/model && echo v2 > {tmp_path}/train/results/tag"
+        ),
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    outputs = {o["name"]: o["values"][0] for o in json.loads(produced.read_text())["outputs"]}
+
+    consumed = tmp_path / "consume.json"
+    own = {
+        "inputs": [
+            {"name": "source", "values": [{"uri": "git+https://example.invalid/r", "digest": {"sha1": "ab"}}]}
+        ]
+    }
+    consumed.write_text(json.dumps(own))
+    proc = wrap(
+        s3,
+        bucket,
+        tmp_path,
+        "evaluate",
+        [
+            "--artifacts-file",
+            str(consumed),
+            "--fetch-result",
+            f"train/model={tmp_path}/in/model",
+            "--fetch-result",
+            f"{outputs['tag']['uri']}={tmp_path}/in/tag",
+        ],
+        write_results(f"cat {tmp_path}/in/tag > {tmp_path}/evaluate/results/score"),
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    doc = json.loads(consumed.read_text())
+    assert doc["inputs"][0] == own["inputs"][0]  # COMMAND's own entry kept, first
+    inputs = {i["name"]: i["values"] for i in doc["inputs"][1:]}
+    assert inputs == {"model": [outputs["model"]], "tag": [outputs["tag"]]}
+    for value in outputs.values():
+        key = value["uri"].removeprefix(f"s3://{bucket}/")
+        assert value["digest"]["sha256"] == hashlib.sha256(s3.read(bucket, key)).hexdigest()
+    assert [o["name"] for o in doc["outputs"]] == ["score"]
+    assert (tmp_path / "in" / "tag").read_text() == "v2\n"
 
 
 def test_merge_adds_only_what_is_new() -> None:
@@ -203,9 +260,7 @@ def test_fetch_result_missing_is_exit_2_before_command(s3: S3Server, bucket: str
     assert proc.returncode == 0
     marker = tmp_path / "started"
     for spec in ("produce/absent", "nosuchtask/there", f"s3://{bucket}/artifacts/{RUN}/produce/absent.tgz"):
-        proc = wrap(
-            s3, bucket, tmp_path, "consume", ["--fetch-result", f"{spec}=x"], ["touch", str(marker)]
-        )
+        proc = wrap(s3, bucket, tmp_path, "consume", ["--fetch-result", f"{spec}=x"], ["touch", str(marker)])
         assert proc.returncode == 2, (spec, proc.stderr)
         lines = proc.stderr.decode().splitlines()
         assert len(lines) == 1 and "--fetch-result" in lines[0] and "COMMAND not started" in lines[0], lines
@@ -214,7 +269,9 @@ def test_fetch_result_missing_is_exit_2_before_command(s3: S3Server, bucket: str
     assert b"results there: there" in proc.stderr or b"absent" in proc.stderr
 
 
-@pytest.mark.parametrize("spec", ["noequals", "a=", "=x", "only-one-part=x", "a/b/c/d=x", "s3://bucket=x", "a/../b=x"])
+@pytest.mark.parametrize(
+    "spec", ["noequals", "a=", "=x", "only-one-part=x", "a/b/c/d=x", "s3://bucket=x", "a/../b=x"]
+)
 def test_bad_fetch_result_is_exit_2(s3: S3Server, bucket: str, tmp_path: Path, spec: str) -> None:
     marker = tmp_path / "started"
     proc = wrap(s3, bucket, tmp_path, "consume", ["--fetch-result", spec], ["touch", str(marker)])

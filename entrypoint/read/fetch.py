@@ -22,7 +22,8 @@ def result_name(text: str) -> str:
     return name
 
 
-def get_result(reader: Reader, view: TaskView, result: str, out: BinaryIO) -> None:
+def get_result(reader: Reader, view: TaskView, result: str, out: BinaryIO) -> tuple[str, str]:
+    """Write the result's bytes to ``out``; the object's key and the sha256 of its stored bytes."""
     name = result_name(result)
     info = view.file(f"{name}.tgz")
     if info is None:
@@ -34,9 +35,10 @@ def get_result(reader: Reader, view: TaskView, result: str, out: BinaryIO) -> No
         extract_member(stream, out)
         progress.finish()
         verify(info.key, stream.digest, view.manifests().expect(info.key))
+    return info.key, stream.digest.hexdigest()
 
 
-def get_result_to_file(reader: Reader, view: TaskView, result: str, path: Path) -> None:
+def get_result_to_file(reader: Reader, view: TaskView, result: str, path: Path) -> tuple[str, str]:
     """Write to a temporary file next to ``path`` and rename it once complete and verified."""
     directory = path.parent if str(path.parent) else Path(".")
     try:
@@ -46,7 +48,7 @@ def get_result_to_file(reader: Reader, view: TaskView, result: str, path: Path) 
     done = False
     try:
         with os.fdopen(fd, "wb") as out:
-            get_result(reader, view, result, out)
+            stored = get_result(reader, view, result, out)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
         done = True
@@ -58,6 +60,7 @@ def get_result_to_file(reader: Reader, view: TaskView, result: str, path: Path) 
                 os.unlink(tmp)
             except FileNotFoundError:
                 pass
+    return stored
 
 
 def _umask() -> int:
