@@ -64,6 +64,12 @@ IMAGE_WRAPPER = "/opt/tekton-uploader/bin/tekton-uploader"
 RESULTS_DIR = "/tekton/results"
 SCRIPTS_DIR = "/tekton/scripts"
 STEPS_DIR = "/tekton/steps"
+# Tekton's alpha artifacts feature (enable-artifacts): a step's provenance file.
+ARTIFACTS_VARIABLE = "step.artifacts.path"
+
+
+def artifacts_path(step: str) -> str:
+    return f"{STEPS_DIR}/step-{step}/artifacts/provenance.json"
 POD_LABELS = "/etc/podinfo/labels"
 DEFAULT_SCRIPT_PREAMBLE = "#!/bin/sh\nset -e\n"
 
@@ -369,6 +375,7 @@ def _check_task(doc: Doc, catalog: Catalog, where: str) -> list[str]:
             errors += _check_step_ref(step, catalog, at, step_known, kinds)
         else:
             step_known |= {f"step.results.{r['name']}.path" for r in step.get("results", [])}
+            step_known.add(ARTIFACTS_VARIABLE)
             errors += _check_container(step, at, step_known, kinds)
     for key in ("volumes", "results", "sidecars", "stepTemplate"):
         for path, text in _strings(spec.get(key, []), f"{where}.spec.{key}"):
@@ -408,7 +415,7 @@ def _check_step_ref(
 def _check_stepaction(doc: Doc, where: str) -> list[str]:
     spec = doc["spec"]
     kinds = _param_kinds(spec.get("params", []))
-    known = {f"step.results.{r['name']}.path" for r in spec.get("results", [])}
+    known = {f"step.results.{r['name']}.path" for r in spec.get("results", [])} | {ARTIFACTS_VARIABLE}
     errors = _check_container(
         {k: v for k, v in spec.items() if k not in ("params", "results")},
         f"{where}.spec",
@@ -936,6 +943,7 @@ class _Pod:
             f"step.results.{r['name']}.path": f"{STEPS_DIR}/step-{name}/results/{r['name']}"
             for r in step.get("results", [])
         }
+        values[ARTIFACTS_VARIABLE] = artifacts_path(name)
         step = {k: _substitute_tree(k, v, values, arrays, roots, where) for k, v in step.items()}
         own, env = self._env(step)
         mounts = self._mount(step)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from tekton_runner import (
     Runner,
     RunnerError,
     TaskRunResult,
+    artifacts_path,
     containerfile_entrypoint,
     expand_k8s,
     format_labels,
@@ -159,7 +161,9 @@ def test_a_failing_first_task_stops_the_pipeline(
     args = runner.catalog.tasks["tekton-uploader-command"]["spec"]["steps"][0]["args"]
     assert args[:2] == ["sh", "-c"]
     args[2] = 'echo "failing on purpose: $1"; exit 3'
-    run = runner.run_pipelinerun(example_run(catalog, "tekton-uploader-example"), overrides=store_params(s3, bucket))
+    run = runner.run_pipelinerun(
+        example_run(catalog, "tekton-uploader-example"), overrides=store_params(s3, bucket)
+    )
     assert run.order == ["produce"]
     assert run.taskruns["produce"].steps[0].returncode == 3  # the wrapper exits with COMMAND's code
     assert not run.succeeded
@@ -267,6 +271,34 @@ def test_entrypoint_task_needs_the_image_entrypoint_from_the_registry(
     runner.image_entrypoints = {}
     with pytest.raises(RunnerError, match=r"ENTRYPOINT of .* in its registry"):
         runner.run_task("tekton-uploader-entrypoint", store_params(s3, bucket), taskrun="entrypoint-run-2")
+
+
+def test_provenance_task_records_the_stored_result_at_the_step_artifacts_path(
+    runner: Runner, s3: S3Server, bucket: str
+) -> None:
+    """tekton/task-provenance.yaml: $(step.artifacts.path) gets the result's URI and the sha256 of
+    the stored object (what Tekton's enable-artifacts feature reads into the TaskRun status)."""
+    labels = {"tekton.dev/pipelineRun": "prov-run", "tekton.dev/pipelineTask": "train"}
+    taskrun = runner.run_task(
+        "tekton-uploader-provenance", store_params(s3, bucket), taskrun="prov-run-train", labels=labels
+    )
+    assert_succeeded(taskrun)
+    assert taskrun.results == {"report": "accuracy=0.93"}
+    provenance = taskrun.root / artifacts_path("main").lstrip("/")
+    doc = json.loads(provenance.read_text())
+    key = "artifacts/prov-run/train/report.tgz"
+    stored = s3.read(bucket, key)
+    assert doc == {
+        "outputs": [
+            {
+                "name": "report",
+                "values": [
+                    {"uri": f"s3://{bucket}/{key}", "digest": {"sha256": hashlib.sha256(stored).hexdigest()}}
+                ],
+            }
+        ]
+    }
+    assert untar_single(stored) == ("report", b"accuracy=0.93")
 
 
 def test_fieldref_identity_outside_a_pipelinerun_fails_clearly(
