@@ -42,14 +42,14 @@ RESUME_FREE = 8  # a paused capture resumes with 1/RESUME_FREE of the spool free
 HOLD_WAIT = 5.0  # how long the archiver waits for an upload reading a chunk's raw file
 
 
-def _worst_compressed(n: int) -> int:
+def worst_compressed(n: int) -> int:
     """The most disk ``n`` bytes take once gzip-compressed (deflate adds ~0.03 % to random data)."""
     return n + n // 1000 + 1024 if n > 0 else 0
 
 
 def _overhead(n: int) -> int:
     """The most a raw byte count grows by when gzip-compressed."""
-    return _worst_compressed(n) - n
+    return worst_compressed(n) - n
 
 
 class SpoolBudget:
@@ -71,7 +71,9 @@ class SpoolBudget:
         self.archiving = 0  # size of the chunk being compressed right now
         self._archived_in = 0  # chunk bytes done with by the archiver (compressed, or given up)
         self._released = 0  # chunk bytes deleted
+        self._results = 0  # bytes held by result archives (built after COMMAND exits)
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
         self.peak = 0
 
     def start_archiving(self, n: int) -> None:
@@ -83,6 +85,7 @@ class SpoolBudget:
         with self._lock:
             self.archived_out = archive_size
             self.archiving = 0
+            self._room.notify_all()
 
     def settle(self, n: int) -> None:
         """``n`` chunk bytes are done with by the archiver."""
@@ -93,6 +96,7 @@ class SpoolBudget:
         """``n`` chunk bytes were deleted."""
         with self._lock:
             self._released += n
+            self._room.notify_all()
 
     def capacity(self, chunk_size: int, behind: bool = False) -> int:
         """How many more bytes may be captured: each costs its raw byte plus its worst compression
@@ -102,23 +106,42 @@ class SpoolBudget:
         ``behind``, the backlog leaves ``reserve()`` free too: the compressed log archive only
         grows, so without it an outage could fill the spool for good, and capture would never
         resume once the store caught up."""
-        free = self.limit - self.used() - _worst_compressed(chunk_size) - 1024
+        free = self.limit - self.used() - worst_compressed(chunk_size) - 1024
         if behind:
             free -= self.reserve(chunk_size)
         return max(0, free) * 1000 // 1001
 
     def reserve(self, chunk_size: int) -> int:
         """Kept free while the store is behind: enough to resume capture (``RESUME_FREE``)."""
-        return self.limit // RESUME_FREE + _worst_compressed(chunk_size) + 2048
+        return self.limit // RESUME_FREE + worst_compressed(chunk_size) + 2048
 
     def used(self) -> int:
         with self._lock:
-            raw = self.written - self._released
-            pending = self.written - self._archived_in
-            used = raw + self.archived_out + _overhead(pending) + _worst_compressed(self.archiving)
+            return self._used()
+
+    def _used(self) -> int:
+        raw = self.written - self._released
+        pending = self.written - self._archived_in
+        used = raw + self.archived_out + _overhead(pending) + worst_compressed(self.archiving) + self._results
         if used > self.peak:
             self.peak = used
         return used
+
+    def hold(self, n: int) -> None:
+        """Wait until ``n`` more bytes (a result archive about to be written) fit under the limit,
+        then count them. When no other result holds any, it goes ahead even over the limit: results
+        are then archived one at a time, and every one of them in turn."""
+        with self._room:
+            while self._results and self._used() + n > self.limit:
+                self._room.wait()
+            self._results += n
+            self._used()
+
+    def drop(self, n: int) -> None:
+        """``n`` bytes held by ``hold`` are no longer on disk."""
+        with self._room:
+            self._results -= n
+            self._room.notify_all()
 
 
 class _HeldFile(io.BufferedReader):

@@ -9,13 +9,16 @@ the flush deadline whatever the store does.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 from . import exitcodes, results
-from .capture import LogCapture
+from .capture import LogCapture, SpoolBudget, worst_compressed
 from .config import Config
 from .manifest import LogAccount, Skipped
+from .payload import Payload
 from .report import Reporter
 from .uploader import Job, Uploader
 
@@ -37,8 +40,47 @@ class Queued:
     step: bool  # a step result (--step-results-dir), stored under <step>/
 
 
+TAR_SLACK = 8 * 1024  # tar header(s), padding and end blocks around a result's bytes
+
+
+class ResultArchive:
+    """Builds one result's ``.tgz`` in the spool within ``--spool-limit`` (``SpoolBudget.hold``),
+    and deletes it once its upload is over (stored or not), so results never pile up on disk."""
+
+    def __init__(
+        self, result: results.ResultFile, spool: Path, index: int, mtime: Optional[float], budget: SpoolBudget
+    ) -> None:
+        self.result, self.spool, self.index, self.mtime, self.budget = result, spool, index, mtime, budget
+        self.path = spool / f"result-{index:05d}.tgz"
+        self.held = 0
+
+    def build(self) -> Payload:
+        try:
+            size = os.stat(self.result.path).st_size
+        except OSError:
+            size = 0  # archive_result reports why it cannot be read
+        self.held = worst_compressed(size + TAR_SLACK)
+        self.budget.hold(self.held)
+        try:
+            payload = results.archive_result(self.result, self.spool, self.index, self.mtime, self.path)
+        except BaseException:
+            self.done()
+            raise
+        self.budget.drop(self.held - payload.size)  # keep what the archive really takes
+        self.held = payload.size
+        return payload
+
+    def done(self, _job: Optional[Job] = None) -> None:
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self.budget.drop(self.held)
+        self.held = 0
+
+
 def submit_results(
-    cfg: Config, uploader: Uploader, spool: Path, reporter: Reporter, code: int
+    cfg: Config, uploader: Uploader, spool: Path, reporter: Reporter, code: int, budget: SpoolBudget
 ) -> tuple[list[str], list[Skipped], list[Queued]]:
     """Queue each result file: the names queued, the ones not uploaded with the reason, and the
     queued files with their jobs (task results first, then step results)."""
@@ -61,15 +103,14 @@ def submit_results(
     for directory, step in dirs:
         found, skipped = results.scan(directory, reporter)
         for result in found:
-            index = len(queued)
             key = cfg.layout.step_result_key(result.name) if step else cfg.layout.result_key(result.name)
+            archive = ResultArchive(result, spool, len(queued), cfg.archive_mtime, budget)
             job = uploader.submit(
                 Job(
                     key=key,
-                    build=lambda r=result, i=index: results.archive_result(  # type: ignore[misc]
-                        r, spool, i, cfg.archive_mtime
-                    ),
+                    build=archive.build,
                     content_type="application/gzip",
+                    on_done=archive.done,
                     kind="step-result" if step else "result",
                 )
             )

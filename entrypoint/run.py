@@ -129,7 +129,7 @@ class Run:
         peak = sampler.stop()
         flush_started = self.clock()
         found, not_uploaded, queued = flush.submit_results(
-            cfg, self.uploader, self.spool, self.reporter, code
+            cfg, self.uploader, self.spool, self.reporter, code, self.budget
         )
         self.capture.close()
         total = self.capture.total

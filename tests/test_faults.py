@@ -473,7 +473,11 @@ def test_a_burst_of_log_text_behind_a_slow_store_fits_the_spool_compressed(
     )
     proxy.throttle(30_000_000, direction="upload")
     args = ["--results-dir", str(tmp_path / "none"), "--spool-limit", "64MiB", "--log-chunk-size", "1MiB"]
-    proc = start_wrapper([*args, "--flush-timeout", "60s", "--", PY, "-c", program], wrapper_env(s3, bucket, proxy), tmp_path / "out")
+    proc = start_wrapper(
+        [*args, "--flush-timeout", "60s", "--", PY, "-c", program],
+        wrapper_env(s3, bucket, proxy),
+        tmp_path / "out",
+    )
     try:
         _, err_bytes = proc.communicate(timeout=100)
     finally:
@@ -659,3 +663,50 @@ def test_sigkill_mid_run_leaves_only_whole_chunks(
         assert data and expected[len(stored) : len(stored) + len(data)] == data, f"{key} is not whole"
         stored += data
     assert PREFIX + "main-manifest.json" not in s3.keys(bucket, PREFIX)  # the step never finished
+
+
+def test_result_archives_stay_within_the_spool_limit_and_are_deleted_once_stored(
+    s3: S3Server, bucket: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """Six 3 MiB results, an 8 MiB spool, a store at 10 MB/s: the archives waiting for upload
+    never take more disk than the limit (at most two fit at once), each is deleted once stored,
+    and every result reaches the store byte-exact."""
+    import threading
+
+    results = tmp_path / "results"
+    results.mkdir()
+    data = {f"r{i}": os.urandom(3 * MiB) for i in range(6)}  # incompressible: archives as big
+    for name, content in data.items():
+        (results / name).write_bytes(content)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            total = 0
+            for root, _dirs, files in os.walk(spool):
+                for f in files:
+                    try:
+                        total += os.stat(os.path.join(root, f)).st_size
+                    except FileNotFoundError:
+                        pass
+            peak[0] = max(peak[0], total)
+            stop.wait(0.005)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    proxy.throttle(10_000_000, direction="upload")
+    args = ["--results-dir", str(results), "--spool-dir", str(spool), "--spool-limit", "8MiB"]
+    try:
+        proc = run_wrapper([*args, "--", "true"], wrapper_env(s3, bucket, proxy), timeout=100)
+    finally:
+        stop.set()
+        sampler.join()
+    assert proc.returncode == 0, proc.stderr.decode()
+    for name, content in data.items():
+        assert untar_single(s3.read(bucket, f"{PREFIX}{name}.tgz")) == (name, content)
+    assert 3 * MiB < peak[0] <= 8 * MiB, peak[0]  # the sampler saw archives, never over the limit
+    assert manifest(s3, bucket)["log"]["spool_peak_bytes"] <= 8 * MiB
+    assert [p for p in spool.rglob("result-*")] == []

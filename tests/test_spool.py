@@ -258,3 +258,20 @@ def test_while_the_store_is_behind_the_backlog_leaves_room_to_resume(tmp_path: P
     (gap,) = cap.gaps
     assert gap.at + gap.size == 2000 * KiB
     assert sink.log() == b"z" * gap.at + b"\n" + marker(gap.size, gap.reason) + b"after\n"
+
+
+def test_result_archives_wait_for_room_but_one_always_goes_ahead() -> None:
+    import threading
+
+    budget = SpoolBudget(1_000_000)
+    budget.hold(2_000_000)  # alone: goes ahead even over the limit, so no result is ever stuck
+    budget.drop(2_000_000)
+    budget.hold(600_000)
+    second = threading.Thread(target=budget.hold, args=(600_000,), daemon=True)
+    second.start()
+    second.join(0.3)
+    assert second.is_alive() and budget.used() == 600_000  # waits: both do not fit
+    budget.drop(600_000)  # the first archive was stored and deleted
+    second.join(5)
+    assert not second.is_alive() and budget.used() == 600_000
+    assert budget.peak == 2_000_000
