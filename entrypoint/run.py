@@ -279,10 +279,12 @@ class Run:
         how = f"signal {summary.signal}" if summary.signal else f"exit code {code}"
         if summary.timed_out:
             how = "timed out"
+        # None: COMMAND ended before the first sample of its memory (every 0.5 s)
+        peak = "not sampled" if summary.peak_rss_bytes is None else format_size(summary.peak_rss_bytes)
         self.reporter.info(
             f"{self.cfg.layout.step}: COMMAND ended with {how} after {summary.wall_seconds:.1f}s "
             f"(cpu {summary.cpu_user_seconds:.1f}s user, {summary.cpu_system_seconds:.1f}s sys, "
-            f"peak {format_size(summary.peak_rss_bytes or 0)}); stored {len(stored)} object(s), "
+            f"peak {peak}); stored {len(stored)} object(s), "
             f"{format_size(sum(j.size for j in stored))}, in {flush_seconds:.2f}s after exit"
         )
         flush.report(self.reporter, missing, account, final, code)
