@@ -55,7 +55,7 @@ from urllib3._collections import HTTPHeaderDict
 
 from .. import credentials, sse, tls
 from ..config import StoreConfig
-from ..payload import Payload
+from ..payload import Digests, Payload
 from .base import ObjectInfo, Retry, Stored, StoreError, once
 
 PART_SIZE = 8 * 1024 * 1024  # one part in memory per upload in flight
@@ -337,20 +337,7 @@ class S3Store:
             raise StoreError(
                 f"{key}: the source shrank while being read", transient=False, code="SourceChanged"
             )
-        headers = {
-            "Content-Type": content_type,
-            "Content-MD5": _md5_b64(digests.md5),
-            **self._sse_headers,
-        }
-        mismatches = [0]
-        sha256 = digests.sha256.hex()
-
-        def request() -> None:
-            etag = self._bucket_call(lambda: self._request(key, data, len(data), dict(headers), sha256))
-            self._checked_etag(etag, digests.md5.hex(), f"PUT {key}", mismatches)
-
-        retry(request, f"PUT {key}")
-        return Stored(key, len(data), sha256)
+        return self._put_one(key, data, len(data), digests, content_type, retry)
 
     def _put_streaming(self, key: str, payload: Payload, content_type: str, retry: Retry) -> Stored:
         """One PUT whose body streams from the payload: two reads of it (the first computes the
@@ -361,6 +348,12 @@ class S3Store:
             raise StoreError(
                 f"{key}: the source changed size while being read", transient=False, code="SourceChanged"
             )
+        return self._put_one(key, payload, payload.size, digests, content_type, retry)
+
+    def _put_one(
+        self, key: str, body: bytes | Payload, size: int, digests: Digests, content_type: str, retry: Retry
+    ) -> Stored:
+        """One PUT of ``body`` (retried whole), signed with its SHA-256, Content-MD5 and ETag checked."""
         headers = {
             "Content-Type": content_type,
             "Content-MD5": _md5_b64(digests.md5),
@@ -370,11 +363,11 @@ class S3Store:
         sha256 = digests.sha256.hex()
 
         def request() -> None:
-            etag = self._bucket_call(lambda: self._request(key, payload, payload.size, dict(headers), sha256))
+            etag = self._bucket_call(lambda: self._request(key, body, size, dict(headers), sha256))
             self._checked_etag(etag, digests.md5.hex(), f"PUT {key}", mismatches)
 
         retry(request, f"PUT {key}")
-        return Stored(key, payload.size, sha256)
+        return Stored(key, size, sha256)
 
     def _request(self, key: str, body: bytes | Payload, size: int, extra: dict[str, str], sha256: str) -> str:
         """Send one PUT of ``body`` (bytes, or a payload streamed from a fresh reader) as MinIO's
