@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Optional
 
-from .options import Option
-
-_KINDS = frozenset({"text", "flag", "bool", "size", "duration", "choice"})
+from .options import KINDS, Option
 
 
 class Parsed:
@@ -35,7 +33,7 @@ def parse_argv(
     """The values of ``options`` from ``args`` (flags win) and ``environ``; None: ask click."""
     flags: dict[str, tuple[Option, bool]] = {}
     for option in options:
-        if option.kind not in _KINDS:
+        if option.kind not in KINDS:
             return None
         flags.update((flag, (option, True)) for flag in option.flags)
         flags.update((flag, (option, False)) for flag in option.off_flags)

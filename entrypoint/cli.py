@@ -9,6 +9,7 @@ else: ``--help``, ``--version``, and every error, so the messages are click's.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from collections.abc import Mapping, Sequence
@@ -250,13 +251,9 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
     return Run(cfg, reporter, supervisor, inputs=inputs).execute()
 
 
-_COMMAND: list[click.Command] = []
-
-
+@functools.cache
 def click_command() -> click.Command:
     """The click command (built on first use): ``--help``, ``--version`` and error messages."""
-    if _COMMAND:
-        return _COMMAND[0]
     import click
 
     def command(command: tuple[str, ...], **values: Any) -> int:
@@ -275,9 +272,7 @@ def click_command() -> click.Command:
 
     f = click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")(command)
     f = click.version_option(__version__, "--version", prog_name="tekton-uploader")(f)
-    built = click.command(context_settings=CONTEXT, epilog=EPILOG)(apply(OPTIONS, f))
-    _COMMAND.append(built)
-    return built
+    return click.command(context_settings=CONTEXT, epilog=EPILOG)(apply(OPTIONS, f))
 
 
 def main(argv: Optional[list[str]] = None) -> None:

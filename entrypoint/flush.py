@@ -48,10 +48,9 @@ class ResultArchive:
     and deletes it once its upload is over (stored or not), so results never pile up on disk."""
 
     def __init__(
-        self, result: results.ResultFile, spool: Path, index: int, mtime: Optional[float], budget: SpoolBudget
+        self, result: results.ResultFile, path: Path, mtime: Optional[float], budget: SpoolBudget
     ) -> None:
-        self.result, self.spool, self.index, self.mtime, self.budget = result, spool, index, mtime, budget
-        self.path = spool / f"result-{index:05d}.tgz"
+        self.result, self.path, self.mtime, self.budget = result, path, mtime, budget
         self.held = 0
 
     def build(self) -> Payload:
@@ -62,7 +61,7 @@ class ResultArchive:
         self.held = worst_compressed(size + TAR_SLACK)
         self.budget.hold(self.held)
         try:
-            payload = results.archive_result(self.result, self.spool, self.index, self.mtime, self.path)
+            payload = results.archive_result(self.result, self.path, self.mtime)
         except BaseException:
             self.done()
             raise
@@ -104,7 +103,9 @@ def submit_results(
         found, skipped = results.scan(directory, reporter)
         for result in found:
             key = cfg.layout.step_result_key(result.name) if step else cfg.layout.result_key(result.name)
-            archive = ResultArchive(result, spool, len(queued), cfg.archive_mtime, budget)
+            archive = ResultArchive(
+                result, spool / f"result-{len(queued):05d}.tgz", cfg.archive_mtime, budget
+            )
             job = uploader.submit(
                 Job(
                     key=key,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     F = TypeVar("F", bound=Callable[..., Any])
 
-KINDS = frozenset({"text", "flag", "bool", "size", "duration", "choice"})
+KINDS = frozenset({"text", "flag", "bool", "size", "duration", "choice"})  # what argv.py parses
 
 
 class Option:

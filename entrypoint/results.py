@@ -72,12 +72,9 @@ def open_regular(path: Path) -> tuple[int, os.stat_result]:
     return fd, st
 
 
-def archive_result(
-    result: ResultFile, spool: Path, index: int, mtime: float | None = None, out_path: Path | None = None
-) -> Payload:
-    """Write ``<result>.tgz`` into the spool; the payload to upload."""
+def archive_result(result: ResultFile, out_path: Path, mtime: float | None = None) -> Payload:
+    """Write ``<result>.tgz`` to ``out_path`` (in the spool); the payload to upload."""
     fd, st = open_regular(result.path)
-    out_path = out_path or spool / f"result-{index:05d}.tgz"
     try:
         with open(out_path, "wb", buffering=1024 * 1024) as out:
             archive.write_tgz(fd, result.name, st.st_size, st.st_mtime if mtime is None else mtime, out)

@@ -391,7 +391,7 @@ def test_file_swapped_for_a_symlink_after_the_scan_is_not_followed(tmp_path: Pat
     spool = tmp_path / "spool"
     spool.mkdir()
     with pytest.raises(OSError):
-        results.archive_result(found[0], spool, 0)
+        results.archive_result(found[0], spool / "result-00000.tgz")
     assert b"must not leak" not in b"".join(p.read_bytes() for p in spool.iterdir())
 
 
