@@ -247,7 +247,24 @@ class S3Store:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            raise classify(exc) from None
+            error = classify(exc)
+            if error.code == "NotImplemented" and self.cfg.sse is not None:
+                error = self._sse_refused(exc)
+            raise error from None
+
+    def _sse_refused(self, exc: BaseException) -> StoreError:
+        """MinIO without a KMS answers every encrypted PUT with NotImplemented: say that, not
+        'use an S3-compatible store' (the server is one; encryption is what it lacks)."""
+        assert self.cfg.sse is not None
+        said = (getattr(exc, "message", "") or "").splitlines()
+        because = f" ({said[0][:200]})" if said and said[0] else ""
+        return StoreError(
+            f"NotImplemented: the server refuses {self.cfg.sse.describe()}{because}; enable it on the "
+            "server (MinIO: configure a KMS) or unset --sse",
+            transient=False,
+            code="NotImplemented",
+            whole_store=True,
+        )
 
     # -- the bucket ----------------------------------------------------------------------------
     def check(self, prefix: str) -> None:
