@@ -30,6 +30,8 @@ START_TIMEOUT = 120  # a cold start on a busy two-core machine (SeaweedFS grows 
 # MinIO's built-in single-key KMS (``MINIO_KMS_SECRET_KEY``), so that SSE-S3 works: a 32-byte key
 # made for these tests, never used for anything else.
 MINIO_KMS_KEY = "tekton-uploader-test:" + "dGVrdG9uLXVwbG9hZGVyLXRlc3Qta21zLWtleS0zMiE="
+# SeaweedFS derives its SSE-S3 key from any string given as s3.sse.key (here: WEED_S3_SSE_KEY).
+SEAWEEDFS_SSE_KEY = "tekton-uploader-test-sse-s3-key"
 
 
 @dataclass(frozen=True)
@@ -114,7 +116,7 @@ class RealServer(S3Server):
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
-                self.process.wait(timeout=20)
+                self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.kill()
 
@@ -149,8 +151,9 @@ def minio_server(data: Path, port: int | None = None, kms: bool = True) -> RealS
     return server
 
 
-def seaweedfs_server(data: Path) -> RealServer:
-    """``weed server`` (master, volume, filer and S3 gateway) on ``data``, started."""
+def seaweedfs_server(data: Path, sse_key: bool = True) -> RealServer:
+    """``weed server`` (master, volume, filer and S3 gateway) on ``data``, started. With ``sse_key``
+    it has an SSE-S3 key (``s3.sse.key``), without which it answers SSE-S3 uploads with 500."""
     binary = peers.weed()
     data.mkdir(parents=True, exist_ok=True)
     config = data.parent / "s3.json"
@@ -174,7 +177,7 @@ def seaweedfs_server(data: Path) -> RealServer:
         "-master.volumeSizeLimitMB=256",
         f"-volume.port={ports['volume']}",
         f"-volume.port.grpc={grpc['volume']}",
-        "-volume.max=64",
+        "-volume.max=0",  # as many volume slots as the disk holds: every bucket takes some
         "-filer",
         f"-filer.port={ports['filer']}",
         f"-filer.port.grpc={grpc['filer']}",
@@ -182,8 +185,17 @@ def seaweedfs_server(data: Path) -> RealServer:
         f"-s3.port={port}",
         f"-s3.port.grpc={grpc['s3']}",
         f"-s3.config={config}",
+        "-s3.port.iceberg=0",  # off: fixed default ports otherwise (8181, 9101)
+        "-s3.port.lance=0",
+        "-master.telemetry=false",  # tests talk only to 127.0.0.1
     ]
-    environ = clean_env(HOME=str(data.parent))
+    environ = clean_env(
+        HOME=str(data.parent),
+        # Each bucket is a collection, for which the master grows 7 volumes at once by default:
+        # with a bucket per test the slots run out ("no free volumes"). One at a time, as weed mini.
+        WEED_MASTER_VOLUME_GROWTH_COPY_1="1",
+        **({"WEED_S3_SSE_KEY": SEAWEEDFS_SSE_KEY} if sse_key else {}),
+    )
     server = RealServer("127.0.0.1", port, None, "seaweedfs", data, argv, environ, SEAWEEDFS)  # type: ignore[arg-type]
     server.start()
     return server

@@ -30,7 +30,7 @@ from conftest import (
     wait_until,
 )
 from faultproxy import FaultProxy
-from realservers import kind_of, minio_server, new_bucket, quirks_of
+from realservers import kind_of, minio_server, new_bucket, quirks_of, seaweedfs_server
 from test_read import IDENTITY, PREFIX, READER, Collector, gen, gen_cmd, read, wrap
 
 from entrypoint.config import Credentials, S3Endpoint, StoreConfig
@@ -220,6 +220,18 @@ def test_a_missing_bucket_is_created_or_refused_in_one_line(real_s3: S3Server, t
     assert len(lines) == 1 and "NoSuchBucket" in lines[0] and "--create-bucket" in lines[0], lines
     assert not real_s3.client().bucket_exists(other)
 
+    # No preflight: SeaweedFS would create the bucket on the first PUT by itself (autoCreateBucket);
+    # --no-create-bucket still means no bucket is made, on every server.
+    proc = run_wrapper(
+        [*IDENTITY, "--results-dir", str(tmp_path), "--preflight", "off", "--", "echo", "hi"],
+        real_s3.env(other, OBJECTSTORE_CREATE_BUCKET="false"),
+    )
+    err = proc.stderr.decode()
+    assert (proc.returncode, proc.stdout) == (74, b"hi\n"), err
+    causes = [line for line in err.splitlines() if "NoSuchBucket: bucket" in line]
+    assert len(causes) == 1 and "--create-bucket" in causes[0], err
+    assert not real_s3.client().bucket_exists(other)
+
 
 @pytest.mark.parametrize("preflight", ["warn", "strict"])
 def test_wrong_credentials_are_one_clear_line_without_a_retry_storm(
@@ -317,6 +329,38 @@ def test_sse_s3_on_minio_without_a_kms_is_one_clear_line(tmp_path: Path) -> None
     assert len(causes) == 1, err
     assert "SSE-S3" in causes[0] and "KMS" in causes[0] and "unset --sse" in causes[0]
     assert requests <= 3, err  # the preflight list, the first PUT: then nothing more is tried
+
+
+def test_sse_s3_on_seaweedfs_without_a_key_is_retried_to_the_deadline_and_named(tmp_path: Path) -> None:
+    """SeaweedFS without ``s3.sse.key`` answers every SSE-S3 PUT with 500 InternalError, which
+    cannot be told from a passing fault: the wrapper keeps retrying (nothing is given up early)
+    until the flush deadline, and every line about a missing object names the likely cause."""
+    server = seaweedfs_server(tmp_path / "seaweedfs" / "data", sse_key=False)
+    try:
+        bucket = new_bucket(server)
+        proc = run_wrapper(
+            [
+                *IDENTITY,
+                "--results-dir",
+                str(tmp_path / "results"),
+                "--sse",
+                "s3",
+                "--flush-timeout",
+                "5s",
+                "--",
+                "echo",
+                "hi",
+            ],
+            server.env(bucket),
+        )
+        assert server.keys(bucket) == []
+    finally:
+        server.stop()
+    err = proc.stderr.decode()
+    assert (proc.returncode, proc.stdout) == (74, b"hi\n"), err
+    missing = [line for line in err.splitlines() if "not stored:" in line]
+    assert missing, err
+    assert all("InternalError" in line and "s3.sse.key" in line for line in missing), err
 
 
 # -- the read CLI ----------------------------------------------------------------------------------

@@ -206,6 +206,7 @@ class S3Store:
         self._warn = warn or (lambda _text: None)
         self._bucket_lock = threading.Lock()
         self._bucket_created = False
+        self._bucket_seen = False  # shown to exist: by the preflight's list, or by a HEAD before a PUT
         creds = cfg.credentials
         region = cfg.region
         if region is None and not cfg.endpoint.host.endswith("amazonaws.com"):
@@ -250,6 +251,15 @@ class S3Store:
             error = classify(exc)
             if error.code == "NotImplemented" and self.cfg.sse is not None:
                 error = self._sse_refused(exc)
+            elif error.code == "InternalError" and self.cfg.sse is not None:
+                # SeaweedFS answers this, every time, when SSE-S3 has no key; it may also be a
+                # passing fault, so it is still retried (until the flush deadline).
+                error = StoreError(
+                    f"{error}; if every upload fails so, the server may not be set up for "
+                    f"{self.cfg.sse.describe()} (SeaweedFS: set s3.sse.key)",
+                    transient=True,
+                    code="InternalError",
+                )
             raise error from None
 
     def _sse_refused(self, exc: BaseException) -> StoreError:
@@ -275,6 +285,18 @@ class S3Store:
             if exc.code != "NoSuchBucket":
                 raise
             self._create_bucket()
+        self._bucket_seen = True
+
+    def _bucket_must_exist(self) -> None:
+        """With --no-create-bucket and no preflight: one HEAD before the first PUT. SeaweedFS
+        creates a missing bucket on PUT by itself (``-s3.autoCreateBucket``, on by default for admin
+        identities), so a PUT alone would not honour --no-create-bucket there."""
+        with self._bucket_lock:
+            if self._bucket_seen:
+                return
+            if not self._call(self.client.bucket_exists, self.bucket):
+                self._create_bucket()  # refuses: create_bucket is off
+            self._bucket_seen = True
 
     def prepare(self) -> None:
         """HEAD the bucket; create it when missing and allowed."""
@@ -314,6 +336,8 @@ class S3Store:
         self, key: str, payload: Payload, content_type: str = "application/octet-stream", retry: Retry = once
     ) -> Stored:
         content_type = content_type or "application/octet-stream"
+        if not self.cfg.create_bucket and not self._bucket_seen:
+            retry(self._bucket_must_exist, f"check bucket {self.bucket}")
         part_size = max(PART_SIZE, -(-payload.size // MAX_PARTS))
         if payload.size <= part_size:
             return self._put_single(key, payload, content_type, retry)
