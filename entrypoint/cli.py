@@ -16,14 +16,14 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import __version__, exitcodes
-from .argv import parse_argv
-from .config import ConfigError, build_config
-from .options import Option, apply
-from .options import env_option as _opt
+from .options.fastparse import parse_argv
+from .options.security import SECURITY_OPTIONS
+from .options.store import STORE_OPTIONS, create_bucket_option, key_prefix_option
+from .options.table import Option, apply
+from .options.table import env_option as _opt
 from .redact import redact
 from .report import PREFIX, Reporter
-from .securityoptions import SECURITY_OPTIONS
-from .storeoptions import STORE_OPTIONS, create_bucket_option, key_prefix_option
+from .settings.step import ConfigError, build_config
 
 if TYPE_CHECKING:
     import click
@@ -230,15 +230,15 @@ OPTIONS: tuple[Option, ...] = (
 
 def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: set[str]) -> int:
     """Run COMMAND with the parsed option values; ``on_command_line``: options given as flags."""
-    from .hardening import protect
-    from .supervisor import Supervisor, policy_of, start
+    from .wrapper.hardening import protect
+    from .wrapper.supervisor import Supervisor, policy_of, start
 
     cfg = build_config(values, command)
     reporter = Reporter(quiet=cfg.quiet, debug=cfg.debug)
     protect(cfg, reporter, {name: name in on_command_line for name in SECRETS})
     inputs: list[dict[str, Any]] = []
     if cfg.fetch_results:  # inputs first: COMMAND must find them when it starts
-        from .inputs import fetch_inputs
+        from .wrapper.inputs import fetch_inputs
 
         inputs = fetch_inputs(cfg, reporter)
     supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg))
@@ -246,7 +246,7 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
         failed = start(supervisor, reporter)
         if failed is not None:
             return failed
-    from .run import Run
+    from .wrapper.run import Run
 
     return Run(cfg, reporter, supervisor, inputs=inputs).execute()
 

@@ -10,8 +10,8 @@ import pytest
 from benchmarks.data import log_text
 from conftest import wait_until
 
-from entrypoint.capture import MARKER_PREFIX, Chunk, LogArchiver, LogCapture, SpoolBudget
-from entrypoint.payload import GzipMember, Payload
+from entrypoint.spool.capture import MARKER_PREFIX, Chunk, LogArchiver, LogCapture, SpoolBudget
+from entrypoint.transfer.payload import GzipMember, Payload
 
 KiB = 1024
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import run_wrapper
 from secureserver import PREFIX, Listener, Pki, SecureS3, make_pki, wrapper_args, wrapper_env
 
-from entrypoint import tls
+from entrypoint.settings import tls
 
 SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 

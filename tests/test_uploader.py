@@ -17,13 +17,13 @@ from conftest import ACCESS_KEY, SECRET_KEY, S3Server, wait_until
 from faultproxy import FaultProxy
 from minio.error import InvalidResponseError, S3Error, ServerError
 
-from entrypoint.config import Credentials, S3Endpoint, StoreConfig
-from entrypoint.payload import Payload
 from entrypoint.report import Reporter
-from entrypoint.retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
+from entrypoint.settings.step import Credentials, S3Endpoint, StoreConfig
 from entrypoint.store import LocalStore, StoreError
 from entrypoint.store import s3 as s3mod
-from entrypoint.uploader import Job, Uploader
+from entrypoint.transfer.payload import Payload
+from entrypoint.transfer.retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
+from entrypoint.transfer.uploader import Job, Uploader
 
 MiB = 1024 * 1024
 pytestmark = pytest.mark.timeout(60)

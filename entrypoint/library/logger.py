@@ -29,11 +29,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ..capture import Chunk, LogCapture
-from ..layout import CHUNK_DIGITS, check_name, name_problem
-from ..payload import Payload
+from ..formats.layout import CHUNK_DIGITS, check_name, name_problem
+from ..spool.capture import Chunk, LogCapture
+from ..transfer.payload import Payload
+from ..transfer.uploader import Job, Uploader
 from ..units import parse_duration, parse_size
-from ..uploader import Job, Uploader
 from . import stores
 from .config import ObjectStoreConfig
 from .errors import ObjectStoreError, redact

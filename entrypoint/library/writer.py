@@ -12,11 +12,11 @@ import dataclasses
 import time
 from typing import Optional, Union
 
-from .. import archive
-from ..layout import Layout
-from ..payload import Payload
+from ..formats import archive
+from ..formats.layout import Layout
 from ..store import Store
-from ..uploader import Job, Uploader
+from ..transfer.payload import Payload
+from ..transfer.uploader import Job, Uploader
 from . import stores
 from .config import ObjectStoreConfig
 from .errors import ObjectStoreError, redact

@@ -15,13 +15,13 @@ from typing import Any, Callable, Optional, TypeVar
 import click
 
 from .. import __version__
-from ..clicktypes import Duration
-from ..config import ConfigError, build_store_config
-from ..layout import name_problem
-from ..options import env_option
-from ..securityoptions import reader_security_options
+from ..formats.layout import name_problem
+from ..options.clicktypes import Duration
+from ..options.security import reader_security_options
+from ..options.store import key_prefix_option, store_options
+from ..options.table import env_option
+from ..settings.step import ConfigError, build_store_config
 from ..store import StoreError, open_readable_store
-from ..storeoptions import key_prefix_option, store_options
 from . import errors
 from .console import Console
 from .errors import ReadError

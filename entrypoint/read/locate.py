@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..layout import name_problem
+from ..formats.layout import name_problem
 from ..store import ObjectInfo, ReadableStore, StoreError
 from .console import Console
 from .errors import NOT_FOUND, USAGE, ReadError, from_store_error

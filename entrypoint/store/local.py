@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from stat import S_ISREG
 
-from ..payload import Payload
+from ..transfer.payload import Payload
 from .base import ObjectInfo, Retry, Stored, StoreError, once
 
 _COPY = 1024 * 1024

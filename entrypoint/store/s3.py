@@ -53,9 +53,9 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.signer import sign_v4_s3
 from urllib3._collections import HTTPHeaderDict
 
-from .. import credentials, sse, tls
-from ..config import StoreConfig
-from ..payload import Digests, Payload
+from ..settings import credentials, sse, tls
+from ..settings.step import StoreConfig
+from ..transfer.payload import Digests, Payload
 from .base import ObjectInfo, Retry, Stored, StoreError, once
 
 PART_SIZE = 8 * 1024 * 1024  # one part in memory per upload in flight

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Optional
 
-from .options import KINDS, Option
+from .table import KINDS, Option
 
 
 class Parsed:

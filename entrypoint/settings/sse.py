@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, Optional
 
-from . import redact
+from .. import redact
 
 Mode = Literal["s3", "kms", "c"]
 MODES: tuple[Mode, ...] = ("s3", "kms", "c")

@@ -31,10 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..report import Reporter
+from ..store import Store, Stored, StoreError
 from .payload import Payload
-from .report import Reporter
 from .retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
-from .store import Store, Stored, StoreError
 
 Clock = Callable[[], float]
 

@@ -11,10 +11,10 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import archive
-from .layout import name_problem
-from .payload import Payload
-from .report import Reporter
+from ..formats import archive
+from ..formats.layout import name_problem
+from ..report import Reporter
+from ..transfer.payload import Payload
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from .options import Option, apply
-from .options import env_option as _opt
+from .table import Option, apply
+from .table import env_option as _opt
 
 if TYPE_CHECKING:
     F = TypeVar("F", bound=Callable[..., Any])

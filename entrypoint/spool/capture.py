@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Optional
 
-from . import archive
-from .payload import GzipMember, Payload
-from .units import format_size
+from ..formats import archive
+from ..transfer.payload import GzipMember, Payload
+from ..units import format_size
 
 MARKER_PREFIX = b"[tekton-uploader: "
 BACKLOG_SEAL_BY_SIZE_ONLY = 2  # ordered uploads pending (one in flight, one waiting)

@@ -15,8 +15,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from .config import Config
-from .report import Reporter
+from ..report import Reporter
+from ..settings.step import Config
 
 SECRET_VARIABLES = ("OBJECTSTORE_SECRET_KEY", "OBJECTSTORE_SESSION_TOKEN")
 PR_SET_DUMPABLE = 4
@@ -43,7 +43,7 @@ def announce(cfg: Config, reporter: Reporter, from_command_line: Mapping[str, bo
     """Warnings every run; with --debug, where credentials come from and how TLS is checked."""
     store = cfg.store
     if store.tls is not None and store.tls.insecure and store.endpoint is not None:
-        from .tls import INSECURE_WARNING
+        from ..settings.tls import INSECURE_WARNING
 
         reporter.warn(INSECURE_WARNING)
     for name in ("secret_key", "session_token"):

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .config import Config, ConfigError, FetchSpec
-from .read.console import Console
-from .read.errors import ReadError, from_store_error
-from .read.fetch import get_result_to_file
-from .read.locate import Reader, TaskView
-from .read.retry import Retry
-from .report import Reporter
-from .store import StoreError, open_readable_store
+from ..read.console import Console
+from ..read.errors import ReadError, from_store_error
+from ..read.fetch import get_result_to_file
+from ..read.locate import Reader, TaskView
+from ..read.retry import Retry
+from ..report import Reporter
+from ..settings.step import Config, ConfigError, FetchSpec
+from ..store import StoreError, open_readable_store
 
 
 class _ReporterConsole(Console):

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from . import exitcodes, results
-from .capture import LogCapture, SpoolBudget, worst_compressed
-from .config import Config
-from .manifest import LogAccount, Skipped
-from .payload import Payload
-from .report import Reporter
-from .uploader import Job, Uploader
+from .. import exitcodes
+from ..formats.manifest import LogAccount, Skipped
+from ..report import Reporter
+from ..results import files as results
+from ..settings.step import Config
+from ..spool.capture import LogCapture, SpoolBudget, worst_compressed
+from ..transfer.payload import Payload
+from ..transfer.uploader import Job, Uploader
 
 MANIFEST_RESERVE_MAX = 10.0
 MISSING_LINES = 10  # "not stored" lines on stderr; the manifest has them all

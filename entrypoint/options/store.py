@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
-from .options import Option, apply, env_option
+from .table import Option, apply, env_option
 
 if TYPE_CHECKING:
     F = TypeVar("F", bound=Callable[..., Any])

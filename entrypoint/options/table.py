@@ -77,7 +77,7 @@ class Option:
 
     def convert(self, raw: str) -> object:
         """The value of ``raw`` (from a flag's argument or a variable); ValueError when invalid."""
-        from .units import parse_duration, parse_size
+        from ..units import parse_duration, parse_size
 
         if self.kind == "size":
             return parse_size(raw)

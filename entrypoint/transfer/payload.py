@@ -58,7 +58,7 @@ class GzipMemberReader(io.RawIOBase):
     def __init__(self, member: GzipMember) -> None:
         self._member = member
         self._fd = os.open(member.path, os.O_RDONLY | os.O_CLOEXEC)
-        from . import archive  # not on the start-up path
+        from ..formats import archive  # not on the start-up path
 
         module, _, _ = archive.deflate_module()
         self._inflate = module.decompressobj(31)

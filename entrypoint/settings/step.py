@@ -13,11 +13,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
+from ..formats.layout import Layout, name_problem
 from . import credentials as creds_mod
 from . import sse as sse_mod
 from . import tls as tls_mod
 from .credentials import CredentialChain
-from .layout import Layout, name_problem
 from .sse import SSEConfig
 from .tls import TLSConfig
 

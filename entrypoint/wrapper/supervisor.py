@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Optional, Protocol
 
-from . import exitcodes
-from .report import Reporter
+from .. import exitcodes
+from ..report import Reporter
 
 READ_SIZE = 1024 * 1024
 PIPE_SIZE = 1024 * 1024

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from .flush import Queued
-from .report import Reporter
+from ..report import Reporter
+from ..wrapper.final_flush import Queued
 
 TEKTON_LIMIT = 4096  # bytes of results per container (the termination message)
 BIGGEST = 3  # results named in the warning

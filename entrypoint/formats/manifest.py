@@ -13,9 +13,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .capture import Gap
+from ..spool.capture import Gap
+from ..transfer.uploader import Job
 from .layout import Layout
-from .uploader import Job
 
 VERSION = 1
 

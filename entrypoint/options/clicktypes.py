@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import click
 
-from .units import parse_duration, parse_size
+from ..units import parse_duration, parse_size
 
 
 class Size(click.ParamType):  # type: ignore[type-arg]

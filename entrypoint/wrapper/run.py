@@ -17,17 +17,19 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
-from . import artifacts, exitcodes, flush
-from .capture import Chunk, LogArchiver, LogCapture, SpoolBudget
-from .config import Config
-from .manifest import Manifest
-from .payload import Payload
-from .report import Reporter
-from .store import Store, open_store
+from .. import exitcodes
+from ..formats.manifest import Manifest
+from ..report import Reporter
+from ..results import artifacts
+from ..settings.step import Config
+from ..spool.capture import Chunk, LogArchiver, LogCapture, SpoolBudget
+from ..store import Store, open_store
+from ..transfer.payload import Payload
+from ..transfer.uploader import Job, Uploader
+from ..units import format_size
+from . import final_flush as flush
 from .summary import Summary, TreeSampler, children_cpu
 from .supervisor import INTERRUPTS, Supervisor, policy_of, start
-from .units import format_size
-from .uploader import Job, Uploader
 
 StoreFactory = Callable[[], Store]
 EXIT_MARGIN = 2.0  # seconds kept back from the termination grace for exiting cleanly

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
-from . import redact
+from .. import redact
 
 METADATA_CONNECT_TIMEOUT = 1.0
 METADATA_READ_TIMEOUT = 2.0
@@ -217,7 +217,7 @@ def sts_endpoint(chain: CredentialChain, environ: Mapping[str, str] = os.environ
 
 def _error(message: str, transient: bool) -> Exception:
     """The store's error type (imported late: the store package imports the configuration)."""
-    from .store.base import StoreError
+    from ..store.base import StoreError
 
     return StoreError(redact.redact(message), transient=transient, code="Credentials")
 
@@ -312,7 +312,7 @@ _STATUS = re.compile(r"HTTP status code (\d{3})")
 
 def _failure(name: str, exc: BaseException) -> Exception:
     """A message without URLs (the STS request carries the web identity token in its query)."""
-    from .store.base import StoreError
+    from ..store.base import StoreError
 
     if isinstance(exc, StoreError):
         return exc

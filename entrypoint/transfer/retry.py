@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Optional, TypeVar
 
-from .report import Reporter
-from .store import StoreError
+from ..report import Reporter
+from ..store import StoreError
 
 T = TypeVar("T")
 Clock = Callable[[], float]
