@@ -95,7 +95,10 @@ def test_an_attempt_reading_the_raw_file_holds_it_and_the_next_attempt_reads_the
 ) -> None:
     from conftest import wait_until
 
-    from entrypoint.spool.capture import Chunk, LogArchiver, LogCapture, SpoolBudget
+    from entrypoint.spool.archiver import LogArchiver
+    from entrypoint.spool.budget import SpoolBudget
+    from entrypoint.spool.capture import LogCapture
+    from entrypoint.spool.chunk import Chunk
 
     data = log_text(300_000, seed=9)
     budget = SpoolBudget(1 << 30)

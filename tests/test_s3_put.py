@@ -23,7 +23,7 @@ from secureserver import SecureS3
 
 from entrypoint.report import Reporter
 from entrypoint.settings.sse import SSEConfig
-from entrypoint.settings.step import Credentials, S3Endpoint, StoreConfig
+from entrypoint.settings.store import Credentials, S3Endpoint, StoreConfig
 from entrypoint.store import StoreError
 from entrypoint.store import s3 as s3mod
 from entrypoint.transfer.payload import Payload

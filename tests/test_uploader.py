@@ -18,7 +18,7 @@ from faultproxy import FaultProxy
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from entrypoint.report import Reporter
-from entrypoint.settings.step import Credentials, S3Endpoint, StoreConfig
+from entrypoint.settings.store import Credentials, S3Endpoint, StoreConfig
 from entrypoint.store import LocalStore, StoreError
 from entrypoint.store import s3 as s3mod
 from entrypoint.transfer.payload import Payload

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..settings.step import (
+from ..settings.store import (
     DEFAULT_BUCKET,
     DEFAULT_LOCAL_DIR,
     ConfigError,

@@ -17,10 +17,9 @@ import click
 from .. import __version__
 from ..formats.layout import name_problem
 from ..options.clicktypes import Duration
-from ..options.security import reader_security_options
-from ..options.store import key_prefix_option, store_options
+from ..options.store import key_prefix_option, reader_security_options, store_options
 from ..options.table import env_option
-from ..settings.step import ConfigError, build_store_config
+from ..settings.store import ConfigError, build_store_config
 from ..store import StoreError, open_readable_store
 from . import errors
 from .console import Console

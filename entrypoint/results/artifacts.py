@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..report import Reporter
-from ..wrapper.final_flush import Queued
+from .queue import Queued
 
 TEKTON_LIMIT = 4096  # bytes of results per container (the termination message)
 BIGGEST = 3  # results named in the warning

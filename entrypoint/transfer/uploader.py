@@ -19,7 +19,7 @@ client never delays COMMAND.
 Memory: each worker holds at most one part (``store.s3.PART_SIZE``, 8 MiB) of one object, and
 the ordered lane at most ``PREPARED_AHEAD`` prepared chunk besides the one being sent; the
 queues hold small Job records (one per sealed chunk: their number is bounded by the spool limit
-over the chunk size, see ``capture.py``).
+over the chunk size, see ``spool/capture.py``).
 """
 
 from __future__ import annotations

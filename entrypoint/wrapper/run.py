@@ -21,8 +21,12 @@ from .. import exitcodes
 from ..formats.manifest import Manifest
 from ..report import Reporter
 from ..results import artifacts
+from ..results import queue as results_queue
 from ..settings.step import Config
-from ..spool.capture import Chunk, LogArchiver, LogCapture, SpoolBudget
+from ..spool.archiver import LogArchiver
+from ..spool.budget import SpoolBudget
+from ..spool.capture import LogCapture
+from ..spool.chunk import Chunk
 from ..store import Store, open_store
 from ..transfer.payload import Payload
 from ..transfer.uploader import Job, Uploader
@@ -130,7 +134,7 @@ class Run:
         finished_wall = time.time()
         peak = sampler.stop()
         flush_started = self.clock()
-        found, not_uploaded, queued = flush.submit_results(
+        found, not_uploaded, queued = results_queue.submit_results(
             cfg, self.uploader, self.spool, self.reporter, code, self.budget
         )
         self.capture.close()
@@ -214,7 +218,7 @@ class Run:
         self._wait([job], wait_until)
         return job
 
-    def _tekton_outputs(self, queued: list[flush.Queued]) -> list[artifacts.Offloaded]:
+    def _tekton_outputs(self, queued: list[results_queue.Queued]) -> list[artifacts.Offloaded]:
         """Offload oversized results, write the provenance file, warn about Tekton's size limit."""
         cfg = self.cfg
         step = cfg.layout.step
