@@ -14,7 +14,7 @@ from test_spool import archived_chunks
 from test_uploader import RecordingPool, quick, store_config
 
 from entrypoint.store import s3 as s3mod
-from entrypoint.transfer.payload import Payload
+from entrypoint.store.payload import Payload
 
 MiB = 1024 * 1024
 

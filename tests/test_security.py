@@ -34,7 +34,7 @@ from entrypoint.report import Reporter
 from entrypoint.results.files import files as results
 from entrypoint.store import StoreError
 from entrypoint.store.local import LocalStore
-from entrypoint.transfer.payload import Payload
+from entrypoint.store.payload import Payload
 
 
 @pytest.fixture(scope="module")

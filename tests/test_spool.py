@@ -14,7 +14,7 @@ from entrypoint.spool.archiver import LogArchiver
 from entrypoint.spool.budget import SpoolBudget
 from entrypoint.spool.capture import MARKER_PREFIX, LogCapture
 from entrypoint.spool.chunk import Chunk
-from entrypoint.transfer.payload import GzipMember, Payload
+from entrypoint.store.payload import GzipMember, Payload
 
 KiB = 1024
 

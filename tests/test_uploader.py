@@ -21,7 +21,7 @@ from entrypoint.report import Reporter
 from entrypoint.settings.store import Credentials, S3Endpoint, StoreConfig
 from entrypoint.store import LocalStore, StoreError
 from entrypoint.store import s3 as s3mod
-from entrypoint.transfer.payload import Payload
+from entrypoint.store.payload import Payload
 from entrypoint.transfer.retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
 from entrypoint.transfer.uploader import Job, Uploader
 

@@ -32,7 +32,7 @@ from typing import Any, Optional, Union
 from ..formats.layout import CHUNK_DIGITS, check_name, name_problem
 from ..spool.capture import LogCapture
 from ..spool.chunk import Chunk
-from ..transfer.payload import Payload
+from ..store.payload import Payload
 from ..transfer.uploader import Job, Uploader
 from ..units import parse_duration, parse_size
 from . import stores

@@ -11,7 +11,7 @@ from ..formats.manifest import Skipped
 from ..report import Reporter
 from ..settings.step import Config
 from ..spool.budget import SpoolBudget, worst_compressed
-from ..transfer.payload import Payload
+from ..store.payload import Payload
 from ..transfer.uploader import Job, Uploader
 from . import files as results
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..formats import archive
-from ..transfer.payload import GzipMember, Payload
+from ..store.payload import GzipMember, Payload
 from .budget import SpoolBudget
 from .chunk import Chunk
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Optional
 
-from ..transfer.payload import GzipMember
+from ..store.payload import GzipMember
 from .budget import SpoolBudget
 
 

@@ -54,9 +54,9 @@ from minio.signer import sign_v4_s3
 from urllib3._collections import HTTPHeaderDict
 
 from ..settings.store import StoreConfig
-from ..transfer.payload import Digests, Payload
 from . import s3_credentials, s3_security
 from .base import ObjectInfo, Retry, Stored, StoreError, once
+from .payload import Digests, Payload
 
 PART_SIZE = 8 * 1024 * 1024  # one part in memory per upload in flight
 STREAM_PUT_MAX = 1024 * 1024 * 1024  # larger: multipart (a retry resends one part, not the object)

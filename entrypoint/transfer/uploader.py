@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 from ..report import Reporter
 from ..store import Store, Stored, StoreError
-from .payload import Payload
+from ..store.payload import Payload
 from .retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
 
 Clock = Callable[[], float]

@@ -28,7 +28,7 @@ from ..spool.budget import SpoolBudget
 from ..spool.capture import LogCapture
 from ..spool.chunk import Chunk
 from ..store import Store, open_store
-from ..transfer.payload import Payload
+from ..store.payload import Payload
 from ..transfer.uploader import Job, Uploader
 from ..units import format_size
 from . import final_flush as flush
