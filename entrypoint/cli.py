@@ -46,12 +46,16 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
         from .wrapper.inputs import fetch_inputs
 
         inputs = fetch_inputs(cfg, reporter)
+    if cfg.preflight == "strict":  # the bucket is checked before COMMAND starts
+        from .wrapper.run import preflight_strict
+
+        if not preflight_strict(cfg, reporter):
+            return exitcodes.USAGE
     supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg))
-    if cfg.preflight != "strict":  # start COMMAND now; the rest of the machinery loads meanwhile
-        failed = start(supervisor, reporter)
-        if failed is not None:
-            return failed
-    from .wrapper.run import Run
+    failed = start(supervisor, reporter)  # the one place COMMAND is spawned
+    if failed is not None:
+        return failed
+    from .wrapper.run import Run  # the rest of the machinery loads while COMMAND runs
 
     return Run(cfg, reporter, supervisor, inputs=inputs).execute()
 

@@ -24,10 +24,10 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..formats.manifest import Gap
 from ..units import format_size
 from .budget import RESUME_FREE, SpoolBudget
 from .chunk import Chunk
@@ -45,15 +45,6 @@ WRITE_RETRY_INTERVAL = 1.0  # after a failed spool write, capture is tried again
 
 
 
-
-
-@dataclass(frozen=True)
-class Gap:
-    """Output not captured: ``size`` bytes after ``at`` bytes of COMMAND's output."""
-
-    at: int
-    size: int
-    reason: str
 
 
 def write_all(fd: int, data: memoryview) -> None:

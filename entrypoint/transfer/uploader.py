@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..formats.manifest import Entry
 from ..report import Reporter
 from ..store import Store, Stored, StoreError
 from ..store.payload import Payload
@@ -66,6 +67,12 @@ class Job:
         if self.attempts:
             return "still uploading at the flush deadline"
         return "not started before the flush deadline"
+
+    def entry(self) -> Entry:
+        """This job as the manifest records it."""
+        if self.stored and self.result is not None:
+            return Entry(self.key, self.kind, True, self.result.size, self.result.sha256)
+        return Entry(self.key, self.kind, False, reason=self.reason())
 
 
 _STOP = object()
@@ -167,9 +174,7 @@ class Uploader:
     def close(self, deadline: Optional[float]) -> list[Job]:
         """Finish every submitted job by ``deadline``; return the jobs not stored."""
         self.set_deadline(deadline)
-        for _ in range(self._workers):
-            self._pool.put(_STOP)
-        self._ordered.put(_STOP)
+        self.stop()
         with self._lock:
             jobs = list(self._jobs)
         self.wait(jobs, deadline)
