@@ -151,7 +151,7 @@ MEMORY_PROBE = """
 import json, sys
 from pathlib import Path
 import psutil
-from entrypoint.settings.step import Credentials, S3Endpoint, StoreConfig
+from entrypoint.settings.store import Credentials, S3Endpoint, StoreConfig
 from entrypoint.store.payload import Payload
 from entrypoint.store.s3 import S3Store
 

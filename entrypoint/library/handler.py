@@ -15,8 +15,9 @@ from typing import Any, Optional, Union
 
 from .config import ObjectStoreConfig
 from .errors import ObjectStoreError
-from .logger import Logger, Seconds, Size
+from .logger import Logger, Size
 from .stores import ScrubbingReporter
+from .textstream import Seconds
 
 
 class ObjectStoreHandler(logging.Handler):
