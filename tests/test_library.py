@@ -357,7 +357,7 @@ def test_default_prefix_is_unique_per_logger_and_under_the_key_prefix(s3: S3Serv
     first = Logger(config_for(s3, bucket, key_prefix="kp"))
     second = Logger(config_for(s3, bucket, key_prefix="kp"))
     try:
-        assert first.prefix.startswith("kp/logs/") and first.prefix.endswith("/")
+        assert first.prefix.startswith("kp/_logs/") and first.prefix.endswith("/")
         assert first.prefix != second.prefix
         assert first.prefix < second.prefix  # later loggers sort after earlier ones
     finally:

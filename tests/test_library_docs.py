@@ -82,7 +82,7 @@ def test_example_2_logging_with_a_handler_and_a_shutdown_hook(
     assert proc.returncode == 0, proc.stderr
     messages = ["First log msg with object store logger.", "message 0", "message 1", "message 2"]
     assert proc.stdout.splitlines() == [*messages, "via the file-like Logger too"]  # the stdout handler
-    keys = s3.keys(bucket, "artifacts/logs/")
+    keys = s3.keys(bucket, "artifacts/_logs/")
     prefixes = sorted({k.rsplit("/", 1)[0] for k in keys})
     assert len(prefixes) == 2  # one per Logger, each new
     first = b"".join(s3.read(bucket, k) for k in keys if k.startswith(prefixes[0] + "/"))

@@ -111,6 +111,9 @@ def security_options(f: F) -> F:
     return apply(SECURITY_OPTIONS, f)
 
 
+READER_SECURITY_OPTIONS = (*_CREDENTIALS, *_TLS, _SSE_C_KEY)
+
+
 def reader_security_options(f: F) -> F:
     """For commands that only read: credentials, TLS, and the SSE-C key to read such objects."""
-    return apply((*_CREDENTIALS, *_TLS, _SSE_C_KEY), f)
+    return apply(READER_SECURITY_OPTIONS, f)
