@@ -25,6 +25,7 @@ from ..settings.step import (
     Credentials,
     StoreConfig,
     check_bucket,
+    check_url_style,
     parse_endpoint,
 )
 from .errors import MASK, ObjectStoreConfigError, redact
@@ -169,6 +170,7 @@ class ObjectStoreConfig:
             endpoint, local_dir = parse_endpoint(endpoint_url)
         else:
             endpoint, local_dir = None, Path(DEFAULT_LOCAL_DIR)
+        check_url_style(endpoint, self.s3_force_path_style, "s3_force_path_style=False")
         credentials = None
         if endpoint is not None:
             if not self.access_key or not self.secret_key:

@@ -221,6 +221,28 @@ def resolve_identity(
     return run, task
 
 
+def check_url_style(
+    endpoint: Optional[S3Endpoint], path_style: Optional[bool], option: str = "--virtual-host-style"
+) -> None:
+    """Virtual-host style puts the bucket in the host name (``BUCKET.HOST``): an IP address or
+    ``localhost`` has no such names, so say so now instead of failing to resolve later."""
+    if endpoint is None or path_style is not False:
+        return
+    import ipaddress
+
+    host = urllib.parse.urlsplit(endpoint.url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        what = "an IP address"
+    except ValueError:
+        what = "localhost" if host == "localhost" or host.endswith(".localhost") else ""
+    if what:
+        raise ConfigError(
+            f"{option}: endpoint {endpoint.url} is {what}, and virtual-host-style URLs put the bucket "
+            "in the host name (BUCKET.HOST), which needs a DNS name; use path style"
+        )
+
+
 def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
     """The store options (see ``storeoptions.py``), validated; shared by both commands."""
     bucket = check_bucket(values.get("bucket") or DEFAULT_BUCKET)
@@ -231,6 +253,7 @@ def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
         endpoint, local_dir = parse_endpoint(endpoint_url)
     else:
         local_dir = Path(DEFAULT_LOCAL_DIR)
+    check_url_style(endpoint, values.get("path_style"))
     credentials = None
     auth = tls = sse = None
     try:
