@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+# The public project, as pyproject's [project.urls] Source names it (the image's source label).
+PROJECT_URL = "https://github.com/tekton-uploader/tekton-uploader"
 PROBE = HERE / "smoke_probe.py"
 DEFAULT_IMAGE = "localhost/tekton-uploader:ci"
 DEFAULT_USER = "1000650000:0"  # an OpenShift-style arbitrary UID, root group
@@ -51,7 +53,7 @@ def engine() -> list[str]:
     """The container engine's argv prefix, with the global flags this machine kind needs.
 
     CONTAINER_ENGINE=docker selects docker; PODMAN_GLOBAL_FLAGS overrides podman's global flags
-    (default: runc + cgroupfs when runc is installed, see /work/shared/notes/podman.md).
+    (default: runc + cgroupfs when runc is installed, as image/build does; see image/README.md).
     """
     name = os.environ.get("CONTAINER_ENGINE", "podman")
     if name != "podman":
@@ -430,6 +432,9 @@ def check_config(image: str) -> None:
     labels = cfg.get("Labels") or {}
     for name in ("source", "version", "description", "licenses", "revision"):
         _fail(f"org.opencontainers.image.{name}" in labels, f"label org.opencontainers.image.{name} missing")
+    source = labels.get("org.opencontainers.image.source", "")
+    _fail(source == PROJECT_URL,
+          f"label org.opencontainers.image.source is {source!r}, expected {PROJECT_URL!r}")
 
 
 def check_clean(image: str) -> None:
