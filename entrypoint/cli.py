@@ -264,6 +264,8 @@ def click_command() -> click.Command:
           <prefix>/<pipelinerun>/<pipelinetask>/<result>.tgz
           <prefix>/<pipelinerun>/<pipelinetask>/<step>/<result>.tgz  (--step-results-dir)
           <prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
+          <prefix>/<pipelinerun>/<pipelinetask>/<step>-summary.json
+          <prefix>/<pipelinerun>/<pipelinetask>/<step>-manifest.json
           <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
         """
         ctx = click.get_current_context()

@@ -118,7 +118,7 @@ class Run:
             failed = start(sup, self.reporter)
             if failed is not None:
                 return failed
-        started_wall = time.time()
+        started_wall = time.time() - (sup.clock() - sup.started_at)  # COMMAND's spawn, in wall time
         # after the spawn: the S3 client is imported (and the bucket checked) in the background
         self.uploader.start(cfg.preflight, cfg.layout.task_prefix)
         sampler = TreeSampler(sup.pid).start()
@@ -279,12 +279,13 @@ class Run:
             self.reporter.warn(f"{len(summary.results_skipped)} result(s) skipped: {names}")
         stored = [j for j in self.uploader.jobs() if j.stored]
         how = f"signal {summary.signal}" if summary.signal else f"exit code {code}"
+        ended = f"ended with {how}"
         if summary.timed_out:
-            how = "timed out"
+            ended = f"was stopped by --timeout ({how})"
         # None: COMMAND ended before the first sample of its memory (every 0.5 s)
         peak = "not sampled" if summary.peak_rss_bytes is None else format_size(summary.peak_rss_bytes)
         self.reporter.info(
-            f"{self.cfg.layout.step}: COMMAND ended with {how} after {summary.wall_seconds:.1f}s "
+            f"{self.cfg.layout.step}: COMMAND {ended} after {summary.wall_seconds:.1f}s "
             f"(cpu {summary.cpu_user_seconds:.1f}s user, {summary.cpu_system_seconds:.1f}s sys, "
             f"peak {peak}); stored {len(stored)} object(s), "
             f"{format_size(sum(j.size for j in stored))}, in {flush_seconds:.2f}s after exit"
