@@ -1,6 +1,6 @@
 """The start-up parser (argv.py) gives exactly what click gives, or hands the command line to click.
 
-Both read one table (cli.OPTIONS), so these tests compare them on every option, in both forms
+Both read one table (options/wrapper.py OPTIONS), so these tests compare them on every option, in both forms
 (flag and environment variable), on random mixes, and on the inputs argv.py must leave to click.
 """
 
@@ -17,9 +17,10 @@ import click
 import pytest
 from click.core import ParameterSource
 
-from entrypoint.cli import OPTIONS, click_command
+from entrypoint.cli import click_command
 from entrypoint.options.fastparse import parse_argv
 from entrypoint.options.table import Option
+from entrypoint.options.wrapper import OPTIONS
 
 ALL_ENV = sorted({variable for option in OPTIONS for variable in option.env})
 

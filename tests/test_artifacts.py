@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import S3Server, run_wrapper, untar_single
 
-from entrypoint.results.files import artifacts
+from entrypoint.results import artifacts
 
 RUN = "run-a"
 

@@ -28,7 +28,8 @@ from entrypoint import redact
 from entrypoint.cli import _fail
 from entrypoint.report import Reporter
 from entrypoint.settings import credentials
-from entrypoint.settings.step import ConfigError, build_config
+from entrypoint.settings.step import build_config
+from entrypoint.settings.store import ConfigError
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ from conftest import ACCESS_KEY, SECRET_KEY, S3Server
 from secureserver import SecureS3
 
 from entrypoint.report import Reporter
-from entrypoint.settings.step import Credentials, S3Endpoint, StoreConfig
+from entrypoint.settings.store import Credentials, S3Endpoint, StoreConfig
 from entrypoint.store import s3 as s3mod
-from entrypoint.transfer.payload import Payload
+from entrypoint.store.payload import Payload
 from entrypoint.transfer.retry import Attempts, Backoff, RetryPolicy
 from entrypoint.transfer.uploader import Job, Uploader
 

@@ -23,10 +23,10 @@ from secureserver import SecureS3
 
 from entrypoint.report import Reporter
 from entrypoint.settings.sse import SSEConfig
-from entrypoint.settings.step import Credentials, S3Endpoint, StoreConfig
+from entrypoint.settings.store import Credentials, S3Endpoint, StoreConfig
 from entrypoint.store import StoreError
 from entrypoint.store import s3 as s3mod
-from entrypoint.transfer.payload import Payload
+from entrypoint.store.payload import Payload
 from entrypoint.transfer.retry import Attempts, Backoff, RetryPolicy
 
 MiB = 1024 * 1024
@@ -152,7 +152,7 @@ import json, sys
 from pathlib import Path
 import psutil
 from entrypoint.settings.step import Credentials, S3Endpoint, StoreConfig
-from entrypoint.transfer.payload import Payload
+from entrypoint.store.payload import Payload
 from entrypoint.store.s3 import S3Store
 
 netloc, bucket, key, secret, path = sys.argv[1:]

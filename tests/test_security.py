@@ -31,10 +31,10 @@ from secureserver import (
 
 from entrypoint.formats.layout import Layout, name_problem
 from entrypoint.report import Reporter
-from entrypoint.results.files import files as results
+from entrypoint.results import files as results
 from entrypoint.store import StoreError
 from entrypoint.store.local import LocalStore
-from entrypoint.transfer.payload import Payload
+from entrypoint.store.payload import Payload
 
 
 @pytest.fixture(scope="module")

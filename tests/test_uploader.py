@@ -18,10 +18,10 @@ from faultproxy import FaultProxy
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from entrypoint.report import Reporter
-from entrypoint.settings.step import Credentials, S3Endpoint, StoreConfig
+from entrypoint.settings.store import Credentials, S3Endpoint, StoreConfig
 from entrypoint.store import LocalStore, StoreError
 from entrypoint.store import s3 as s3mod
-from entrypoint.transfer.payload import Payload
+from entrypoint.store.payload import Payload
 from entrypoint.transfer.retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
 from entrypoint.transfer.uploader import Job, Uploader
 

@@ -11,13 +11,31 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
-from ..spool.capture import Gap
-from ..transfer.uploader import Job
 from .layout import Layout
 
 VERSION = 1
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Output not captured: ``size`` bytes after ``at`` bytes of COMMAND's output."""
+
+    at: int
+    size: int
+    reason: str
+
+
+class Entry(NamedTuple):
+    """One object of the step: stored (``size``, ``sha256``), or not (``reason``)."""
+
+    key: str
+    kind: str
+    stored: bool
+    size: int = 0
+    sha256: str = ""
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,16 +67,14 @@ class Manifest:
     results_not_uploaded: list[Skipped] = field(default_factory=list)
     results_offloaded: list[dict[str, Any]] = field(default_factory=list)  # --offload-results-over
 
-    def to_dict(self, jobs: Iterable[Job]) -> dict[str, Any]:
+    def to_dict(self, entries: Iterable[Entry]) -> dict[str, Any]:
         written = []
         missing = []
-        for job in sorted(jobs, key=lambda j: j.key):
-            if job.stored and job.result is not None:
-                written.append(
-                    {"key": job.key, "size": job.result.size, "sha256": job.result.sha256, "kind": job.kind}
-                )
+        for e in sorted(entries, key=lambda e: e.key):
+            if e.stored:
+                written.append({"key": e.key, "size": e.size, "sha256": e.sha256, "kind": e.kind})
             else:
-                missing.append({"key": job.key, "kind": job.kind, "reason": job.reason()})
+                missing.append({"key": e.key, "kind": e.kind, "reason": e.reason})
         log = self.log
         return {
             "manifest_version": VERSION,
@@ -83,5 +99,5 @@ class Manifest:
             },
         }
 
-    def encode(self, jobs: Iterable[Job]) -> bytes:
-        return (json.dumps(self.to_dict(jobs), indent=1, ensure_ascii=False) + "\n").encode()
+    def encode(self, entries: Iterable[Entry]) -> bytes:
+        return (json.dumps(self.to_dict(entries), indent=1, ensure_ascii=False) + "\n").encode()

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..settings.step import (
+from ..options.table import Option
+from ..settings.store import (
     DEFAULT_BUCKET,
     DEFAULT_LOCAL_DIR,
     ConfigError,
@@ -120,23 +121,22 @@ class ObjectStoreConfig:
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        params = _cli_params()
+        params = _cli_options()
         for name, option in CLI_PARAMS.items():
             param = params.get(option)
-            variables = tuple(param.envvar) if param is not None else FALLBACK_ENV.get(name, ())
+            variables = param.env if param is not None else FALLBACK_ENV.get(name, ())
             variables += EXTRA_ENV.get(name, ())
             found = next(((v, env[v]) for v in variables if env.get(v)), None)
             if found is None:
                 continue
             variable, raw = found
-            if param is None or param.type.name == "text":
+            if param is None or param.kind == "text":
                 values[name] = raw
                 continue
             try:
-                value = param.type.convert(raw, param, None)
-            except Exception as exc:
-                message = getattr(exc, "message", None) or str(exc)
-                raise ObjectStoreConfigError(f"{variable}: {message}") from None
+                value = param.convert(raw)
+            except ValueError as exc:
+                raise ObjectStoreConfigError(f"{variable}: {exc}") from None
             values[name] = str(value) if isinstance(_DEFAULTS[name], str) else value
         values.update(overrides)
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
@@ -196,11 +196,11 @@ class ObjectStoreConfig:
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ObjectStoreConfig)}
 
 
-def _cli_params() -> dict[str, Any]:
-    """The CLI's options by name: the single source of the variable names."""
-    from ..cli import click_command
+def _cli_options() -> dict[str, Option]:
+    """The wrapper's options by name: the single source of the variable names."""
+    from ..options.wrapper import OPTIONS
 
-    return {p.name: p for p in click_command().params if p.name and getattr(p, "envvar", None)}
+    return {o.name: o for o in OPTIONS if o.env}
 
 
 def _field_message(message: str) -> str:

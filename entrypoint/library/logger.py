@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 from ..formats.layout import CHUNK_DIGITS, check_name, library_log_prefix, name_problem
-from ..spool.capture import Chunk, LogCapture
-from ..transfer.payload import Payload
+from ..spool.capture import LogCapture
+from ..spool.chunk import Chunk
+from ..store.payload import Payload
 from ..transfer.uploader import Job, Uploader
 from ..units import parse_duration, parse_size
 from . import stores

@@ -6,7 +6,7 @@ import time
 
 from ..report import Reporter
 from ..store import Retry, Store, Stored, StoreError, once, open_store
-from ..transfer.payload import Payload
+from ..store.payload import Payload
 from ..transfer.retry import RetryPolicy
 from .config import ObjectStoreConfig
 from .errors import ObjectStoreError, redact

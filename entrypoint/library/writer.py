@@ -15,7 +15,7 @@ from typing import Optional, Union
 from ..formats import archive
 from ..formats.layout import Layout
 from ..store import Store
-from ..transfer.payload import Payload
+from ..store.payload import Payload
 from ..transfer.uploader import Job, Uploader
 from . import stores
 from .config import ObjectStoreConfig

@@ -1,4 +1,4 @@
-"""click parameter types for the option kinds of ``options.py`` (imported only when click is)."""
+"""click parameter types for the option kinds of ``table.py`` (imported only when click is)."""
 
 from __future__ import annotations
 

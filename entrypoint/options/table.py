@@ -1,8 +1,8 @@
-"""Command-line options as data: one ``Option`` per flag, read by click and by ``argv.py``.
+"""Command-line options as data: one ``Option`` per flag, read by click and by ``fastparse.py``.
 
 An ``Option`` is also a decorator that applies the equivalent ``click.option`` (click is imported
 only then), so the commands keep their familiar decorator stacks while the wrapper's start-up can
-parse the same table without importing click (see ``argv.py``).
+parse the same table without importing click (see ``fastparse.py``).
 
 Kinds: ``text`` (a string), ``flag`` (``--x``), ``bool`` (``--x/--no-x``), ``size`` (``8MiB``),
 ``duration`` (``5s``), ``choice`` (one of ``choices``, case-insensitive). Any other ``type`` (a
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 if TYPE_CHECKING:
     F = TypeVar("F", bound=Callable[..., Any])
 
-KINDS = frozenset({"text", "flag", "bool", "size", "duration", "choice"})  # what argv.py parses
+KINDS = frozenset({"text", "flag", "bool", "size", "duration", "choice"})  # what fastparse.py parses
 
 
 class Option:
@@ -129,7 +129,7 @@ class Option:
         return f"Option({self.name}: {self.kind})"
 
 
-# click's reading of a boolean (``BoolParamType.bool_states``); argv.py's equivalence test keeps
+# click's reading of a boolean (``BoolParamType.bool_states``); fastparse.py's equivalence test keeps
 # them the same.
 BOOL_STATES = {
     "1": True,

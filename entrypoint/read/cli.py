@@ -19,10 +19,9 @@ from click.core import ParameterSource
 from .. import __version__
 from ..formats.layout import name_problem
 from ..options.clicktypes import Duration
-from ..options.security import READER_SECURITY_OPTIONS
-from ..options.store import STORE_OPTIONS, key_prefix_option
+from ..options.store import READER_SECURITY_OPTIONS, STORE_OPTIONS, key_prefix_option
 from ..options.table import Option, env_option
-from ..settings.step import ConfigError, build_store_config
+from ..settings.store import ConfigError, build_store_config
 from ..store import StoreError, open_readable_store
 from . import errors
 from .console import Console

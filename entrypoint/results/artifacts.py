@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..report import Reporter
-from ..wrapper.final_flush import Queued
+from ..settings.step import Config
+from .queue import Queued
 
 TEKTON_LIMIT = 4096  # bytes of results per container (the termination message)
 BIGGEST = 3  # results named in the warning
@@ -188,3 +189,26 @@ def write_provenance(
         reporter.warn(f"--artifacts-file {path}: cannot write it ({exc.strerror or exc})")
         return None
     return len(data)
+
+
+def tekton_outputs(
+    cfg: Config, queued: list[Queued], reporter: Reporter, inputs: Sequence[dict[str, Any]] = ()
+) -> list[Offloaded]:
+    """Once the results are stored: offload oversized ones, write the provenance file, warn
+    about Tekton's size limit. The results offloaded."""
+    step = cfg.layout.step
+    offloaded: list[Offloaded] = []
+    if cfg.offload_results_over is not None:
+        offloaded = offload(queued, cfg.store.bucket, cfg.offload_results_over, step, reporter)
+    dirs = [(cfg.results_dir, "")]
+    if cfg.step_results_dir is not None:
+        dirs.append((cfg.step_results_dir, f"{step}/"))
+    files = sizes(dirs)
+    if cfg.artifacts_file is not None:
+        written = write_provenance(
+            cfg.artifacts_file, outputs(queued, cfg.store.bucket, step), reporter, inputs=list(inputs)
+        )
+        if written:
+            files.append((cfg.artifacts_file.name, written))
+    warn_if_too_big(files, cfg.offload_results_over is not None, reporter)
+    return offloaded

@@ -14,7 +14,7 @@ from pathlib import Path
 from ..formats import archive
 from ..formats.layout import name_problem
 from ..report import Reporter
-from ..transfer.payload import Payload
+from ..store.payload import Payload
 
 
 @dataclass(frozen=True)

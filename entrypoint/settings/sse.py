@@ -96,34 +96,7 @@ def read_customer_key(path: Path) -> bytes:
     return key
 
 
-def to_minio(cfg: Optional[SSEConfig]) -> Any:
-    """minio's Sse object for ``cfg`` (None: no encryption requested)."""
-    if cfg is None:
-        return None
-    from minio.sse import SseCustomerKey, SseKMS, SseS3
-
-    if cfg.mode == "s3":
-        return SseS3()
-    if cfg.mode == "c":
-        assert cfg.customer_key is not None
-        return SseCustomerKey(cfg.customer_key)
-    if cfg.kms_key_id:
-        return SseKMS(cfg.kms_key_id, {})
-    return _SseKMSDefaultKey()
 
 
-def _SseKMSDefaultKey() -> Any:  # a class built lazily: minio is imported late
-    from minio.sse import SseKMS
-
-    class SseKMSDefaultKey(SseKMS):
-        """``aws:kms`` without a key id: the store's default KMS key for the bucket."""
-
-        def __init__(self) -> None:
-            self._headers = {"X-Amz-Server-Side-Encryption": "aws:kms"}
-
-    return SseKMSDefaultKey()
 
 
-def ssec(cfg: Optional[SSEConfig]) -> Any:
-    """The customer key object for reads (GET/HEAD need it too), or None."""
-    return to_minio(cfg) if cfg is not None and cfg.mode == "c" else None

@@ -21,229 +21,30 @@ spool limit divided by the chunk size.
 
 from __future__ import annotations
 
-import io
 import os
-import queue
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Optional
+from typing import Optional
 
-from ..formats import archive
-from ..transfer.payload import GzipMember, Payload
+from ..formats.manifest import Gap
 from ..units import format_size
+from .budget import RESUME_FREE, SpoolBudget
+from .chunk import Chunk
 
 MARKER_PREFIX = b"[tekton-uploader: "
 BACKLOG_SEAL_BY_SIZE_ONLY = 2  # ordered uploads pending (one in flight, one waiting)
 WRITE_RETRY_INTERVAL = 1.0  # after a failed spool write, capture is tried again this much later
-RESUME_FREE = 8  # a paused capture resumes with 1/RESUME_FREE of the spool free
-HOLD_WAIT = 5.0  # how long the archiver waits for an upload reading a chunk's raw file
 
 
-def worst_compressed(n: int) -> int:
-    """The most disk ``n`` bytes take once gzip-compressed (deflate adds ~0.03 % to random data)."""
-    return n + n // 1000 + 1024 if n > 0 else 0
 
 
-def _overhead(n: int) -> int:
-    """The most a raw byte count grows by when gzip-compressed."""
-    return worst_compressed(n) - n
 
 
-class SpoolBudget:
-    """Bytes the capture keeps on disk, counted so that the limit holds at every moment.
-
-    A captured byte lives in its chunk file until the archiver has compressed it into the log
-    archive (and no upload reads the file then; or, if archiving failed, until it is uploaded),
-    and in compressed form in the archive from then on. A chunk not archived yet is counted raw
-    plus the most its compressed copy can outgrow it by (so archiving it never adds to the count);
-    the chunk being compressed also counts room for its whole compressed copy (the raw file stays
-    until the copy is complete). Counters are updated under a lock, in an order that never
-    counts less than is on disk; the capture thread's ``written`` has that thread as only writer.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.written = 0  # chunk bytes written (capture thread)
-        self.archived_out = 0  # compressed log archive bytes
-        self.archiving = 0  # size of the chunk being compressed right now
-        self._archived_in = 0  # chunk bytes done with by the archiver (compressed, or given up)
-        self._released = 0  # chunk bytes deleted
-        self._results = 0  # bytes held by result archives (built after COMMAND exits)
-        self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)
-        self.peak = 0
-
-    def start_archiving(self, n: int) -> None:
-        with self._lock:
-            self.archiving = n
-
-    def end_archiving(self, archive_size: int) -> None:
-        """The chunk being compressed is complete in the archive, now ``archive_size`` bytes."""
-        with self._lock:
-            self.archived_out = archive_size
-            self.archiving = 0
-            self._room.notify_all()
-
-    def settle(self, n: int) -> None:
-        """``n`` chunk bytes are done with by the archiver."""
-        with self._lock:
-            self._archived_in += n
-
-    def release(self, n: int) -> None:
-        """``n`` chunk bytes were deleted."""
-        with self._lock:
-            self._released += n
-            self._room.notify_all()
-
-    def capacity(self, chunk_size: int, behind: bool = False) -> int:
-        """How many more bytes may be captured: each costs its raw byte plus its worst compression
-        overhead, and room stays free for one chunk's compressed copy (the archiver's working
-        copy, or the copy of a chunk an upload still reads raw: the archiver waits for that upload
-        to let go of the raw file before it compresses another chunk). While the store is
-        ``behind``, the backlog leaves ``reserve()`` free too: the compressed log archive only
-        grows, so without it an outage could fill the spool for good, and capture would never
-        resume once the store caught up."""
-        free = self.limit - self.used() - worst_compressed(chunk_size) - 1024
-        if behind:
-            free -= self.reserve(chunk_size)
-        return max(0, free) * 1000 // 1001
-
-    def reserve(self, chunk_size: int) -> int:
-        """Kept free while the store is behind: enough to resume capture (``RESUME_FREE``)."""
-        return self.limit // RESUME_FREE + worst_compressed(chunk_size) + 2048
-
-    def used(self) -> int:
-        with self._lock:
-            return self._used()
-
-    def _used(self) -> int:
-        raw = self.written - self._released
-        pending = self.written - self._archived_in
-        used = raw + self.archived_out + _overhead(pending) + worst_compressed(self.archiving) + self._results
-        if used > self.peak:
-            self.peak = used
-        return used
-
-    def hold(self, n: int) -> None:
-        """Wait until ``n`` more bytes (a result archive about to be written) fit under the limit,
-        then count them. When no other result holds any, it goes ahead even over the limit: results
-        are then archived one at a time, and every one of them in turn."""
-        with self._room:
-            while self._results and self._used() + n > self.limit:
-                self._room.wait()
-            self._results += n
-            self._used()
-
-    def drop(self, n: int) -> None:
-        """``n`` bytes held by ``hold`` are no longer on disk."""
-        with self._room:
-            self._results -= n
-            self._room.notify_all()
 
 
-class _HeldFile(io.BufferedReader):
-    """A chunk's raw file opened by an upload: the chunk keeps it until this is closed."""
-
-    def __init__(self, fd: int, chunk: Chunk) -> None:
-        super().__init__(io.FileIO(fd, "rb", closefd=True), 1024 * 1024)
-        self._chunk: Optional[Chunk] = chunk
-
-    def close(self) -> None:
-        try:
-            super().close()
-        finally:
-            chunk, self._chunk = self._chunk, None
-            if chunk is not None:
-                chunk.let_go()
 
 
-@dataclass(eq=False)
-class Chunk:
-    """A sealed chunk: a payload source (``size``, ``open()``) for its upload.
-
-    ``open()`` reads the raw file while it exists (holding it: it is not deleted while read),
-    else the chunk's gzip member in the log archive. The raw file is deleted once archived into
-    a member and not held, or (no member: archiving failed or there is no archiver) once both
-    uploaded and archived.
-    """
-
-    seq: int
-    path: Path
-    size: int
-    budget: Optional[SpoolBudget] = None
-    uploaded: bool = False
-    archived: bool = False
-    member: Optional[GzipMember] = None
-    _holds: int = 0
-    _removed: bool = False
-    _cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
-
-    def done(
-        self, uploaded: bool = False, archived: bool = False, member: Optional[GzipMember] = None
-    ) -> None:
-        """The uploader or the archiver (with the chunk's ``member``, if any) is done with it."""
-        with self._cond:
-            newly_archived = archived and not self.archived
-            self.uploaded |= uploaded
-            if newly_archived:
-                self.archived = True
-                self.member = member
-                if self.budget is not None:
-                    self.budget.settle(self.size)
-            self._remove_if_unneeded()
-
-    def open(self) -> BinaryIO:
-        with self._cond:
-            if not self._removed:
-                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-                self._holds += 1
-                return _HeldFile(fd, self)
-            member = self.member
-        if member is None:  # removed without a member only once uploaded: not read again
-            raise OSError(f"{self.path}: chunk no longer on disk")
-        return member.open()
-
-    def let_go(self) -> None:
-        """An upload closed the raw file."""
-        with self._cond:
-            self._holds -= 1
-            self._remove_if_unneeded()
-            self._cond.notify_all()
-
-    def wait_unheld(self, timeout: float) -> None:
-        """Until no upload reads the raw file, or ``timeout`` seconds. A chunk up to 8 MiB (the
-        default size) is read into memory once per attempt, so the wait is brief; a larger one
-        streams from the file for its whole request: then the archiver goes on after ``timeout``
-        (the raw file still goes when that upload lets go), and until then the spool may hold one
-        chunk more than the budget planned for."""
-        with self._cond:
-            self._cond.wait_for(lambda: not self._holds or self._removed, timeout)
-
-    def _remove_if_unneeded(self) -> None:
-        """Holding ``_cond``: delete the raw file when nothing needs it any more."""
-        if self._removed or self._holds or not self.archived:
-            return
-        if self.member is None and not self.uploaded:
-            return
-        self._removed = True
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        if self.budget is not None:
-            self.budget.release(self.size)
-
-
-@dataclass(frozen=True)
-class Gap:
-    """Output not captured: ``size`` bytes after ``at`` bytes of COMMAND's output."""
-
-    at: int
-    size: int
-    reason: str
 
 
 def write_all(fd: int, data: memoryview) -> None:
@@ -424,62 +225,3 @@ class LogCapture:
             self._fd = -1
 
 
-class LogArchiver:
-    """Compresses sealed chunks in the background into gzip members for ``<step>-log.tgz``.
-
-    At the end the archive is gzip(tar header) + the members + gzip(tar trailer): the tar header
-    needs the log's total size, which is only known then, and costs nothing to compress late.
-    """
-
-    def __init__(self, directory: Path, member_name: str, budget: Optional[SpoolBudget] = None) -> None:
-        self.member_name = member_name
-        self._budget = budget
-        self.members = directory / "log-members.gz"
-        self._out = open(self.members, "wb")  # noqa: SIM115 - closed in finish()
-        # each chunk's member is also read on its own (``GzipMember``) by a later upload
-        self._queue: queue.Queue[Optional[Chunk]] = queue.Queue()
-        self._error: Optional[OSError] = None
-        self._thread = threading.Thread(target=self._work, name="log-archiver", daemon=True)
-        self._thread.start()
-
-    def add(self, chunk: Chunk) -> None:
-        self._queue.put(chunk)
-
-    def _work(self) -> None:
-        while True:
-            chunk = self._queue.get()
-            if chunk is None:
-                return
-            member: Optional[GzipMember] = None
-            try:
-                if self._error is None:
-                    if self._budget is not None:
-                        self._budget.start_archiving(chunk.size)
-                    offset = self._out.tell()
-                    fd = os.open(chunk.path, os.O_RDONLY | os.O_CLOEXEC)
-                    try:
-                        size = archive.gzip_file(fd, self._out)
-                    finally:
-                        os.close(fd)
-                    self._out.flush()  # uploads read the member through a file of their own
-                    if size == chunk.size:
-                        member = GzipMember(self.members, offset, self._out.tell() - offset, size)
-            except OSError as exc:
-                self._error = exc
-            finally:
-                if self._budget is not None:
-                    self._budget.end_archiving(self._out.tell())
-                chunk.done(archived=True, member=member)
-            if member is not None:  # at most one chunk is both compressed and raw (held by its upload)
-                chunk.wait_unheld(HOLD_WAIT)
-
-    def finish(self, total: int, mtime: float) -> Payload:
-        """Wait for the queued chunks, then describe the whole archive (called in a worker)."""
-        self._queue.put(None)
-        self._thread.join()
-        self._out.close()
-        if self._error is not None:
-            raise self._error
-        header = archive.gzip_member(archive.tar_header(self.member_name, total, mtime))
-        trailer = archive.gzip_member(archive.tar_trailer(total))
-        return Payload.of(header, self.members, trailer)

@@ -53,10 +53,10 @@ from minio.error import InvalidResponseError, S3Error, ServerError
 from minio.signer import sign_v4_s3
 from urllib3._collections import HTTPHeaderDict
 
-from ..settings import credentials, sse, tls
-from ..settings.step import StoreConfig
-from ..transfer.payload import Digests, Payload
+from ..settings.store import StoreConfig
+from . import s3_credentials, s3_security
 from .base import ObjectInfo, Retry, Stored, StoreError, once
+from .payload import Digests, Payload
 
 PART_SIZE = 8 * 1024 * 1024  # one part in memory per upload in flight
 STREAM_PUT_MAX = 1024 * 1024 * 1024  # larger: multipart (a retry resends one part, not the object)
@@ -214,12 +214,12 @@ class S3Store:
         provider = None
         try:
             if cfg.tls is not None and cfg.endpoint.secure:
-                tls.configure_pool(pool, cfg.tls)
-            provider = credentials.build_provider(cfg.auth, cfg.tls)
+                s3_security.configure_pool(pool, cfg.tls)
+            provider = s3_credentials.build_provider(cfg.auth, cfg.tls)
         except ValueError as exc:
             raise StoreError(str(exc), transient=False, code="TLS") from None
-        self.sse = sse.to_minio(cfg.sse)
-        self.ssec = sse.ssec(cfg.sse)
+        self.sse = s3_security.to_minio(cfg.sse)
+        self.ssec = s3_security.ssec(cfg.sse)
         # With server-side encryption ETags are not (or not always) MD5 digests of the bytes: rely
         # on the server's own Content-MD5 check alone.
         self.trust_server_checksums = self.sse is not None

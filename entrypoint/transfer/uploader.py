@@ -19,7 +19,7 @@ client never delays COMMAND.
 Memory: each worker holds at most one part (``store.s3.PART_SIZE``, 8 MiB) of one object, and
 the ordered lane at most ``PREPARED_AHEAD`` prepared chunk besides the one being sent; the
 queues hold small Job records (one per sealed chunk: their number is bounded by the spool limit
-over the chunk size, see ``capture.py``).
+over the chunk size, see ``spool/capture.py``).
 """
 
 from __future__ import annotations
@@ -31,9 +31,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..formats.manifest import Entry
 from ..report import Reporter
 from ..store import Store, Stored, StoreError
-from .payload import Payload
+from ..store.payload import Payload
 from .retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
 
 Clock = Callable[[], float]
@@ -66,6 +67,12 @@ class Job:
         if self.attempts:
             return "still uploading at the flush deadline"
         return "not started before the flush deadline"
+
+    def entry(self) -> Entry:
+        """This job as the manifest records it."""
+        if self.stored and self.result is not None:
+            return Entry(self.key, self.kind, True, self.result.size, self.result.sha256)
+        return Entry(self.key, self.kind, False, reason=self.reason())
 
 
 _STOP = object()
@@ -167,9 +174,7 @@ class Uploader:
     def close(self, deadline: Optional[float]) -> list[Job]:
         """Finish every submitted job by ``deadline``; return the jobs not stored."""
         self.set_deadline(deadline)
-        for _ in range(self._workers):
-            self._pool.put(_STOP)
-        self._ordered.put(_STOP)
+        self.stop()
         with self._lock:
             jobs = list(self._jobs)
         self.wait(jobs, deadline)

@@ -15,7 +15,8 @@ from ..read.fetch import get_result_to_file
 from ..read.locate import Reader, TaskView
 from ..read.retry import Retry
 from ..report import Reporter
-from ..settings.step import Config, ConfigError, FetchSpec
+from ..settings.step import Config, FetchSpec
+from ..settings.store import ConfigError
 from ..store import StoreError, open_readable_store
 
 

@@ -11,7 +11,7 @@ file was deleted once it was compressed into the log archive).
 ``Payload.hashed()`` reads a payload once ahead of its upload, computing its MD5 (for
 ``Content-MD5``) and SHA-256 (for the manifest and the request signature) and, for a small one,
 keeping its bytes: the ordered upload lane prepares the next log chunk this way while the current
-one is on the wire (``uploader.py``), so the store's request needs no pass over the bytes of its own.
+one is on the wire (``transfer/uploader.py``), so the store's request needs no pass over the bytes of its own.
 """
 
 from __future__ import annotations
