@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..options.table import Option
+from ..settings.environment import kfp_endpoint
 from ..settings.store import (
     DEFAULT_BUCKET,
     DEFAULT_LOCAL_DIR,
@@ -138,6 +139,10 @@ class ObjectStoreConfig:
             except ValueError as exc:
                 raise ObjectStoreConfigError(f"{variable}: {exc}") from None
             values[name] = str(value) if isinstance(_DEFAULTS[name], str) else value
+        if "service_endpoint" not in values:  # kfp-tekton's own, as the command reads them
+            kfp = kfp_endpoint(env)
+            if kfp:
+                values["service_endpoint"] = kfp
         values.update(overrides)
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:

@@ -187,3 +187,5 @@ def reader_security_options(f: F) -> F:
     return apply(READER_SECURITY_OPTIONS, f)
 
 
+# Read by tekton-uploader-read only (its --retries, an int range: defined there with click).
+READER_ONLY_VARIABLES = ("OBJECTSTORE_READ_RETRIES",)

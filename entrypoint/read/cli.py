@@ -19,7 +19,7 @@ from click.core import ParameterSource
 from .. import __version__
 from ..formats.layout import name_problem
 from ..options.clicktypes import Duration
-from ..options.store import READER_SECURITY_OPTIONS, STORE_OPTIONS, key_prefix_option
+from ..options.store import READER_ONLY_VARIABLES, READER_SECURITY_OPTIONS, STORE_OPTIONS, key_prefix_option
 from ..options.table import Option, env_option
 from ..settings.store import ConfigError, build_store_config
 from ..store import StoreError, open_readable_store
@@ -52,12 +52,13 @@ SUB_EPILOG = f"Store options (--endpoint, --bucket, credentials, ...): see {PROG
 
 retries_option = env_option(
     "--retries",
-    env=["OBJECTSTORE_READ_RETRIES"],
+    env=list(READER_ONLY_VARIABLES),
     type=click.IntRange(0, 100),
     default=4,
     show_default=True,
     help="Retries of a store request that failed for a transient reason (network, 5xx, throttling).",
 )
+
 
 # Where the objects are and how to reach them: the group's options, shown once in its --help,
 # and accepted after the subcommand too (hidden there; a value given there wins).

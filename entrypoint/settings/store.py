@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from . import credentials as creds_mod
 from . import sse as sse_mod
 from . import tls as tls_mod
 from .credentials import CredentialChain
+from .environment import kfp_endpoint
 from .sse import SSEConfig
 from .tls import TLSConfig
 
@@ -142,7 +144,7 @@ def check_url_style(
 def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
     """The store options (see ``options/store.py``), validated; shared by both commands."""
     bucket = check_bucket(values.get("bucket") or DEFAULT_BUCKET)
-    endpoint_url = values.get("endpoint")
+    endpoint_url = values.get("endpoint") or kfp_endpoint(os.environ)
     endpoint: Optional[S3Endpoint] = None
     local_dir: Optional[Path] = None
     if endpoint_url:
@@ -195,5 +197,3 @@ def positive_duration(values: Mapping[str, Any], name: str, default: Optional[fl
     if float(value) <= 0:
         raise ConfigError(f"--{name.replace('_', '-')}: must be greater than 0")
     return float(value)
-
-
