@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from . import __version__, exitcodes
 from .options.fastparse import parse_argv
 from .options.table import apply
-from .options.wrapper import CONTEXT, EPILOG, OPTIONS, SECRETS
+from .options.wrapper import CONTEXT, EPILOG, OPTIONS, SECRETS, VARIABLES
 from .redact import redact
 from .report import PREFIX, Reporter
 from .settings.step import build_config
@@ -29,15 +29,12 @@ if TYPE_CHECKING:
     import click
 
 
-
-
-
-
 def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: set[str]) -> int:
     """Run COMMAND with the parsed option values; ``on_command_line``: options given as flags."""
     from .wrapper.hardening import protect
     from .wrapper.supervisor import Supervisor, policy_of, start
 
+    _warn_unknown_variables(bool(values.get("debug")))
     cfg = build_config(values, command)
     reporter = Reporter(quiet=cfg.quiet, debug=cfg.debug)
     protect(cfg, reporter, {name: name in on_command_line for name in SECRETS})
@@ -60,6 +57,16 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
     return Run(cfg, reporter, supervisor, inputs=inputs).execute()
 
 
+def _warn_unknown_variables(debug: bool) -> None:
+    """A misspelt OBJECTSTORE_* variable: a warning (also with -q), before anything else is said."""
+    if any(name.startswith("OBJECTSTORE_") and name not in VARIABLES for name in os.environ):
+        from .settings.environment import unknown_variables
+
+        reporter = Reporter(debug=debug)
+        for warning in unknown_variables(os.environ, VARIABLES):
+            reporter.warn(warning)
+
+
 @functools.cache
 def click_command() -> click.Command:
     """The click command (built on first use): ``--help``, ``--version`` and error messages."""
@@ -73,6 +80,8 @@ def click_command() -> click.Command:
           <prefix>/<pipelinerun>/<pipelinetask>/<result>.tgz
           <prefix>/<pipelinerun>/<pipelinetask>/<step>/<result>.tgz  (--step-results-dir)
           <prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
+          <prefix>/<pipelinerun>/<pipelinetask>/<step>-summary.json
+          <prefix>/<pipelinerun>/<pipelinetask>/<step>-manifest.json
           <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
         """
         ctx = click.get_current_context()

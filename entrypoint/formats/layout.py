@@ -4,6 +4,11 @@
 <prefix>/<pipelinerun>/<pipelinetask>/<step>/<result>.tgz   (Tekton step results)
 <prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
 <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
+<prefix>/_logs/<id>/<chunk>.log                               (the library's Logger, by default)
+
+``_logs`` cannot be a PipelineRun's name (Kubernetes names start with a letter or digit), so
+the reader tells the library's logs from pipeline runs. Loggers before 0.2 wrote to
+``<prefix>/logs/<id>/<chunk>.log``; the reader still finds those (``OLD_LIBRARY_LOGS``).
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import urllib.parse
 from typing import NamedTuple
 
 CHUNK_DIGITS = 8
+LIBRARY_LOGS = "_logs"
+OLD_LIBRARY_LOGS = "logs"  # read, never written
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -104,3 +111,19 @@ class Layout(_Names):
     def step_object_key(self, suffix: str) -> str:
         """``<step>-<suffix>`` next to the log archive (summary.json, manifest.json)."""
         return f"{self.task_prefix}{self.step}-{suffix}"
+
+
+def library_log_prefix(key_prefix: str, log_id: str) -> str:
+    """``<key_prefix>/_logs/<log_id>/``: where a library ``Logger`` stores its chunks by default."""
+    parts = [p for p in key_prefix.strip("/").split("/") if p]
+    for part in parts:
+        check_name("key prefix segment", part)
+    return "/".join([*parts, LIBRARY_LOGS, check_name("log id", log_id)]) + "/"
+
+
+def chunk_seq(name: str) -> int | None:
+    """The sequence number of a chunk file name ``00000012.log``; None for any other name."""
+    stem, dot, ext = name.partition(".")
+    if dot != "." or ext != "log" or not stem.isdigit():
+        return None
+    return int(stem)

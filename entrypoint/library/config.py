@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..options.table import Option
+from ..settings.environment import kfp_endpoint
 from ..settings.store import (
     DEFAULT_BUCKET,
     DEFAULT_LOCAL_DIR,
@@ -26,6 +27,7 @@ from ..settings.store import (
     Credentials,
     StoreConfig,
     check_bucket,
+    check_url_style,
     parse_endpoint,
 )
 from .errors import MASK, ObjectStoreConfigError, redact
@@ -137,6 +139,10 @@ class ObjectStoreConfig:
             except ValueError as exc:
                 raise ObjectStoreConfigError(f"{variable}: {exc}") from None
             values[name] = str(value) if isinstance(_DEFAULTS[name], str) else value
+        if "service_endpoint" not in values:  # kfp-tekton's own, as the command reads them
+            kfp = kfp_endpoint(env)
+            if kfp:
+                values["service_endpoint"] = kfp
         values.update(overrides)
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
@@ -169,6 +175,7 @@ class ObjectStoreConfig:
             endpoint, local_dir = parse_endpoint(endpoint_url)
         else:
             endpoint, local_dir = None, Path(DEFAULT_LOCAL_DIR)
+        check_url_style(endpoint, self.s3_force_path_style, "s3_force_path_style=False")
         credentials = None
         if endpoint is not None:
             if not self.access_key or not self.secret_key:

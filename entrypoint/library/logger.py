@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ..formats.layout import CHUNK_DIGITS, check_name, name_problem
+from ..formats.layout import CHUNK_DIGITS, check_name, library_log_prefix, name_problem
 from ..spool.capture import LogCapture
 from ..spool.chunk import Chunk
 from ..store.payload import Payload
@@ -358,13 +358,15 @@ class Logger(io.RawIOBase):
 
 
 def default_prefix(key_prefix: str) -> str:
-    """``<key_prefix>/logs/<UTC time>-<host>-<pid>/``: new for each Logger, sorting by start time."""
+    """``<key_prefix>/_logs/<UTC time>-<host>-<pid>/``: new for each Logger, sorting by start time.
+
+    ``tekton-uploader-read library-logs`` lists and prints them.
+    """
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     host = socket.gethostname()
     if name_problem(host) or len(host) > 100:
         host = "host"
-    parts = [p for p in key_prefix.strip("/").split("/") if p] + ["logs", f"{stamp}-{host}-{os.getpid()}"]
-    return "/".join(parts) + "/"
+    return library_log_prefix(key_prefix, f"{stamp}-{host}-{os.getpid()}")
 
 
 def normalise_prefix(prefix: str) -> str:

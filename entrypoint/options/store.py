@@ -179,8 +179,13 @@ _WRITING: tuple[Option, ...] = (
 SECURITY_OPTIONS = (*_CREDENTIALS, *_TLS, *_WRITING)
 
 
+READER_SECURITY_OPTIONS = (*_CREDENTIALS, *_TLS, _SSE_C_KEY)
+
+
 def reader_security_options(f: F) -> F:
     """For commands that only read: credentials, TLS, and the SSE-C key to read such objects."""
-    return apply((*_CREDENTIALS, *_TLS, _SSE_C_KEY), f)
+    return apply(READER_SECURITY_OPTIONS, f)
 
 
+# Read by tekton-uploader-read only (its --retries, an int range: defined there with click).
+READER_ONLY_VARIABLES = ("OBJECTSTORE_READ_RETRIES",)

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from .store import SECURITY_OPTIONS, STORE_OPTIONS, create_bucket_option, key_prefix_option
+from .store import (
+    READER_ONLY_VARIABLES,
+    SECURITY_OPTIONS,
+    STORE_OPTIONS,
+    create_bucket_option,
+    key_prefix_option,
+)
 from .table import Option
 from .table import env_option as _opt
 
@@ -206,3 +212,5 @@ OPTIONS: tuple[Option, ...] = (
 )
 
 
+# Every variable either command reads: an OBJECTSTORE_* variable not here is warned about (a typo).
+VARIABLES = frozenset({*(v for o in OPTIONS for v in o.env), *READER_ONLY_VARIABLES})

@@ -203,22 +203,3 @@ def sts_endpoint(chain: CredentialChain, environ: Mapping[str, str] = os.environ
         return "https://sts.amazonaws.com"
     suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
     return f"https://sts.{region}{suffix}"
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

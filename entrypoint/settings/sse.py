@@ -94,9 +94,3 @@ def read_customer_key(path: Path) -> bytes:
     redact.add(base64.b64encode(key).decode())
     redact.add(key.hex())
     return key
-
-
-
-
-
-

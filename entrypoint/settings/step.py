@@ -12,20 +12,13 @@ from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 from ..formats.layout import Layout, name_problem
+from .environment import kfp_endpoint, no_endpoint_problem
 from .store import ConfigError, StoreConfig, build_store_config, check_bucket_for, positive_duration
 
 DEFAULT_POD_LABELS = "/etc/podinfo/labels"
 DEFAULT_SPOOL_LIMIT = 1024**3
 MIN_SPOOL_LIMIT = 1024**2
 PREFLIGHT_MODES = ("off", "warn", "strict")
-
-
-
-
-
-
-
-
 
 
 class Config(NamedTuple):
@@ -69,12 +62,6 @@ class FetchSpec(NamedTuple):
     result: Optional[str] = None
     bucket: Optional[str] = None
     key: Optional[str] = None
-
-
-
-
-
-
 
 
 def read_pod_labels(path: Path) -> dict[str, str]:
@@ -134,12 +121,15 @@ def resolve_identity(
     return run, task
 
 
-
-
 def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
     """Validate raw option values (as click collected them) into a ``Config``."""
     if not command:
         raise ConfigError("no COMMAND given; usage: tekton-uploader [OPTIONS] -- COMMAND [ARGS]...")
+    embedded = not (values.get("endpoint") or kfp_endpoint(os.environ))
+    if embedded:
+        problem = no_endpoint_problem(os.environ)
+        if problem:
+            raise ConfigError(problem + "; COMMAND not started")
     store = build_store_config(values)
     run, task = resolve_identity(
         values.get("pipelinerun"),
@@ -183,7 +173,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         signal_child_only=bool(values.get("signal_child_only")),
         quiet=bool(values.get("quiet")),
         debug=bool(values.get("debug")),
-        embedded_default=not values.get("endpoint"),
+        embedded_default=embedded,
         spool_limit=spool_limit,
         preflight=preflight,
         ignore_upload_errors=bool(values.get("ignore_upload_errors")),
@@ -236,10 +226,6 @@ def parse_fetch(text: str) -> FetchSpec:
     if result.endswith(".tgz"):
         result = result[:-4]
     return FetchSpec(text, Path(path), run=run, task=task, result=result)
-
-
-
-
 
 
 def reproducible_mtime(values: Mapping[str, Any]) -> Optional[float]:

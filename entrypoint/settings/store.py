@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import urllib.parse
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from . import credentials as creds_mod
 from . import sse as sse_mod
 from . import tls as tls_mod
 from .credentials import CredentialChain
+from .environment import kfp_endpoint
 from .sse import SSEConfig
 from .tls import TLSConfig
 
@@ -117,16 +119,39 @@ def parse_endpoint(url: str) -> tuple[Optional[S3Endpoint], Optional[Path]]:
     return S3Endpoint(host if port is None else f"{host}:{port}", parts.scheme == "https"), None
 
 
+def check_url_style(
+    endpoint: Optional[S3Endpoint], path_style: Optional[bool], option: str = "--virtual-host-style"
+) -> None:
+    """Virtual-host style puts the bucket in the host name (``BUCKET.HOST``): an IP address or
+    ``localhost`` has no such names, so say so now instead of failing to resolve later."""
+    if endpoint is None or path_style is not False:
+        return
+    import ipaddress
+
+    host = urllib.parse.urlsplit(endpoint.url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        what = "an IP address"
+    except ValueError:
+        what = "localhost" if host == "localhost" or host.endswith(".localhost") else ""
+    if what:
+        raise ConfigError(
+            f"{option}: endpoint {endpoint.url} is {what}, and virtual-host-style URLs put the bucket "
+            "in the host name (BUCKET.HOST), which needs a DNS name; use path style"
+        )
+
+
 def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
     """The store options (see ``options/store.py``), validated; shared by both commands."""
     bucket = check_bucket(values.get("bucket") or DEFAULT_BUCKET)
-    endpoint_url = values.get("endpoint")
+    endpoint_url = values.get("endpoint") or kfp_endpoint(os.environ)
     endpoint: Optional[S3Endpoint] = None
     local_dir: Optional[Path] = None
     if endpoint_url:
         endpoint, local_dir = parse_endpoint(endpoint_url)
     else:
         local_dir = Path(DEFAULT_LOCAL_DIR)
+    check_url_style(endpoint, values.get("path_style"))
     credentials = None
     auth = tls = sse = None
     try:
@@ -172,5 +197,3 @@ def positive_duration(values: Mapping[str, Any], name: str, default: Optional[fl
     if float(value) <= 0:
         raise ConfigError(f"--{name.replace('_', '-')}: must be greater than 0")
     return float(value)
-
-

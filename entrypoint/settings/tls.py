@@ -56,11 +56,3 @@ def check_bundle(path: Path) -> None:
         raise ValueError(f"--ca-bundle: cannot read {path}: {exc.strerror}; {hint}") from None
     if _PEM_MARK not in data:
         raise ValueError(f"--ca-bundle: {path} holds no PEM certificate; {hint}")
-
-
-
-
-
-
-
-

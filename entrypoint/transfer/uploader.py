@@ -240,7 +240,10 @@ class Uploader:
             self.store().check(prefix)
         except StoreError as exc:
             if exc.transient:
-                self._reporter.warn(f"object storage not reachable yet ({exc}); uploads keep retrying")
+                self._reporter.warn(
+                    f"object storage not reachable yet ({exc}); uploads keep retrying; "
+                    "check --endpoint (OBJECTSTORE_ENDPOINT) and the network"
+                )
             elif exc.whole_store and exc.code != "AccessDenied":
                 self._note_permanent(exc)
             else:  # AccessDenied on a listing: write-only credentials may still upload

@@ -230,12 +230,13 @@ class FinalFlush:
             self.reporter.warn(f"{len(summary.results_skipped)} result(s) skipped: {names}")
         stored = [j for j in self.uploader.jobs() if j.stored]
         how = f"signal {summary.signal}" if summary.signal else f"exit code {outcome.command_code}"
+        ended = f"ended with {how}"
         if summary.timed_out:
-            how = "timed out"
+            ended = f"was stopped by --timeout ({how})"
         # None: COMMAND ended before the first sample of its memory (every 0.5 s)
         peak = "not sampled" if summary.peak_rss_bytes is None else format_size(summary.peak_rss_bytes)
         self.reporter.info(
-            f"{self.cfg.layout.step}: COMMAND ended with {how} after {summary.wall_seconds:.1f}s "
+            f"{self.cfg.layout.step}: COMMAND {ended} after {summary.wall_seconds:.1f}s "
             f"(cpu {summary.cpu_user_seconds:.1f}s user, {summary.cpu_system_seconds:.1f}s sys, "
             f"peak {peak}); stored {len(stored)} object(s), "
             f"{format_size(sum(j.size for j in stored))}, in {flush_seconds:.2f}s after exit"

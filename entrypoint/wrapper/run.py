@@ -92,7 +92,7 @@ class Run:
         """Supervise COMMAND to its end, then the final flush; the wrapper's exit code."""
         cfg, sup = self.cfg, self.supervisor
         try:
-            started_wall = time.time()
+            started_wall = time.time() - (sup.clock() - sup.started_at)  # COMMAND's spawn, in wall time
             # after the spawn: the S3 client is imported (and the bucket checked) in the background
             self.uploader.start(cfg.preflight, cfg.layout.task_prefix)
             sampler = TreeSampler(sup.pid).start()
