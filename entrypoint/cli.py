@@ -2,9 +2,10 @@
 
 Errors in the options are one line on stderr and exit code 2, before COMMAND starts.
 
-Start-up is on every step's critical path, so the usual command line is parsed by ``argv.py``
-from the option table below without importing click; click (the same table) handles everything
-else: ``--help``, ``--version``, and every error, so the messages are click's.
+Start-up is on every step's critical path, so the usual command line is parsed by
+``options/fastparse.py`` from the option table (``options/wrapper.py``) without importing click;
+click (the same table) handles everything else: ``--help``, ``--version``, and every error, so
+the messages are click's.
 """
 
 from __future__ import annotations
@@ -16,239 +17,54 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import __version__, exitcodes
-from .argv import parse_argv
-from .config import ConfigError, build_config
-from .options import Option, apply
-from .options import env_option as _opt
+from .options.fastparse import parse_argv
+from .options.table import apply
+from .options.wrapper import CONTEXT, EPILOG, OPTIONS, SECRETS, VARIABLES
 from .redact import redact
 from .report import PREFIX, Reporter
-from .securityoptions import SECURITY_OPTIONS
-from .storeoptions import STORE_OPTIONS, create_bucket_option, key_prefix_option
+from .settings.step import build_config
+from .settings.store import ConfigError
 
 if TYPE_CHECKING:
     import click
 
-CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"], "max_content_width": 100}
-SECRETS = ("secret_key", "session_token")  # warned about when given as flags (visible to ps)
-
-EPILOG = """\b
-Exit codes:
-  COMMAND's own exit code, or 128+N when COMMAND was killed by signal N
-  2    bad usage or configuration, or --preflight strict failed (COMMAND not started)
-  74   objects still missing after the final flush although COMMAND exited 0
-       (unless --ignore-upload-errors)
-  124  --timeout expired and COMMAND was stopped
-  125  internal error of the wrapper
-  126  COMMAND not executable
-  127  COMMAND not found
-"""
-
-
-OPTIONS: tuple[Option, ...] = (
-    *STORE_OPTIONS,
-    create_bucket_option,
-    _opt(
-        "--pipelinerun",
-        env=["PIPELINERUN"],
-        metavar="NAME",
-        help="PipelineRun name. [default: from the pod labels]",
-    ),
-    _opt(
-        "--pipelinetask",
-        env=["PIPELINETASK"],
-        metavar="NAME",
-        help="Pipeline task name. [default: from the pod labels]",
-    ),
-    _opt(
-        "--pod-labels",
-        env=["OBJECTSTORE_POD_LABELS"],
-        default="/etc/podinfo/labels",
-        show_default=True,
-        metavar="FILE",
-        help="Downward-API labels file read when the names are not given.",
-    ),
-    _opt(
-        "--step",
-        env=["OBJECTSTORE_STEP"],
-        default="main",
-        show_default=True,
-        metavar="NAME",
-        help="Step name, used in <step>-log.tgz and logs/<step>/.",
-    ),
-    _opt(
-        "--results-dir",
-        env=["OBJECTSTORE_RESULTS_DIR"],
-        default="/tekton/results",
-        show_default=True,
-        metavar="DIR",
-        help="Each regular file here is stored as <result>.tgz after COMMAND exits.",
-    ),
-    _opt(
-        "--step-results-dir",
-        env=["OBJECTSTORE_STEP_RESULTS_DIR"],
-        metavar="DIR",
-        help="Also store each file here (Tekton's /tekton/steps/step-<name>/results) as "
-        "<step>/<result>.tgz. [default: off]",
-    ),
-    _opt(
-        "--artifacts-file",
-        env=["OBJECTSTORE_ARTIFACTS_FILE"],
-        metavar="PATH",
-        help="Write the stored results as Tekton artifact outputs (uri, sha256 digest) to PATH "
-        "($(step.artifacts.path)), and the --fetch-result ones as inputs, merged with what COMMAND "
-        "wrote there. [default: off]",
-    ),
-    _opt(
-        "--offload-results-over",
-        env=["OBJECTSTORE_OFFLOAD_RESULTS_OVER"],
-        type="size",
-        metavar="SIZE",
-        help="After storing them, replace result files larger than SIZE by their s3://bucket/key URI, "
-        "so Tekton's 4096-byte limit is not hit. [default: off]",
-    ),
-    _opt(
-        "--fetch-result",
-        env=["OBJECTSTORE_FETCH_RESULT"],
-        multiple=True,
-        metavar="TASK/RESULT=PATH",
-        help="Before COMMAND starts, extract a stored result of this pipelinerun (or "
-        "RUN/TASK/RESULT, or an s3://bucket/key URI) to PATH; exit 2 if missing. Repeatable.",
-    ),
-    key_prefix_option,
-    _opt(
-        "--log-chunk-size",
-        env=["OBJECTSTORE_LOG_CHUNK_SIZE"],
-        type="size",
-        default="8MiB",
-        show_default=True,
-        help="Upload the live log in chunks of this size.",
-    ),
-    _opt(
-        "--log-flush-interval",
-        env=["OBJECTSTORE_LOG_FLUSH_INTERVAL"],
-        type="duration",
-        default="5s",
-        show_default=True,
-        help="Upload unsent log data at least this often.",
-    ),
-    _opt(
-        "--spool-dir",
-        env=["OBJECTSTORE_SPOOL_DIR"],
-        metavar="DIR",
-        help="Where sealed chunks wait for upload. [default: a temporary directory]",
-    ),
-    _opt(
-        "--flush-timeout",
-        env=["OBJECTSTORE_FLUSH_TIMEOUT"],
-        type="duration",
-        default="5m",
-        show_default=True,
-        help="Longest time to keep uploading after COMMAND exits.",
-    ),
-    _opt(
-        "--spool-limit",
-        env=["OBJECTSTORE_SPOOL_LIMIT"],
-        type="size",
-        default="1GiB",
-        show_default=True,
-        help="Most disk the spool may use; beyond it output still passes through but capture pauses "
-        "(a marker line in the log says how many bytes are missing).",
-    ),
-    _opt(
-        "--preflight",
-        env=["OBJECTSTORE_PREFLIGHT"],
-        choices=["off", "warn", "strict"],
-        default="warn",
-        show_default=True,
-        help="Check bucket access: warn = in the background while COMMAND runs; strict = before "
-        "COMMAND, exit 2 on a permanent error; off = no check.",
-    ),
-    _opt(
-        "--ignore-upload-errors",
-        env=["OBJECTSTORE_IGNORE_UPLOAD_ERRORS"],
-        is_flag=True,
-        help="Exit with COMMAND's code even when objects are missing after the final flush.",
-    ),
-    _opt(
-        "--skip-results-on-failure",
-        env=["OBJECTSTORE_SKIP_RESULTS_ON_FAILURE"],
-        is_flag=True,
-        help="Do not upload results when COMMAND fails (by default they are, to help debugging).",
-    ),
-    _opt(
-        "--connect-timeout",
-        env=["OBJECTSTORE_CONNECT_TIMEOUT"],
-        type="duration",
-        default="5s",
-        show_default=True,
-        help="Give up connecting to the object store after this long (then retry).",
-    ),
-    _opt(
-        "--read-timeout",
-        env=["OBJECTSTORE_READ_TIMEOUT"],
-        type="duration",
-        default="30s",
-        show_default=True,
-        help="Give up on a request when the object store is silent this long (then retry).",
-    ),
-    _opt(
-        "--timeout",
-        env=["OBJECTSTORE_TIMEOUT"],
-        type="duration",
-        help="Stop COMMAND (SIGTERM, then SIGKILL after --kill-after) when it runs this long; exit 124. "
-        "Set it below the Tekton step timeout, which SIGKILLs without warning.",
-    ),
-    _opt(
-        "--kill-after",
-        env=["OBJECTSTORE_KILL_AFTER"],
-        type="duration",
-        default="20s",
-        show_default=True,
-        help="SIGKILL COMMAND's process group this long after a SIGTERM if it is still running.",
-    ),
-    _opt(
-        "--termination-grace",
-        env=["OBJECTSTORE_TERMINATION_GRACE"],
-        type="duration",
-        default="30s",
-        show_default=True,
-        help="After a SIGTERM, finish the final flush within this (the pod's terminationGracePeriodSeconds).",
-    ),
-    _opt(
-        "--signal-child-only",
-        env=["OBJECTSTORE_SIGNAL_CHILD_ONLY"],
-        is_flag=True,
-        help="Forward signals to COMMAND alone instead of its whole process group.",
-    ),
-    *SECURITY_OPTIONS,
-    _opt(
-        "--quiet", "-q", env=["OBJECTSTORE_QUIET"], is_flag=True, help="Silence the wrapper's own info lines."
-    ),
-    _opt("--debug", env=["OBJECTSTORE_DEBUG"], is_flag=True, help="Print every upload and retry."),
-)
-
 
 def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: set[str]) -> int:
     """Run COMMAND with the parsed option values; ``on_command_line``: options given as flags."""
-    from .hardening import protect
-    from .supervisor import Supervisor, policy_of, start
+    from .wrapper.hardening import protect
+    from .wrapper.supervisor import Supervisor, policy_of, start
 
+    _warn_unknown_variables(bool(values.get("debug")))
     cfg = build_config(values, command)
     reporter = Reporter(quiet=cfg.quiet, debug=cfg.debug)
     protect(cfg, reporter, {name: name in on_command_line for name in SECRETS})
     inputs: list[dict[str, Any]] = []
     if cfg.fetch_results:  # inputs first: COMMAND must find them when it starts
-        from .inputs import fetch_inputs
+        from .wrapper.inputs import fetch_inputs
 
         inputs = fetch_inputs(cfg, reporter)
+    if cfg.preflight == "strict":  # the bucket is checked before COMMAND starts
+        from .wrapper.run import preflight_strict
+
+        if not preflight_strict(cfg, reporter):
+            return exitcodes.USAGE
     supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg))
-    if cfg.preflight != "strict":  # start COMMAND now; the rest of the machinery loads meanwhile
-        failed = start(supervisor, reporter)
-        if failed is not None:
-            return failed
-    from .run import Run
+    failed = start(supervisor, reporter)  # the one place COMMAND is spawned
+    if failed is not None:
+        return failed
+    from .wrapper.run import Run  # the rest of the machinery loads while COMMAND runs
 
     return Run(cfg, reporter, supervisor, inputs=inputs).execute()
+
+
+def _warn_unknown_variables(debug: bool) -> None:
+    """A misspelt OBJECTSTORE_* variable: a warning (also with -q), before anything else is said."""
+    if any(name.startswith("OBJECTSTORE_") and name not in VARIABLES for name in os.environ):
+        from .settings.environment import unknown_variables
+
+        reporter = Reporter(debug=debug)
+        for warning in unknown_variables(os.environ, VARIABLES):
+            reporter.warn(warning)
 
 
 @functools.cache
@@ -264,6 +80,8 @@ def click_command() -> click.Command:
           <prefix>/<pipelinerun>/<pipelinetask>/<result>.tgz
           <prefix>/<pipelinerun>/<pipelinetask>/<step>/<result>.tgz  (--step-results-dir)
           <prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
+          <prefix>/<pipelinerun>/<pipelinetask>/<step>-summary.json
+          <prefix>/<pipelinerun>/<pipelinetask>/<step>-manifest.json
           <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
         """
         ctx = click.get_current_context()

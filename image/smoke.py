@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+# The public project, as pyproject's [project.urls] Source names it (the image's source label).
+PROJECT_URL = "https://github.com/tekton-uploader/tekton-uploader"
 PROBE = HERE / "smoke_probe.py"
 DEFAULT_IMAGE = "localhost/tekton-uploader:ci"
 DEFAULT_USER = "1000650000:0"  # an OpenShift-style arbitrary UID, root group
@@ -51,7 +53,7 @@ def engine() -> list[str]:
     """The container engine's argv prefix, with the global flags this machine kind needs.
 
     CONTAINER_ENGINE=docker selects docker; PODMAN_GLOBAL_FLAGS overrides podman's global flags
-    (default: runc + cgroupfs when runc is installed, see /work/shared/notes/podman.md).
+    (default: runc + cgroupfs when runc is installed, as image/build does; see image/README.md).
     """
     name = os.environ.get("CONTAINER_ENGINE", "podman")
     if name != "podman":
@@ -423,6 +425,8 @@ def check_config(image: str) -> None:
     env = dict(item.split("=", 1) for item in cfg.get("Env") or [])
     _fail(env.get("OBJECTSTORE_RESULTS_DIR") == "/tekton/results",
           f"OBJECTSTORE_RESULTS_DIR={env.get('OBJECTSTORE_RESULTS_DIR')}")
+    _fail(env.get("TEKTON_UPLOADER_IN_IMAGE") == "1",
+          f"TEKTON_UPLOADER_IN_IMAGE={env.get('TEKTON_UPLOADER_IN_IMAGE')}, expected 1")
     _fail(env.get("OBJECTSTORE_SPOOL_DIR", "").startswith("/tmp/"),
           f"OBJECTSTORE_SPOOL_DIR={env.get('OBJECTSTORE_SPOOL_DIR')} is not under /tmp")
     secretish = [k for k in env if any(w in k.upper() for w in ("SECRET", "PASSWORD", "TOKEN", "KEY"))]
@@ -430,6 +434,9 @@ def check_config(image: str) -> None:
     labels = cfg.get("Labels") or {}
     for name in ("source", "version", "description", "licenses", "revision"):
         _fail(f"org.opencontainers.image.{name}" in labels, f"label org.opencontainers.image.{name} missing")
+    source = labels.get("org.opencontainers.image.source", "")
+    _fail(source == PROJECT_URL,
+          f"label org.opencontainers.image.source is {source!r}, expected {PROJECT_URL!r}")
 
 
 def check_clean(image: str) -> None:
@@ -448,6 +455,28 @@ def check_clean(image: str) -> None:
           f"tekton-uploader is not on PATH at /usr/local/bin: {out.splitlines()[:1]}")
 
 
+def check_no_endpoint_is_refused(image: str) -> None:
+    """In the image, no endpoint is an error (exit 2, COMMAND not started) instead of storing into
+    the container's ./objectstore, lost with it; file:///DIR on purpose still works. The package
+    also carries its py.typed marker (PEP 561)."""
+    base = [*engine(), "run", *run_flags(), "-e", "PIPELINERUN=a", "-e", "PIPELINETASK=b"]
+    proc = subprocess.run([*base, image, "sh", "-c", "echo COMMAND ran"], capture_output=True,
+                          timeout=ENGINE_TIMEOUT, check=False)
+    err = proc.stderr.decode(errors="replace")
+    _fail(proc.returncode == 2 and proc.stdout == b"",
+          f"no endpoint in the image: exit {proc.returncode}, stdout {proc.stdout[:200]!r}, "
+          "expected 2 and nothing")
+    _fail(len(err.splitlines()) == 1 and "--endpoint" in err and "TEKTON_UPLOADER_IN_IMAGE=1" in err,
+          f"no endpoint in the image: expected one line naming --endpoint, got {err[:400]!r}")
+    proc = subprocess.run([*base, image, "--endpoint", "file:///tmp/store", "-q", "--", "sh", "-c",
+                           "echo COMMAND ran"], capture_output=True, timeout=ENGINE_TIMEOUT, check=False)
+    _fail(proc.returncode == 0 and proc.stdout == b"COMMAND ran\n",
+          f"--endpoint file:///DIR in the image: exit {proc.returncode}, {proc.stderr[:300]!r}")
+    out = engine_output("run", *run_flags(), "--entrypoint", "sh", image, "-c",
+                        "ls /opt/tekton-uploader/lib/python*/site-packages/entrypoint/py.typed")
+    _fail(out.strip().endswith("entrypoint/py.typed"), f"py.typed not installed: {out!r}")
+
+
 def check_help(image: str) -> None:
     proc = subprocess.run([*engine(), "run", *run_flags(), image, "--help"], capture_output=True,
                           timeout=ENGINE_TIMEOUT, check=False)
@@ -463,7 +492,8 @@ def added_size(image: str) -> int:
     return int(info["Size"]) - int(inspect(str(base))["Size"])
 
 
-IMAGE_CHECKS: tuple[Callable[[str], None], ...] = (check_config, check_clean, check_help)
+IMAGE_CHECKS: tuple[Callable[[str], None], ...] = (
+    check_config, check_clean, check_help, check_no_endpoint_is_refused)
 
 
 # --------------------------------------------------------------------------- command line

@@ -26,7 +26,8 @@ API (``Fault`` is an HTTP status such as ``503``/``500``, or one of the connecti
   fault rule (a new call replaces the previous rule). Without a limit the fault applies to
   every request until changed; ``seconds`` limits it to a time window, ``count`` to the next
   N requests, ``fraction`` to that share of requests chosen by ``random.Random(seed)``
-  (deterministic for a given request sequence). ``set_mode("pass")`` clears the rule.
+  (deterministic for a given request sequence); ``match="TEXT"`` limits it to requests whose
+  target contains TEXT (e.g. one object's key). ``set_mode("pass")`` clears the rule.
 - Faults:
     - ``"refuse"``: stop listening (connects get ECONNREFUSED; the port stays reserved) and
       reset every open connection. Only with no limit or ``seconds``.
@@ -172,6 +173,7 @@ class _Rule:
     remaining: Optional[int] = None
     fraction: Optional[float] = None
     rng: Optional[random.Random] = None
+    match: Optional[str] = None  # only requests whose target contains this
 
 
 @dataclass
@@ -348,8 +350,10 @@ class FaultProxy:
         count: Optional[int] = None,
         fraction: Optional[float] = None,
         seed: int = 0,
+        match: Optional[str] = None,
     ) -> None:
-        """Make ``fault`` the active rule (see the module docstring)."""
+        """Make ``fault`` the active rule (see the module docstring); ``match``: only for requests
+        whose target (path and query) contains it."""
         if sum(x is not None for x in (seconds, count, fraction)) > 1:
             raise ValueError("give at most one of seconds, count, fraction")
         if isinstance(fault, bool) or not isinstance(fault, (int, str)):
@@ -367,7 +371,7 @@ class FaultProxy:
         if fraction is not None and not 0.0 <= fraction <= 1.0:
             raise ValueError("fraction must be within [0, 1]")
         status = fault if isinstance(fault, int) else None
-        self._call(lambda: self._apply_rule(str(fault), status, seconds, count, fraction, seed))
+        self._call(lambda: self._apply_rule(str(fault), status, seconds, count, fraction, seed, match))
 
     def down(self) -> None:
         """Refuse connections until changed (``up()``/``heal()``/another mode)."""
@@ -453,6 +457,7 @@ class FaultProxy:
         count: Optional[int],
         fraction: Optional[float],
         seed: int,
+        match: Optional[str] = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         if self._rule_timer is not None:
@@ -460,7 +465,7 @@ class FaultProxy:
             self._rule_timer = None
         rule = None
         if fault != "pass":
-            rule = _Rule(fault, status, remaining=count, fraction=fraction)
+            rule = _Rule(fault, status, remaining=count, fraction=fraction, match=match)
             if fraction is not None:
                 rule.rng = random.Random(seed)
             if seconds is not None:
@@ -475,9 +480,9 @@ class FaultProxy:
             self._rule_timer = None
             self._set_listening(True)
 
-    def _pick_fault(self) -> Optional[_Rule]:
+    def _pick_fault(self, target: str = "") -> Optional[_Rule]:
         rule = self._rule
-        if rule is None:
+        if rule is None or (rule.match is not None and rule.match not in target):
             return None
         if rule.until is not None and asyncio.get_running_loop().time() >= rule.until:
             self._expire(rule)
@@ -556,7 +561,7 @@ class FaultProxy:
         if framing == "eof":  # a request without length has no body; unknown coding: give up
             framing = 0 if request.get("transfer-encoding") is None else "eof"
 
-        rule = self._pick_fault()
+        rule = self._pick_fault(target)
         if rule is None:
             counters.forwarded += 1
             return await self._forward(conn, head, method, framing, keep_alive, record)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import untar_single
 
-from entrypoint import archive
+from entrypoint.formats import archive
 
 
 @pytest.fixture(params=["installed", "zlib"])

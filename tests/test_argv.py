@@ -1,6 +1,6 @@
 """The start-up parser (argv.py) gives exactly what click gives, or hands the command line to click.
 
-Both read one table (cli.OPTIONS), so these tests compare them on every option, in both forms
+Both read one table (options/wrapper.py OPTIONS), so these tests compare them on every option, in both forms
 (flag and environment variable), on random mixes, and on the inputs argv.py must leave to click.
 """
 
@@ -17,9 +17,10 @@ import click
 import pytest
 from click.core import ParameterSource
 
-from entrypoint.argv import parse_argv
-from entrypoint.cli import OPTIONS, click_command
-from entrypoint.options import Option
+from entrypoint.cli import click_command
+from entrypoint.options.fastparse import parse_argv
+from entrypoint.options.table import Option
+from entrypoint.options.wrapper import OPTIONS
 
 ALL_ENV = sorted({variable for option in OPTIONS for variable in option.env})
 
@@ -187,8 +188,8 @@ def test_variables_split_by_click_still_reach_the_command() -> None:
 def test_start_up_path_imports_no_click_and_nothing_heavy() -> None:
     """Up to the spawn of COMMAND the wrapper loads only small modules (start-up is per step)."""
     code = (
-        "import sys, entrypoint.supervisor as s, entrypoint.cli as c\n"
-        "heavy = ('click', 'dataclasses', 'inspect', 'minio', 'ssl', 'psutil', 'urllib3', 'entrypoint.run')\n"
+        "import sys, entrypoint.wrapper.supervisor as s, entrypoint.cli as c\n"
+        "heavy = ('click', 'dataclasses', 'inspect', 'minio', 'ssl', 'psutil', 'urllib3', 'entrypoint.wrapper.run')\n"
         "def start(supervisor, reporter):\n"
         "    print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
         "    sys.stdout.flush()\n"

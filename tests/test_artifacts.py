@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import S3Server, run_wrapper, untar_single
 
-from entrypoint import artifacts
+from entrypoint.results import artifacts
 
 RUN = "run-a"
 
@@ -364,8 +364,8 @@ def test_start_up_path_loads_no_fetch_machinery() -> None:
     import sys
 
     code = (
-        "import sys, entrypoint.cli, entrypoint.config, entrypoint.supervisor, entrypoint.hardening\n"
-        "new = ('entrypoint.read', 'entrypoint.inputs', 'entrypoint.artifacts', 'entrypoint.store', 'minio')\n"
+        "import sys, entrypoint.cli, entrypoint.settings.step, entrypoint.wrapper.supervisor, entrypoint.wrapper.hardening\n"
+        "new = ('entrypoint.read', 'entrypoint.wrapper.inputs', 'entrypoint.results.artifacts', 'entrypoint.store', 'minio')\n"
         "print(sorted(m for m in sys.modules if m in new or m.startswith(tuple(n + '.' for n in new))))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, check=True, text=True).stdout

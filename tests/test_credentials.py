@@ -24,10 +24,12 @@ from conftest import WRAPPER, require_program, run_wrapper, wait_until
 from faultproxy import FaultProxy
 from secureserver import PREFIX, SecureS3, all_stored_bytes, wrapper_args, wrapper_env
 
-from entrypoint import credentials, redact
+from entrypoint import redact
 from entrypoint.cli import _fail
-from entrypoint.config import ConfigError, build_config
 from entrypoint.report import Reporter
+from entrypoint.settings import credentials
+from entrypoint.settings.step import build_config
+from entrypoint.settings.store import ConfigError
 
 
 @pytest.fixture

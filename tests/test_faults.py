@@ -710,3 +710,19 @@ def test_result_archives_stay_within_the_spool_limit_and_are_deleted_once_stored
     assert 3 * MiB < peak[0] <= 8 * MiB, peak[0]  # the sampler saw archives, never over the limit
     assert manifest(s3, bucket)["log"]["spool_peak_bytes"] <= 8 * MiB
     assert [p for p in spool.rglob("result-*")] == []
+
+
+def test_manifest_records_the_exit_code_the_wrapper_exits_with_when_the_summary_is_not_stored(
+    s3: S3Server, bucket: str, proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """One computation of the exit code: the summary's failure is in the manifest, and both say 74."""
+    proxy.set_mode(400, match="main-summary.json")
+    proc = run_wrapper(["--results-dir", str(tmp_path), "--", "echo", "ok"], wrapper_env(s3, bucket, proxy))
+    assert proc.returncode == 74, proc.stderr.decode()
+    doc = manifest(s3, bucket)
+    assert doc["command_exit_code"] == 0
+    assert doc["exit_code"] == 74
+    assert [m["key"] for m in doc["missing"]] == [PREFIX + "main-summary.json"]
+    assert doc["complete"] is False
+    assert PREFIX + "main-summary.json" not in s3.keys(bucket, PREFIX)
+    assert_manifest_matches_store(s3, bucket, doc)

@@ -130,6 +130,10 @@ def test_help_through_the_entrypoint(image: str) -> None:
     smoke.check_help(image)
 
 
+def test_no_endpoint_in_the_image_is_refused_before_command(image: str) -> None:
+    smoke.check_no_endpoint_is_refused(image)
+
+
 def test_added_size_is_at_most_40_mb(image: str) -> None:
     added = smoke.added_size(image)
     print(f"image adds {added / 1e6:.1f} MB on top of its base")

@@ -1,6 +1,6 @@
 import pytest
 
-from entrypoint.layout import Layout, name_problem
+from entrypoint.formats.layout import Layout, name_problem
 
 
 def test_keys() -> None:

@@ -357,7 +357,7 @@ def test_default_prefix_is_unique_per_logger_and_under_the_key_prefix(s3: S3Serv
     first = Logger(config_for(s3, bucket, key_prefix="kp"))
     second = Logger(config_for(s3, bucket, key_prefix="kp"))
     try:
-        assert first.prefix.startswith("kp/logs/") and first.prefix.endswith("/")
+        assert first.prefix.startswith("kp/_logs/") and first.prefix.endswith("/")
         assert first.prefix != second.prefix
         assert first.prefix < second.prefix  # later loggers sort after earlier ones
     finally:
@@ -558,3 +558,63 @@ def test_library_on_the_local_directory_store(tmp_path: Path) -> None:
         "00000000.log",
         "00000001.log",
     ]
+
+
+# -- issue 19: a new user's first hour -----------------------------------------------------------
+
+
+def test_a_refused_handler_config_gives_one_traceback_not_two_at_exit(tmp_path: Path) -> None:
+    code = (
+        "import logging\n"
+        "from entrypoint import ObjectStoreConfig, ObjectStoreHandler\n"
+        "logging.getLogger().addHandler(ObjectStoreHandler(ObjectStoreConfig(default_bucket_name='<bucket_name>')))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=clean_env(), capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.count("Traceback") == 1, proc.stderr
+    assert "ObjectStoreConfigError" in proc.stderr and "has no attribute 'logger'" not in proc.stderr
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]"])
+def test_virtual_host_style_on_an_ip_or_localhost_is_refused_at_once(host: str) -> None:
+    config = ObjectStoreConfig(
+        service_endpoint=f"http://{host}:9",
+        default_bucket_name="testing-bucket",
+        access_key="a",
+        secret_key="b",
+        s3_force_path_style=False,
+    )
+    with pytest.raises(ObjectStoreConfigError, match=r"s3_force_path_style=False: .* use path style"):
+        Writer(config)
+    with pytest.raises(ObjectStoreConfigError, match="s3_force_path_style=False"):
+        Logger(config)
+    # A DNS name, or path style, is fine (not contacted here).
+    ObjectStoreConfig(service_endpoint="https://s3.example.com", access_key="a", secret_key="b",
+                      s3_force_path_style=False).to_store_config()
+    config.s3_force_path_style = True
+    config.to_store_config()
+
+
+def test_the_wrapper_refuses_virtual_host_style_on_an_ip_too(tmp_path: Path) -> None:
+    from conftest import run_wrapper
+
+    env = clean_env(OBJECTSTORE_ACCESS_KEY="a", OBJECTSTORE_SECRET_KEY="b")
+    marker = tmp_path / "ran"
+    proc = run_wrapper(["--endpoint", "http://127.0.0.1:9", "--virtual-host-style", "--pipelinerun", "r",
+                        "--pipelinetask", "t", "--", "touch", str(marker)], env)
+    assert proc.returncode == 2 and not marker.exists()
+    assert "--virtual-host-style: endpoint http://127.0.0.1:9 is an IP address" in proc.stderr.decode()
+
+
+def test_writer_close_and_context_manager(store: StoreView) -> None:
+    config = ObjectStoreConfig.from_env(store.env)
+    with Writer(config) as writer:
+        key = writer.write("run", "task", "r", b"x")
+    assert writer.closed and "closed" in repr(writer)
+    assert untar_single(store.read(key)) == ("r", b"x")
+    with pytest.raises(ValueError, match="Writer is closed"):
+        writer.write("run", "task", "r", b"y")
+    writer.close()  # again: nothing
+    assert untar_single(store.read(key)) == ("r", b"x")

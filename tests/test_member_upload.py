@@ -13,8 +13,8 @@ from faultproxy import FaultProxy
 from test_spool import archived_chunks
 from test_uploader import RecordingPool, quick, store_config
 
-from entrypoint.payload import Payload
 from entrypoint.store import s3 as s3mod
+from entrypoint.store.payload import Payload
 
 MiB = 1024 * 1024
 
@@ -95,7 +95,10 @@ def test_an_attempt_reading_the_raw_file_holds_it_and_the_next_attempt_reads_the
 ) -> None:
     from conftest import wait_until
 
-    from entrypoint.capture import Chunk, LogArchiver, LogCapture, SpoolBudget
+    from entrypoint.spool.archiver import LogArchiver
+    from entrypoint.spool.budget import SpoolBudget
+    from entrypoint.spool.capture import LogCapture
+    from entrypoint.spool.chunk import Chunk
 
     data = log_text(300_000, seed=9)
     budget = SpoolBudget(1 << 30)

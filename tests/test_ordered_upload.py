@@ -19,12 +19,12 @@ import urllib3
 from conftest import ACCESS_KEY, SECRET_KEY, S3Server
 from secureserver import SecureS3
 
-from entrypoint.config import Credentials, S3Endpoint, StoreConfig
-from entrypoint.payload import Payload
 from entrypoint.report import Reporter
-from entrypoint.retry import Attempts, Backoff, RetryPolicy
+from entrypoint.settings.store import Credentials, S3Endpoint, StoreConfig
 from entrypoint.store import s3 as s3mod
-from entrypoint.uploader import Job, Uploader
+from entrypoint.store.payload import Payload
+from entrypoint.transfer.retry import Attempts, Backoff, RetryPolicy
+from entrypoint.transfer.uploader import Job, Uploader
 
 MiB = 1024 * 1024
 WAIT = 20.0  # generous bound on waits between threads (no timing is measured)

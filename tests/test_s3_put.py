@@ -21,13 +21,13 @@ from conftest import ACCESS_KEY, REPO, SECRET_KEY, S3Server, clean_env
 from faultproxy import Fault, FaultProxy
 from secureserver import SecureS3
 
-from entrypoint.config import Credentials, S3Endpoint, StoreConfig
-from entrypoint.payload import Payload
 from entrypoint.report import Reporter
-from entrypoint.retry import Attempts, Backoff, RetryPolicy
-from entrypoint.sse import SSEConfig
+from entrypoint.settings.sse import SSEConfig
+from entrypoint.settings.store import Credentials, S3Endpoint, StoreConfig
 from entrypoint.store import StoreError
 from entrypoint.store import s3 as s3mod
+from entrypoint.store.payload import Payload
+from entrypoint.transfer.retry import Attempts, Backoff, RetryPolicy
 
 MiB = 1024 * 1024
 
@@ -151,8 +151,8 @@ MEMORY_PROBE = """
 import json, sys
 from pathlib import Path
 import psutil
-from entrypoint.config import Credentials, S3Endpoint, StoreConfig
-from entrypoint.payload import Payload
+from entrypoint.settings.store import Credentials, S3Endpoint, StoreConfig
+from entrypoint.store.payload import Payload
 from entrypoint.store.s3 import S3Store
 
 netloc, bucket, key, secret, path = sys.argv[1:]

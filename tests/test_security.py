@@ -29,12 +29,12 @@ from secureserver import (
     wrapper_env,
 )
 
-from entrypoint import results
-from entrypoint.layout import Layout, name_problem
-from entrypoint.payload import Payload
+from entrypoint.formats.layout import Layout, name_problem
 from entrypoint.report import Reporter
+from entrypoint.results import files as results
 from entrypoint.store import StoreError
 from entrypoint.store.local import LocalStore
+from entrypoint.store.payload import Payload
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,11 @@ import pytest
 from benchmarks.data import log_text
 from conftest import wait_until
 
-from entrypoint.capture import MARKER_PREFIX, Chunk, LogArchiver, LogCapture, SpoolBudget
-from entrypoint.payload import GzipMember, Payload
+from entrypoint.spool.archiver import LogArchiver
+from entrypoint.spool.budget import SpoolBudget
+from entrypoint.spool.capture import MARKER_PREFIX, LogCapture
+from entrypoint.spool.chunk import Chunk
+from entrypoint.store.payload import GzipMember, Payload
 
 KiB = 1024
 

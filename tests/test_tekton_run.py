@@ -170,6 +170,36 @@ def test_a_failing_first_task_stops_the_pipeline(
     assert b"failing on purpose" in Stored(s3, bucket, run.name, "produce").log()
 
 
+def test_the_image_is_a_required_param_with_a_placeholder_in_the_examples(catalog: Catalog) -> None:
+    for name, pipeline in catalog.pipelines.items():
+        image = next(p for p in pipeline["spec"]["params"] if p["name"] == "image")
+        assert "default" not in image and image["description"].startswith("Required"), name
+        given = {p["name"]: p["value"] for p in example_run(catalog, name)["spec"]["params"]}
+        assert given["image"].startswith("REPLACE-ME.invalid/"), name  # never pulls a stranger's image
+
+
+def test_a_pipelinerun_without_the_image_is_refused(runner: Runner, catalog: Catalog) -> None:
+    pipelinerun = copy.deepcopy(example_run(catalog, "tekton-uploader-example"))
+    pipelinerun["spec"]["params"] = [p for p in pipelinerun["spec"]["params"] if p["name"] != "image"]
+    with pytest.raises(RunnerError, match="image"):
+        runner.run_pipelinerun(pipelinerun)
+
+
+def test_the_pipeline_chooses_the_credentials_secret(
+    runner: Runner, catalog: Catalog, s3: S3Server, bucket: str
+) -> None:
+    """Both Tasks (task-command and task-stepaction) read the Secret the Pipeline names."""
+    runner.secrets = {"team-a-store": {"accesskey": ACCESS_KEY, "secretkey": SECRET_KEY}}
+    run = runner.run_pipelinerun(
+        example_run(catalog, "tekton-uploader-example"),
+        overrides={**store_params(s3, bucket), "credentials-secret": "team-a-store"},
+    )
+    assert run.order == ["produce", "consume"]
+    for taskrun in run.taskruns.values():
+        assert_succeeded(taskrun)
+    assert Stored(s3, bucket, run.name, "consume").log()
+
+
 def test_large_result_pipeline_passes_50mib_through_the_store_and_tekton_sees_a_uri(
     runner: Runner, catalog: Catalog, s3: S3Server, bucket: str
 ) -> None:

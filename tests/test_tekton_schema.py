@@ -1,7 +1,11 @@
 """The Tekton YAML reference (tekton/) against Tekton's own schemas, yamllint and its variables.
 
-Schemas: Tekton's CRD openAPIV3 schemas in ``<repo>/../shared/schemas/tekton/`` (v1 Task, v1
-Pipeline, v1beta1 StepAction), made stricter than the API server: every object schema that lists
+Schemas: Tekton's CRD openAPIV3 schemas (v1 Task, v1 Pipeline, v1beta1 StepAction) as
+``task.v1.json``, ``pipeline.v1.json`` and ``stepaction.v1beta1.json`` in the directory
+``TEKTON_SCHEMAS`` names, default ``<repo>/../shared/schemas/tekton/`` (CI has it beside the clone;
+a contributor takes each CRD's ``spec.versions[].schema.openAPIV3Schema`` from tektoncd/pipeline's
+``config/300-crds/``). Without them the schema tests skip with one line (they fail under CI=true);
+the other checks run anyway. They are made stricter than the API server: every object schema that lists
 its properties (and is not ``x-kubernetes-preserve-unknown-fields``) gets
 ``additionalProperties: false``, because Kubernetes would silently prune an unknown (misspelt)
 field and the reference would quietly not do what it says. The CRDs leave ``metadata`` and
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from collections.abc import Callable, Iterator
 from functools import cache
@@ -29,7 +34,7 @@ from yamllint.config import YamlLintConfig  # type: ignore[import-untyped]
 
 REPO = Path(__file__).resolve().parent.parent
 TEKTON = REPO / "tekton"
-SCHEMAS = REPO.parent / "shared" / "schemas" / "tekton"
+SCHEMAS = Path(os.environ.get("TEKTON_SCHEMAS") or REPO.parent / "shared" / "schemas" / "tekton")
 
 DNS1123_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 LABEL_KEY = (
@@ -131,7 +136,13 @@ SECRET: dict[str, Any] = {
 def _load(name: str) -> dict[str, Any]:
     path = SCHEMAS / f"{name}.json"
     if not path.is_file():
-        pytest.fail(f"{path} is missing: the Tekton CRD schemas are expected in ../shared/")
+        message = (
+            f"Tekton CRD schema {path} is missing: set TEKTON_SCHEMAS to a directory with task.v1.json, "
+            "pipeline.v1.json, stepaction.v1beta1.json (openAPIV3Schema of tektoncd/pipeline's config/300-crds)"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
     schema: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
     return schema
 

@@ -15,7 +15,8 @@ import pytest
 from conftest import run_wrapper
 from secureserver import PREFIX, Listener, Pki, SecureS3, make_pki, wrapper_args, wrapper_env
 
-from entrypoint import tls
+from entrypoint.settings import tls
+from entrypoint.store import s3_security
 
 SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
@@ -142,7 +143,7 @@ def test_insecure_skips_verification_and_warns_every_run(
 def test_insecure_is_not_the_default(tmp_path: Path) -> None:
     cfg = tls.resolve({}, https=True)
     assert not cfg.insecure
-    ctx = tls.ssl_context(cfg)
+    ctx = s3_security.ssl_context(cfg)
     import ssl
 
     assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname

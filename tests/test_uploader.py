@@ -17,13 +17,13 @@ from conftest import ACCESS_KEY, SECRET_KEY, S3Server, wait_until
 from faultproxy import FaultProxy
 from minio.error import InvalidResponseError, S3Error, ServerError
 
-from entrypoint.config import Credentials, S3Endpoint, StoreConfig
-from entrypoint.payload import Payload
 from entrypoint.report import Reporter
-from entrypoint.retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
-from entrypoint.store import LocalStore, StoreError
+from entrypoint.settings.store import Credentials, S3Endpoint, StoreConfig
+from entrypoint.store import LocalStore, StoreError, s3_errors
 from entrypoint.store import s3 as s3mod
-from entrypoint.uploader import Job, Uploader
+from entrypoint.store.payload import Payload
+from entrypoint.transfer.retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
+from entrypoint.transfer.uploader import Job, Uploader
 
 MiB = 1024 * 1024
 pytestmark = pytest.mark.timeout(60)
@@ -172,7 +172,7 @@ def s3_error(code: str, status: int) -> S3Error:
     ],
 )
 def test_classify(error: BaseException, transient: bool, whole_store: bool) -> None:
-    result = s3mod.classify(error)
+    result = s3_errors.classify(error)
     assert (result.transient, result.whole_store) == (transient, whole_store), str(result)
     assert "\n" not in str(result)
     if not transient and whole_store:
@@ -180,7 +180,7 @@ def test_classify(error: BaseException, transient: bool, whole_store: bool) -> N
 
 
 def test_every_permanent_store_error_names_a_fix() -> None:
-    for code, text in s3mod.STORE_PERMANENT.items():
+    for code, text in s3_errors.STORE_PERMANENT.items():
         assert "; " in text, code
 
 

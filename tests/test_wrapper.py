@@ -399,3 +399,36 @@ def test_embedded_default_stores_in_local_directory(tmp_path: Path) -> None:
     assert "COMMAND ended with exit code 0" in lines[1]
     archive = tmp_path / "objectstore/mlpipeline" / PREFIX / "main-log.tgz"
     assert untar_single(archive.read_bytes()) == ("main.log", b"hello\n")
+
+
+# -- words (issue 19) ----------------------------------------------------------------------------
+
+
+def test_the_timeout_line_is_a_sentence(store: StoreView, tmp_path: Path) -> None:
+    proc = run_wrapper(args(tmp_path, "--timeout", "1s", "--", "sleep", "30"), store.env)
+    assert proc.returncode == 124
+    text = proc.stderr.decode()
+    assert "ended with timed out" not in text
+    line = next(line for line in text.splitlines() if "main: COMMAND" in line)
+    assert "main: COMMAND was stopped by --timeout (signal 15) after " in line, line
+    wall = float(line.split(" after ", 1)[1].split("s ", 1)[0])
+    assert wall >= 1.0  # measured from COMMAND's spawn, so never less than the --timeout itself
+
+
+def test_both_help_texts_list_every_object_kind() -> None:
+    for argv in ([*WRAPPER, "--help"], [PY, "-m", "entrypoint.read", "--help"]):
+        text = subprocess.run(argv, capture_output=True, text=True, env=clean_env(), timeout=60).stdout
+        for kind in ("<result>.tgz", "<step>-log.tgz", "<step>-summary.json", "<step>-manifest.json",
+                     "logs/<step>/<chunk>.log"):
+            assert kind in text, (argv, kind)
+
+
+def test_the_unreachable_store_warning_names_the_option_to_check(tmp_path: Path) -> None:
+    from conftest import free_port
+
+    env = clean_env(OBJECTSTORE_ENDPOINT=f"http://127.0.0.1:{free_port()}", OBJECTSTORE_ACCESS_KEY="a",
+                    OBJECTSTORE_SECRET_KEY="secret-value")
+    proc = run_wrapper(args(tmp_path, "--flush-timeout", "1s", "--", PY, "-c", "import time; time.sleep(2)"), env)
+    text = proc.stderr.decode()
+    line = next(line for line in text.splitlines() if "not reachable yet" in line)
+    assert "check --endpoint (OBJECTSTORE_ENDPOINT)" in line

@@ -7,8 +7,9 @@ path for both. Importable from ``entrypoint`` directly (``from entrypoint import
 from .config import ObjectStoreConfig
 from .errors import ObjectStoreConfigError, ObjectStoreError
 from .handler import JsonFormatter, ObjectStoreHandler
-from .logger import Logger, TextStream
+from .logger import Logger
 from .signals import flush_on_signals
+from .textstream import TextStream
 from .writer import Writer
 
 __all__ = [

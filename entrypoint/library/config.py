@@ -18,13 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from ..config import (
+from ..options.table import Option
+from ..settings.environment import kfp_endpoint
+from ..settings.store import (
     DEFAULT_BUCKET,
     DEFAULT_LOCAL_DIR,
     ConfigError,
     Credentials,
     StoreConfig,
     check_bucket,
+    check_url_style,
     parse_endpoint,
 )
 from .errors import MASK, ObjectStoreConfigError, redact
@@ -119,24 +122,27 @@ class ObjectStoreConfig:
         """
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        params = _cli_params()
+        params = _cli_options()
         for name, option in CLI_PARAMS.items():
             param = params.get(option)
-            variables = tuple(param.envvar) if param is not None else FALLBACK_ENV.get(name, ())
+            variables = param.env if param is not None else FALLBACK_ENV.get(name, ())
             variables += EXTRA_ENV.get(name, ())
             found = next(((v, env[v]) for v in variables if env.get(v)), None)
             if found is None:
                 continue
             variable, raw = found
-            if param is None or param.type.name == "text":
+            if param is None or param.kind == "text":
                 values[name] = raw
                 continue
             try:
-                value = param.type.convert(raw, param, None)
-            except Exception as exc:
-                message = getattr(exc, "message", None) or str(exc)
-                raise ObjectStoreConfigError(f"{variable}: {message}") from None
+                value = param.convert(raw)
+            except ValueError as exc:
+                raise ObjectStoreConfigError(f"{variable}: {exc}") from None
             values[name] = str(value) if isinstance(_DEFAULTS[name], str) else value
+        if "service_endpoint" not in values:  # kfp-tekton's own, as the command reads them
+            kfp = kfp_endpoint(env)
+            if kfp:
+                values["service_endpoint"] = kfp
         values.update(overrides)
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
@@ -169,6 +175,7 @@ class ObjectStoreConfig:
             endpoint, local_dir = parse_endpoint(endpoint_url)
         else:
             endpoint, local_dir = None, Path(DEFAULT_LOCAL_DIR)
+        check_url_style(endpoint, self.s3_force_path_style, "s3_force_path_style=False")
         credentials = None
         if endpoint is not None:
             if not self.access_key or not self.secret_key:
@@ -194,11 +201,11 @@ class ObjectStoreConfig:
 _DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(ObjectStoreConfig)}
 
 
-def _cli_params() -> dict[str, Any]:
-    """The CLI's options by name: the single source of the variable names."""
-    from ..cli import click_command
+def _cli_options() -> dict[str, Option]:
+    """The wrapper's options by name: the single source of the variable names."""
+    from ..options.wrapper import OPTIONS
 
-    return {p.name: p for p in click_command().params if p.name and getattr(p, "envvar", None)}
+    return {o.name: o for o in OPTIONS if o.env}
 
 
 def _field_message(message: str) -> str:

@@ -15,8 +15,9 @@ from typing import Any, Optional, Union
 
 from .config import ObjectStoreConfig
 from .errors import ObjectStoreError
-from .logger import Logger, Seconds, Size
+from .logger import Logger, Size
 from .stores import ScrubbingReporter
+from .textstream import Seconds
 
 
 class ObjectStoreHandler(logging.Handler):
@@ -40,12 +41,12 @@ class ObjectStoreHandler(logging.Handler):
         encoding: str = "utf-8",
         terminator: str = "\n",
     ) -> None:
-        super().__init__(level)
+        # The Logger first: logging.Handler.__init__ registers the handler for logging.shutdown()
+        # at exit, which must not find it half-built when the config is refused.
         if isinstance(config, Logger):
-            self.logger = config
-            self.owns_logger = False
+            logger, owns = config, False
         else:
-            self.logger = Logger(
+            logger = Logger(
                 config if config is not None else ObjectStoreConfig.from_env(),
                 max_size=max_size,
                 flush_interval=flush_interval,
@@ -53,7 +54,15 @@ class ObjectStoreHandler(logging.Handler):
                 flush_timeout=flush_timeout,
                 close_at_exit=False,  # logging.shutdown() closes the handler, after every other hook
             )
-            self.owns_logger = True
+            owns = True
+        try:
+            super().__init__(level)
+        except BaseException:
+            if owns:
+                logger.close()
+            raise
+        self.logger = logger
+        self.owns_logger = owns
         self.encoding = encoding
         self.terminator = terminator
 

@@ -16,7 +16,6 @@ to the moment the section ends, so the handler never sees a half-updated chunk.
 from __future__ import annotations
 
 import atexit
-import codecs
 import datetime
 import io
 import os
@@ -29,17 +28,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Optional, Union
 
-from ..capture import Chunk, LogCapture
-from ..layout import CHUNK_DIGITS, check_name, name_problem
-from ..payload import Payload
+from ..formats.layout import CHUNK_DIGITS, check_name, library_log_prefix, name_problem
+from ..spool.capture import LogCapture
+from ..spool.chunk import Chunk
+from ..store.payload import Payload
+from ..transfer.uploader import Job, Uploader
 from ..units import parse_duration, parse_size
-from ..uploader import Job, Uploader
 from . import stores
 from .config import ObjectStoreConfig
 from .errors import ObjectStoreError, redact
+from .textstream import Seconds, TextStream
 
 Size = Union[int, str]
-Seconds = Union[float, int, str]
 _MAX_FAILED_KEPT = 100
 
 
@@ -355,63 +355,18 @@ class Logger(io.RawIOBase):
             action()
 
 
-class TextStream(io.TextIOBase):
-    """Text on top of a ``Logger``: encodes and writes through; ``flush()`` stays local."""
-
-    def __init__(self, logger: Logger, encoding: str = "utf-8", errors: str = "backslashreplace") -> None:
-        super().__init__()
-        self.logger = logger
-        self._encoding = encoding
-        self._errors = errors
-        self._encoder = codecs.getincrementalencoder(encoding)(errors)
-
-    @property
-    def encoding(self) -> str:  # type: ignore[override]
-        return self._encoding
-
-    @property
-    def errors(self) -> str:  # type: ignore[override]
-        return self._errors
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        data = self._encoder.encode(text)
-        if data:
-            self.logger.write(data)
-        return len(text)
-
-    def flush(self) -> None:
-        """Nothing is buffered here; storing happens by size, interval, ``sync()`` or close."""
-        if self.closed:
-            raise ValueError("flush of closed file")
-
-    def sync(self, timeout: Optional[Seconds] = None) -> None:
-        """Wait until everything written so far is stored (``Logger.flush``)."""
-        self.logger.flush(timeout)
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        try:
-            tail = self._encoder.encode("", final=True)
-            if tail and not self.logger.closed:
-                self.logger.write(tail)
-        finally:
-            super().close()
 
 
 def default_prefix(key_prefix: str) -> str:
-    """``<key_prefix>/logs/<UTC time>-<host>-<pid>/``: new for each Logger, sorting by start time."""
+    """``<key_prefix>/_logs/<UTC time>-<host>-<pid>/``: new for each Logger, sorting by start time.
+
+    ``tekton-uploader-read library-logs`` lists and prints them.
+    """
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
     host = socket.gethostname()
     if name_problem(host) or len(host) > 100:
         host = "host"
-    parts = [p for p in key_prefix.strip("/").split("/") if p] + ["logs", f"{stamp}-{host}-{os.getpid()}"]
-    return "/".join(parts) + "/"
+    return library_log_prefix(key_prefix, f"{stamp}-{host}-{os.getpid()}")
 
 
 def normalise_prefix(prefix: str) -> str:

@@ -24,8 +24,9 @@ from typing import Any, Callable, Optional, Union
 from .config import ObjectStoreConfig
 from .errors import ObjectStoreError
 from .handler import ObjectStoreHandler
-from .logger import Logger, Seconds
+from .logger import Logger
 from .stores import ScrubbingReporter
+from .textstream import Seconds
 
 DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 Handler = Union[Callable[[int, Optional[FrameType]], Any], int, None]

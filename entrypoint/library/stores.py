@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from ..payload import Payload
 from ..report import Reporter
-from ..retry import RetryPolicy
 from ..store import Retry, Store, Stored, StoreError, once, open_store
+from ..store.payload import Payload
+from ..transfer.retry import RetryPolicy
 from .config import ObjectStoreConfig
 from .errors import ObjectStoreError, redact
 

@@ -12,22 +12,27 @@ import dataclasses
 import time
 from typing import Optional, Union
 
-from .. import archive
-from ..layout import Layout
-from ..payload import Payload
+from ..formats import archive
+from ..formats.layout import Layout
 from ..store import Store
-from ..uploader import Job, Uploader
+from ..store.payload import Payload
+from ..transfer.uploader import Job, Uploader
 from . import stores
 from .config import ObjectStoreConfig
 from .errors import ObjectStoreError, redact
 
 Content = Union[bytes, bytearray, memoryview, str]
+LOAD_TIMEOUT = (
+    30.0  # load() and create_new_bucket(): transient errors retried this long, as --preflight strict
+)
 
 
 class Writer:
     """Stores task results. Thread-safe once loaded.
 
     ``Writer(config)`` loads at once; ``Writer()`` then ``load(config)`` mirrors the Go API.
+    ``close()`` (or leaving a ``with Writer(config) as w:`` block) ends it, like a ``Logger``:
+    each ``write`` is stored before it returns, so nothing is left to flush.
     """
 
     def __init__(
@@ -36,23 +41,37 @@ class Writer:
         self.config: Optional[ObjectStoreConfig] = None
         self.default_bucket_name = ""
         self._store: Optional[Store] = None
+        self.closed = False
         if config is not None:
             self.load(config, timeout=timeout)
 
     def __repr__(self) -> str:
         where = self._store.describe() if self._store is not None else "not loaded"
-        return f"Writer({where})"
+        return f"Writer({where}{', closed' if self.closed else ''})"
+
+    def __enter__(self) -> Writer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """No more writes (they raise ``ValueError``); closing again does nothing."""
+        self.closed = True
 
     def load(self, config: ObjectStoreConfig, *, timeout: Optional[float] = None) -> None:
         """Connect and check the bucket, creating it when ``config.create_bucket``.
 
-        Transient errors are retried for ``timeout`` seconds (default: 30 s, at most the
-        config's ``flush_timeout``). Raises ``ObjectStoreConfigError`` for a bad config and
-        ``ObjectStoreError`` when the store cannot be used.
+        Transient errors are retried for ``timeout`` seconds (default: ``LOAD_TIMEOUT``, 30 s,
+        as ``--preflight strict`` does; at most the config's ``flush_timeout``). Raises
+        ``ObjectStoreConfigError`` for a bad config and ``ObjectStoreError`` when the store
+        cannot be used.
         """
+        if self.closed:
+            raise ValueError("Writer is closed")
         store = stores.open_for(config)
         if config.enable:
-            stores.prepare(store, config, _timeout(timeout, min(30.0, config.flush_timeout)))
+            stores.prepare(store, config, _timeout(timeout, min(LOAD_TIMEOUT, config.flush_timeout)))
         self.config = config
         self.default_bucket_name = config.default_bucket_name
         self._store = stores.PreparedStore(store)
@@ -61,7 +80,9 @@ class Writer:
         """Create bucket ``name`` unless it exists (an existing bucket is fine)."""
         config = self._loaded()
         other = dataclasses.replace(config, default_bucket_name=name, create_bucket=True)
-        stores.prepare(stores.open_for(other), config, _timeout(timeout, min(30.0, config.flush_timeout)))
+        stores.prepare(
+            stores.open_for(other), config, _timeout(timeout, min(LOAD_TIMEOUT, config.flush_timeout))
+        )
 
     def key(self, pipelinerun: str, pipelinetask: str, result_name: str) -> str:
         """The object key ``write`` uses; raises ``ValueError`` for a name that is not plain."""
@@ -106,6 +127,8 @@ class Writer:
         return key
 
     def _loaded(self) -> ObjectStoreConfig:
+        if self.closed:
+            raise ValueError("Writer is closed")
         if self.config is None:
             raise ObjectStoreError("Writer is not loaded: call load(config) first")
         return self.config

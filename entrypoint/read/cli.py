@@ -1,6 +1,7 @@
-"""The ``tekton-uploader-read`` command line: ls, logs [--follow], get, summary.
+"""The ``tekton-uploader-read`` command line: ls, logs [--follow], get, summary, library-logs.
 
-Store options are the wrapper's (``storeoptions.py``): same flags, same environment variables.
+Store options are the wrapper's (``options/store.py``): same flags, same environment variables.
+They belong to the group (listed once in its --help) and are accepted after the subcommand too.
 Every failure is one line on stderr and a documented exit code (``errors.py``); never a traceback.
 """
 
@@ -13,22 +14,23 @@ from pathlib import Path
 from typing import Any, Callable, Optional, TypeVar
 
 import click
+from click.core import ParameterSource
 
 from .. import __version__
-from ..clicktypes import Duration
-from ..config import ConfigError, build_store_config
-from ..layout import name_problem
-from ..options import env_option
-from ..securityoptions import reader_security_options
+from ..formats.layout import name_problem
+from ..options.clicktypes import Duration
+from ..options.store import READER_ONLY_VARIABLES, READER_SECURITY_OPTIONS, STORE_OPTIONS, key_prefix_option
+from ..options.table import Option, env_option
+from ..settings.store import ConfigError, build_store_config
 from ..store import StoreError, open_readable_store
-from ..storeoptions import key_prefix_option, store_options
 from . import errors
 from .console import Console
 from .errors import ReadError
 from .fetch import get_result, get_result_to_file
+from .library_logs import list_logs, print_library_log
 from .listing import ls
 from .locate import Reader, parse_target
-from .logs import Follow, print_log
+from .logs import Follow, print_log, print_run
 from .retry import Retry
 from .summaries import summary
 
@@ -37,20 +39,36 @@ PROG = "tekton-uploader-read"
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 EPILOG = """\b
+Store options go before or after COMMAND: tekton-uploader-read --endpoint URL logs RUN/TASK.
+Library logs (the Python Logger's, under <prefix>/_logs/): tekton-uploader-read library-logs.
+\b
 Exit codes: 0 done; 1 no such run, task, step log, result or bucket (the message names what
 exists nearby); 2 bad usage; 3 the store refused (credentials) or could not be reached after
 --retries; 4 an object does not match its manifest, an archive is corrupt or a log has a gap;
 5 the -o file cannot be written. logs --follow exits with the step's recorded exit code.
 """
 
+SUB_EPILOG = f"Store options (--endpoint, --bucket, credentials, ...): see {PROG} --help."
+
 retries_option = env_option(
     "--retries",
-    env=["OBJECTSTORE_READ_RETRIES"],
+    env=list(READER_ONLY_VARIABLES),
     type=click.IntRange(0, 100),
     default=4,
     show_default=True,
     help="Retries of a store request that failed for a transient reason (network, 5xx, throttling).",
 )
+
+
+# Where the objects are and how to reach them: the group's options, shown once in its --help,
+# and accepted after the subcommand too (hidden there; a value given there wins).
+READER_OPTIONS: tuple[Option, ...] = (
+    *STORE_OPTIONS,
+    *READER_SECURITY_OPTIONS,
+    key_prefix_option,
+    retries_option,
+)
+READER_NAMES = tuple(o.name for o in READER_OPTIONS)
 
 
 class PipeClosed(Exception):
@@ -68,8 +86,44 @@ def _pipe_safe(f: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _hidden(option: Option) -> Callable[[F], F]:
+    """``option`` for a subcommand: no help line, no default, no variable (the group reads those)."""
+    kw = option.click_kwargs()
+    for key in ("envvar", "show_envvar", "default", "show_default"):
+        kw.pop(key, None)
+    return click.option(*option.decls, hidden=True, **kw)  # type: ignore[arg-type]
+
+
 def reader_options(f: F) -> F:
-    return store_options(reader_security_options(key_prefix_option(retries_option(_pipe_safe(f)))))
+    """The store options after a subcommand; the wrapped command gets them merged with the group's."""
+
+    @functools.wraps(f)
+    def merged(**kwargs: Any) -> Any:
+        ctx = click.get_current_context()
+        parent = ctx.parent.params if ctx.parent is not None else {}
+        for name in READER_NAMES:
+            if ctx.get_parameter_source(name) is not ParameterSource.COMMANDLINE:
+                kwargs[name] = parent.get(name)
+        return f(**kwargs)
+
+    wrapped: Any = _pipe_safe(merged)
+    for option in reversed(READER_OPTIONS):
+        wrapped = _hidden(option)(wrapped)
+    return wrapped  # type: ignore[no-any-return]
+
+
+def json_output(f: F) -> F:
+    """``--json``, ``-o json`` and ``--output json`` (as kubectl, tkn and argo spell it)."""
+    f = click.option(
+        "--output",
+        "-o",
+        "output",
+        type=click.Choice(["json", "table"], case_sensitive=False),
+        default="table",
+        show_default=True,
+        help="json for scripts (same as --json).",
+    )(f)
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(f)
 
 
 def open_reader(values: dict[str, Any], console: Console) -> Reader:
@@ -84,7 +138,8 @@ def open_reader(values: dict[str, Any], console: Console) -> Reader:
         if problem:
             raise ReadError(f"--key-prefix: segment {part!r} {problem}; use plain names", errors.USAGE)
     store = open_readable_store(cfg)
-    retry = Retry(where=store.describe(), retries=int(values.get("retries", 4)), notify=console.warn)
+    retries = values.get("retries")
+    retry = Retry(where=store.describe(), retries=4 if retries is None else int(retries), notify=console.warn)
     return Reader(store, prefix, retry, console)
 
 
@@ -92,33 +147,47 @@ def _stdout() -> Any:
     return sys.stdout.buffer
 
 
-@click.group(context_settings=CONTEXT, epilog=EPILOG)
+def _apply(options: tuple[Option, ...], f: F) -> F:
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+@click.group(context_settings=CONTEXT, epilog=EPILOG, options_metavar="[STORE OPTIONS]")
 @click.version_option(__version__, "--version", prog_name=PROG)
-def group() -> None:
+@functools.partial(_apply, READER_OPTIONS)
+def group(**_values: Any) -> None:
     """Read what tekton-uploader stored: list runs, print or follow a step's log, get a result.
 
     \b
     Objects (bucket-relative):
       <prefix>/<pipelinerun>/<pipelinetask>/<result>.tgz
       <prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
+      <prefix>/<pipelinerun>/<pipelinetask>/<step>-summary.json
+      <prefix>/<pipelinerun>/<pipelinetask>/<step>-manifest.json
       <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
+      <prefix>/_logs/<id>/<chunk>.log  (the library's Logger)
     """
 
 
-@group.command("ls")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@group.command("ls", epilog=SUB_EPILOG)
+@json_output
 @reader_options
 @click.argument("target", required=False, metavar="[PIPELINERUN[/PIPELINETASK]]")
-def ls_command(target: Optional[str], as_json: bool, **values: Any) -> int:
+def ls_command(target: Optional[str], as_json: bool, output: str, **values: Any) -> int:
     """List pipeline runs; a run's tasks; or a task's objects (size, time, sha256 from the manifest)."""
     console = Console()
     parsed = parse_target(target, need_task=False) if target else None
-    ls(open_reader(values, console), parsed, sys.stdout, as_json)
+    ls(open_reader(values, console), parsed, sys.stdout, as_json or output.lower() == "json")
     return errors.OK
 
 
-@group.command("logs")
-@click.option("--step", default="main", show_default=True, metavar="NAME", help="Step whose log to print.")
+@group.command("logs", epilog=SUB_EPILOG)
+@click.option(
+    "--step",
+    metavar="NAME",
+    help="Step whose log to print. [default: main; for PIPELINERUN alone, every step]",
+)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the step ends.")
 @click.option(
     "--interval",
@@ -126,6 +195,14 @@ def ls_command(target: Optional[str], as_json: bool, **values: Any) -> int:
     default="1s",
     show_default=True,
     help="How often --follow asks the store for new output.",
+)
+@click.option(
+    "--wait",
+    type=Duration(),
+    default="10m",
+    show_default=True,
+    help="With --follow: how long to wait for the step to store its first log output "
+    "(a step that has not started yet; says so in one line), then exit 1.",
 )
 @click.option(
     "--summary-wait",
@@ -136,31 +213,52 @@ def ls_command(target: Optional[str], as_json: bool, **values: Any) -> int:
     "(the step's exit code; the wrapper stores it last, within its --flush-timeout).",
 )
 @reader_options
-@click.argument("target", metavar="PIPELINERUN/PIPELINETASK")
+@click.argument("target", metavar="PIPELINERUN[/PIPELINETASK]")
 def logs_command(
-    target: str, step: str, follow: bool, interval: float, summary_wait: float, **values: Any
+    target: str,
+    step: Optional[str],
+    follow: bool,
+    interval: float,
+    wait: float,
+    summary_wait: float,
+    **values: Any,
 ) -> int:
     """Print a step's log, byte for byte: from <step>-log.tgz when the step is done, else from the
-    live chunks. With --follow, exit with the step's exit code once it ends."""
-    problem = name_problem(step)
-    if problem:
-        raise ReadError(f"--step: {step!r} {problem}", errors.USAGE)
+    live chunks. With --follow, exit with the step's exit code once it ends. PIPELINERUN alone
+    prints every task's log, in the order the tasks started, each headed ==> TASK (step STEP) <==."""
+    if step is not None:
+        problem = name_problem(step)
+        if problem:
+            raise ReadError(f"--step: {step!r} {problem}", errors.USAGE)
     if interval <= 0:
         raise ReadError("--interval: must be greater than 0", errors.USAGE)
     console = Console()
-    parsed = parse_target(target, need_task=True)
+    parsed = parse_target(target, need_task=False)
+    if parsed.task is None and follow:
+        raise ReadError(f"--follow needs PIPELINERUN/PIPELINETASK, not {target!r}", errors.USAGE)
     reader = open_reader(values, console)
-    assert parsed.task is not None
-    view = reader.task(parsed.run, parsed.task)
     out = _stdout()
+    if parsed.task is None:
+        return print_run(reader, parsed.run, None if step is None else [step], out)
+    step = step or "main"
     if follow:
-        return Follow(reader, view, step, out, interval=interval, summary_wait=summary_wait).run()
+        return Follow(
+            reader,
+            parsed.run,
+            parsed.task,
+            step,
+            out,
+            interval=interval,
+            summary_wait=summary_wait,
+            wait=wait,
+        ).run()
+    view = reader.task(parsed.run, parsed.task)
     code = print_log(reader, view, step, out)
     out.flush()
     return code
 
 
-@group.command("get")
+@group.command("get", epilog=SUB_EPILOG)
 @click.option(
     "--output",
     "-o",
@@ -187,16 +285,44 @@ def get_command(target: str, result: str, output: Optional[str], **values: Any) 
     return errors.OK
 
 
-@group.command("summary")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@group.command("summary", epilog=SUB_EPILOG)
+@json_output
 @reader_options
 @click.argument("target", metavar="PIPELINERUN[/PIPELINETASK]")
-def summary_command(target: str, as_json: bool, **values: Any) -> int:
+def summary_command(target: str, as_json: bool, output: str, **values: Any) -> int:
     """Per task and step: exit code, duration, CPU, peak memory, bytes stored, objects missing."""
     console = Console()
     parsed = parse_target(target, need_task=False)
-    summary(open_reader(values, console), parsed.run, parsed.task, sys.stdout, as_json)
+    summary(
+        open_reader(values, console), parsed.run, parsed.task, sys.stdout, as_json or output.lower() == "json"
+    )
     return errors.OK
+
+
+@group.command("library-logs", epilog=SUB_EPILOG)
+@json_output
+@reader_options
+@click.argument("log_id", required=False, metavar="[ID]")
+def library_logs_command(log_id: Optional[str], as_json: bool, output: str, **values: Any) -> int:
+    """List the logs the Python library's Logger stored (<prefix>/_logs/<id>/), or print one, byte
+    for byte (its chunks in order; a missing chunk is a warning and exit 4)."""
+    console = Console()
+    reader = open_reader(values, console)
+    if log_id is None:
+        list_logs(reader, sys.stdout, as_json or output.lower() == "json")
+        return errors.OK
+    return print_library_log(reader, log_id, _stdout())
+
+
+def usage() -> str:
+    """What a bare ``tekton-uploader-read`` prints: the usage and the commands, several lines."""
+    ctx = click.Context(group, info_name=PROG, max_content_width=100)
+    formatter = ctx.make_formatter()
+    group.format_usage(ctx, formatter)
+    group.format_commands(ctx, formatter)
+    formatter.write_paragraph()
+    formatter.write_text(f"Store options (--endpoint, --bucket, ...) and more: {PROG} --help")
+    return formatter.getvalue()
 
 
 def _silence_stdout() -> None:
@@ -212,16 +338,16 @@ def _silence_stdout() -> None:
 def main(argv: Optional[list[str]] = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     console = Console()
+    if not args:
+        sys.stderr.write(usage())
+        sys.exit(errors.USAGE)
     try:
         code = group.main(args, prog_name=PROG, standalone_mode=False)
         sys.stdout.flush()
     except click.exceptions.Exit as exc:  # --help, --version
         code = exc.exit_code
     except click.ClickException as exc:
-        hint = " (see --help)"
-        if isinstance(exc, click.NoSuchOption) and args and args[0].startswith("-"):
-            hint = f"; options go after the command, e.g. {PROG} ls {exc.option_name} ... (see --help)"
-        console.error(exc.format_message().rstrip(".") + hint)
+        console.error(exc.format_message().rstrip(".") + " (see --help)")
         code = errors.USAGE
     except ReadError as exc:
         _flush_quietly()

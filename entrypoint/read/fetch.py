@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
-from ..layout import name_problem
+from ..formats.layout import name_problem
 from .errors import NOT_FOUND, OUTPUT, USAGE, ReadError
 from .locate import Reader, TaskView, nearby
 from .manifest import verify

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..layout import name_problem
+from ..formats.layout import LIBRARY_LOGS, OLD_LIBRARY_LOGS, chunk_seq, name_problem
 from ..store import ObjectInfo, ReadableStore, StoreError
 from .console import Console
 from .errors import NOT_FOUND, USAGE, ReadError, from_store_error
@@ -88,7 +88,19 @@ class Reader:
         return [o.key[len(prefix) :].rstrip("/") for o in self.listing(prefix) if o.is_prefix]
 
     def runs(self) -> list[str]:
-        return self._children(self.base)
+        """Pipeline runs: not the library's logs (``library-logs`` lists those)."""
+        runs = [name for name in self._children(self.base) if name != LIBRARY_LOGS]
+        if OLD_LIBRARY_LOGS in runs and self._holds_library_logs(f"{self.base}{OLD_LIBRARY_LOGS}/"):
+            runs.remove(OLD_LIBRARY_LOGS)
+        return runs
+
+    def _holds_library_logs(self, prefix: str) -> bool:
+        """``<prefix><id>/<chunk>.log`` (a Logger's, before 0.2) rather than a run's tasks."""
+        children = [o.key for o in self.listing(prefix) if o.is_prefix]
+        if not children:
+            return False
+        below = self.listing(children[0])
+        return any(not o.is_prefix and chunk_seq(o.key[len(children[0]) :]) is not None for o in below)
 
     def tasks(self, run: str) -> list[str]:
         tasks = self._children(f"{self.base}{run}/")

@@ -12,26 +12,25 @@ wrapper stores after the step's other objects: following waits for it (``--summa
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
+from ..formats.layout import chunk_seq as layout_chunk_seq
 from ..store import ObjectInfo
+from ..units import format_duration
 from .errors import INTEGRITY, NOT_FOUND, OK, ReadError
 from .locate import Reader, TaskView, nearby
-from .manifest import verify
+from .manifest import Manifests, verify
 from .progress import Progress
 from .streams import copy_stream, extract_member
 
 
 def chunk_seq(info: ObjectInfo, chunk_prefix: str) -> Optional[int]:
     """The sequence number of a chunk key ``.../logs/<step>/00000012.log``; None for other keys."""
-    name = info.key[len(chunk_prefix) :]
-    stem, dot, ext = name.partition(".")
-    if info.is_prefix or dot != "." or ext != "log" or not stem.isdigit():
-        return None
-    return int(stem)
+    return None if info.is_prefix else layout_chunk_seq(info.key[len(chunk_prefix) :])
 
 
 def chunks_of(
@@ -60,21 +59,23 @@ def print_archive(reader: Reader, view: TaskView, archive: ObjectInfo, out: Bina
 
 def print_chunks(
     reader: Reader,
-    view: TaskView,
+    label: str,
     chunks: list[tuple[int, ObjectInfo]],
     out: BinaryIO,
     first: int = 0,
-    check: bool = True,
+    manifests: Optional[Manifests] = None,
     flush: bool = False,
 ) -> tuple[bool, int]:
-    """Print chunks in order: (False after a warning when sequence numbers are missing, bytes)."""
+    """Print chunks in order: (False after a warning when sequence numbers are missing, bytes).
+
+    Each chunk is checked against ``manifests`` when given.
+    """
     complete = True
     total = 0
     expected = first
     progress: Optional[Progress] = None
     if not flush:
-        progress = reader.progress(f"log of {view}", sum(info.size for _seq, info in chunks))
-    manifests = view.manifests() if check else None
+        progress = reader.progress(label, sum(info.size for _seq, info in chunks))
     for seq, info in chunks:
         if seq != expected:
             reader.console.warn(
@@ -101,7 +102,7 @@ def print_log(reader: Reader, view: TaskView, step: str, out: BinaryIO) -> int:
     chunks = chunks_of(reader, view, step)
     if not chunks:
         raise no_log(view, step)
-    complete, _size = print_chunks(reader, view, chunks, out)
+    complete, _size = print_chunks(reader, f"log of {view}", chunks, out, manifests=view.manifests())
     if not complete:
         return INTEGRITY
     return OK
@@ -109,25 +110,56 @@ def print_log(reader: Reader, view: TaskView, step: str, out: BinaryIO) -> int:
 
 @dataclass
 class Follow:
-    """``logs --follow``: print as chunks arrive; return the step's exit code once it ended."""
+    """``logs --follow``: print as chunks arrive; return the step's exit code once it ended.
+
+    Started before the step stored anything (the task, or its first chunk, not in the store
+    yet), it waits up to ``wait`` seconds for them, saying so in one line; then NOT_FOUND.
+    """
 
     reader: Reader
-    view: TaskView
+    run_name: str
+    task_name: str
     step: str
     out: BinaryIO
     interval: float = 1.0
     summary_wait: float = 300.0  # once the log is complete, how long to wait for the summary
+    wait: float = 600.0  # how long to wait for the step's first log object
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    _said: bool = False
+
+    def _waiting(self) -> None:
+        if not self._said:
+            self.reader.console.note(
+                f"waiting up to {format_duration(self.wait)} for step {self.step!r} of "
+                f"{self.run_name}/{self.task_name} to store its log (--wait)"
+            )
+            self._said = True
+
+    def _task(self, deadline: float) -> TaskView:
+        """The task's view, once the task has stored anything (or ``Reader.task``'s error)."""
+        prefix = self.reader.task_prefix(self.run_name, self.task_name)
+        while True:
+            top = self.reader.listing(prefix)
+            if top:
+                return TaskView(self.reader, self.run_name, self.task_name, prefix, top)
+            if self.clock() >= deadline:
+                return self.reader.task(self.run_name, self.task_name)  # raises, naming what exists
+            self._waiting()
+            self.sleep(max(0.0, min(self.interval, deadline - self.clock())))
 
     def run(self) -> int:
-        step, view = self.step, self.view
+        step = self.step
+        deadline = self.clock() + self.wait
+        view = self._task(deadline)
         printed = 0  # log bytes printed so far
         next_seq = 0
         last_key = ""
-        waiting_said = False
+        first = True
         while True:
-            view.refresh()
+            if not first:
+                view.refresh()
+            first = False
             files = view.files()
             archive = files.get(f"{step}-log.tgz")
             ended = archive is not None or f"{step}-manifest.json" in files
@@ -142,13 +174,16 @@ class Follow:
                 next_seq += 1
             if ready:
                 _, size = print_chunks(
-                    self.reader, view, ready, self.out, first=ready[0][0], check=False, flush=True
+                    self.reader, f"log of {view}", ready, self.out, first=ready[0][0], flush=True
                 )
                 printed += size
                 last_key = ready[-1][1].key
-            elif next_seq == 0 and not waiting_said and not ended:
-                self.reader.console.note_tty(f"waiting for the first log chunk of step {step!r} of {view}")
-                waiting_said = True
+            elif next_seq == 0 and not ended and not chunks:
+                if self.clock() >= deadline:
+                    raise ReadError(
+                        f"{no_log(view, step)} (waited {format_duration(self.wait)}, --wait)", NOT_FOUND
+                    )
+                self._waiting()
             if ended:
                 break
             self.sleep(self.interval)
@@ -159,18 +194,26 @@ class Follow:
             rest = chunks_of(self.reader, view, step, last_key)
             if next_seq == 0 and not rest:
                 raise no_log(view, step)
-            complete, _size = print_chunks(self.reader, view, rest, self.out, first=next_seq, flush=True)
+            complete, _size = print_chunks(
+                self.reader,
+                f"log of {view}",
+                rest,
+                self.out,
+                first=next_seq,
+                manifests=view.manifests(),
+                flush=True,
+            )
         self.out.flush()
-        code = self.exit_code()
+        code = self.exit_code(view)
         return code if complete or code != OK else INTEGRITY
 
-    def exit_code(self) -> int:
+    def exit_code(self, view: TaskView) -> int:
         """The step's recorded exit code; 0 (with a note) when it has no summary.
 
         The wrapper stores the summary after every other object of the step (results can take a
         while), and within its flush deadline; the manifest, when there is one, comes last.
         """
-        step, view = self.step, self.view
+        step = self.step
         deadline = self.clock() + self.summary_wait
         said = False
         while view.file(f"{step}-summary.json") is None and view.file(f"{step}-manifest.json") is None:
@@ -189,3 +232,65 @@ class Follow:
             f"step {step!r} of {view} has no recorded exit code ({step}-summary.json); exiting 0"
         )
         return OK
+
+
+class _Tail:
+    """Remembers the last byte written through it (to end a section with a newline)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.last = b"\n"
+
+    def write(self, data: bytes) -> int:
+        if data:
+            self.last = bytes(data[-1:])
+        return self.out.write(data)
+
+    def flush(self) -> None:
+        self.out.flush()
+
+
+def _started(reader: Reader, view: TaskView, step: str) -> float:
+    """When the step started: its summary's ``started_at``, else its oldest log object's time."""
+    recorded = (view.summary(step) or {}).get("started_at")
+    if isinstance(recorded, str):
+        try:
+            return datetime.datetime.fromisoformat(recorded.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    objects = reader.listing(view.chunk_prefix(step), recursive=True)
+    return min((o.mtime for o in objects), default=float("inf"))
+
+
+def print_run(reader: Reader, run: str, steps: Optional[list[str]], out: BinaryIO) -> int:
+    """``logs RUN``: every task's log (each of its steps, or ``steps``), in the order they started
+    (the summary's ``started_at``, else the oldest log chunk), each headed
+    ``==> TASK (step STEP) <==`` as ``tail`` heads files.
+
+    A step without a log is a warning and makes the exit code NOT_FOUND; a gap makes it INTEGRITY.
+    """
+    order: list[tuple[float, str, float, str, TaskView]] = []
+    for task in reader.tasks(run):
+        view = reader.task(run, task)
+        names = steps if steps is not None else view.steps()
+        started = {step: _started(reader, view, step) for step in view.steps()}
+        first = min(started.values(), default=float("inf"))
+        order += [(first, task, started.get(step, first), step, view) for step in names]
+    order.sort(key=lambda item: item[:4])
+    tail = _Tail(out)
+    worst = OK
+    for index, (_first, _task, _started_at, step, view) in enumerate(order):
+        if tail.last != b"\n":
+            tail.write(b"\n")
+        tail.write((b"\n" if index else b"") + f"==> {view.task} (step {step}) <==\n".encode())
+        try:
+            code = print_log(reader, view, step, tail)  # type: ignore[arg-type]
+        except ReadError as exc:
+            if exc.code != NOT_FOUND:
+                raise
+            reader.console.warn(str(exc))
+            code = NOT_FOUND
+        if code == INTEGRITY or (code == NOT_FOUND and worst == OK):
+            worst = code
+    tail.flush()
+    return worst

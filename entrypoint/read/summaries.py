@@ -15,10 +15,11 @@ COLUMNS = ("TASK", "STEP", "EXIT", "DURATION", "CPU", "PEAK MEM", "STORED", "MIS
 
 
 def _number(doc: Optional[dict[str, Any]], *names: str) -> Optional[float]:
+    """The first of ``names`` that is a number, as recorded (an integer stays an integer)."""
     for name in names:
         value = (doc or {}).get(name)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+            return value
     return None
 
 

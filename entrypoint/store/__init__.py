@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Optional
 
-from ..config import StoreConfig
+from ..settings.store import StoreConfig
 from .base import ObjectInfo, ReadableStore, Retry, Store, Stored, StoreError, once
 from .local import LocalStore
 

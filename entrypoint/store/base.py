@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
-from ..payload import Payload
+from .payload import Payload
 
 T = TypeVar("T")
 

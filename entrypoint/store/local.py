@@ -12,8 +12,8 @@ import threading
 from pathlib import Path
 from stat import S_ISREG
 
-from ..payload import Payload
 from .base import ObjectInfo, Retry, Stored, StoreError, once
+from .payload import Payload
 
 _COPY = 1024 * 1024
 _PERMANENT_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)

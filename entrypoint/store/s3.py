@@ -35,12 +35,9 @@ headers go on every request that needs them, as the MinIO client's ``put_object`
 from __future__ import annotations
 
 import base64
-import builtins
 import hashlib
 import io
 import os
-import re
-import ssl
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, Optional
@@ -49,14 +46,16 @@ from urllib.parse import urlunsplit
 import urllib3
 from minio import Minio
 from minio.datatypes import Part
-from minio.error import InvalidResponseError, S3Error, ServerError
+from minio.error import InvalidResponseError, S3Error
 from minio.signer import sign_v4_s3
 from urllib3._collections import HTTPHeaderDict
 
-from .. import credentials, sse, tls
-from ..config import StoreConfig
-from ..payload import Digests, Payload
-from .base import ObjectInfo, Retry, Stored, StoreError, once
+from ..settings.store import StoreConfig
+from . import s3_credentials, s3_security
+from .base import Retry, Stored, StoreError, once
+from .payload import Digests, Payload
+from .s3_errors import classify
+from .s3_read import S3Reads
 
 PART_SIZE = 8 * 1024 * 1024  # one part in memory per upload in flight
 STREAM_PUT_MAX = 1024 * 1024 * 1024  # larger: multipart (a retry resends one part, not the object)
@@ -66,109 +65,10 @@ ETAG_MISMATCHES_TO_TRUST = 3  # consecutive mismatches of one request: the serve
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
 
-# Not worth retrying, and every other upload would fail the same way.
-STORE_PERMANENT = {
-    "AccessDenied": "the credentials may not write to the bucket; check --access-key/--secret-key "
-    "and the bucket policy",
-    "AllAccessDisabled": "all access to the bucket is disabled; check the bucket's settings",
-    "InvalidAccessKeyId": "the server does not know this access key; check --access-key / "
-    "OBJECTSTORE_ACCESS_KEY",
-    "SignatureDoesNotMatch": "the server rejected the request signature; check --secret-key / "
-    "OBJECTSTORE_SECRET_KEY",
-    "InvalidToken": "the session token is invalid; check --session-token / OBJECTSTORE_SESSION_TOKEN",
-    "ExpiredToken": "the session token has expired; refresh the credentials",
-    "TokenRefreshRequired": "the session token has expired; refresh the credentials",
-    "NoSuchBucket": "the bucket does not exist; create it or pass --create-bucket",
-    "InvalidBucketName": "the server refuses the bucket name; fix --bucket",
-    "AuthorizationHeaderMalformed": "the request was signed for the wrong region; check --region",
-    "InvalidRegion": "wrong region; check --region",
-    "IllegalLocationConstraintException": "wrong region for this bucket; check --region",
-    "PermanentRedirect": "the bucket is in another region or endpoint; check --region/--endpoint",
-    "AccountProblem": "the account has a problem; check it with the storage provider",
-    "RequestTimeTooSkewed": "this machine's clock is too far off; fix the node's time",
-    "NotImplemented": "the server does not support a request the wrapper needs; use an S3-compatible store",
-    "MethodNotAllowed": "the server does not allow uploads here; check --endpoint/--bucket",
-}
-# Not worth retrying, but only this object is affected.
-OBJECT_PERMANENT = {
-    "InvalidObjectName": "the server does not accept the object key",
-    "KeyTooLongError": "the object key is too long for the server",
-    "EntityTooLarge": "the object is larger than the server accepts",
-    "InvalidArgument": "the server rejected a request argument",
-}
-TRANSIENT = {
-    "SlowDown",
-    "RequestTimeout",
-    "InternalError",
-    "ServiceUnavailable",
-    "Throttling",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "TooManyRequests",
-    "OperationAborted",
-    "BadDigest",  # the body was damaged on the way: send it again
-    "XAmzContentSHA256Mismatch",
-    "IncompleteBody",
-    "RequestTimeoutException",
-    "ServerBusy",
-    "XMinioServerNotInitialized",
-}
-_STATUS = re.compile(r"Response code: (\d+)")
 
 
-def _by_status(status: int, code: str, text: str) -> StoreError:
-    if status >= 500 or status in (408, 429) or status == 0:
-        return StoreError(f"{code or status}: {text}", transient=True, code=code or str(status))
-    if status in (401, 403):
-        code = code or "AccessDenied"
-        fix = STORE_PERMANENT.get(code, STORE_PERMANENT["AccessDenied"])
-        return StoreError(f"{code}: {fix}", transient=False, code=code, whole_store=True)
-    return StoreError(f"{code or status}: {text}", transient=False, code=code or str(status))
 
 
-def classify(exc: BaseException) -> StoreError:
-    """Turn whatever the client raised into a StoreError that says whether to retry."""
-    if isinstance(exc, StoreError):
-        return exc
-    if isinstance(exc, S3Error):
-        code = exc.code or ""
-        status = exc.response.status if exc.response is not None else 0
-        if code in STORE_PERMANENT:
-            return StoreError(
-                f"{code}: {STORE_PERMANENT[code]}", transient=False, code=code, whole_store=True
-            )
-        if code in OBJECT_PERMANENT:
-            return StoreError(f"{code}: {OBJECT_PERMANENT[code]}", transient=False, code=code)
-        if code in TRANSIENT:
-            return StoreError(f"{code}: {exc.message or 'retry later'}", transient=True, code=code)
-        return _by_status(status, code, exc.message or "S3 error")
-    if isinstance(exc, ServerError):
-        return _by_status(exc.status_code, "", f"server error {exc.status_code}")
-    if isinstance(exc, InvalidResponseError):
-        text = str(exc).splitlines()[0][:200]
-        match = _STATUS.search(text)
-        return _by_status(int(match.group(1)) if match else 0, "", f"invalid response: {text}")
-    if isinstance(exc, (urllib3.exceptions.HTTPError, OSError, ssl.SSLError)):
-        reason: Any = exc
-        while getattr(reason, "reason", None) is not None and reason.reason is not reason:
-            reason = reason.reason  # MaxRetryError -> NewConnectionError -> ...
-        text = (str(reason).splitlines() or [""])[0][:200] or type(reason).__name__
-        if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
-            return StoreError(
-                f"TLS verification failed: {text}; trust the server's CA with --ca-bundle",
-                transient=False,
-                code="TLS",
-                whole_store=True,
-            )
-        return StoreError(f"connection problem: {text}", transient=True, code="Network")
-    if isinstance(exc, ValueError) and "bucket name" in str(exc):
-        return StoreError(
-            f"InvalidBucketName: {exc}; fix --bucket",
-            transient=False,
-            code="InvalidBucketName",
-            whole_store=True,
-        )
-    return StoreError(f"{type(exc).__name__}: {exc}", transient=False, code="Unexpected")
 
 
 def http_pool(
@@ -193,7 +93,7 @@ def _md5_b64(digest: bytes) -> str:
     return base64.b64encode(digest).decode()
 
 
-class S3Store:
+class S3Store(S3Reads):
     def __init__(
         self,
         cfg: StoreConfig,
@@ -215,12 +115,12 @@ class S3Store:
         provider = None
         try:
             if cfg.tls is not None and cfg.endpoint.secure:
-                tls.configure_pool(pool, cfg.tls)
-            provider = credentials.build_provider(cfg.auth, cfg.tls)
+                s3_security.configure_pool(pool, cfg.tls)
+            provider = s3_credentials.build_provider(cfg.auth, cfg.tls)
         except ValueError as exc:
             raise StoreError(str(exc), transient=False, code="TLS") from None
-        self.sse = sse.to_minio(cfg.sse)
-        self.ssec = sse.ssec(cfg.sse)
+        self.sse = s3_security.to_minio(cfg.sse)
+        self.ssec = s3_security.ssec(cfg.sse)
         # With server-side encryption ETags are not (or not always) MD5 digests of the bytes: rely
         # on the server's own Content-MD5 check alone.
         self.trust_server_checksums = self.sse is not None
@@ -544,50 +444,6 @@ class S3Store:
 
         return request
 
-    # -- reading (tools, tests) ------------------------------------------------------------------
-    def get(self, key: str) -> bytes:
-        resp = self._call(self.client.get_object, self.bucket, key, ssec=self.ssec)
-        try:
-            return bytes(resp.read())
-        finally:
-            resp.close()
-            resp.release_conn()
-
-    def list(self, prefix: str) -> list[str]:
-        objects = self._call(
-            lambda: list(self.client.list_objects(self.bucket, prefix=prefix, recursive=True))
-        )
-        return sorted(o.object_name for o in objects)
-
-    # -- read side -------------------------------------------------------------------------------
-    def open_read(self, key: str, offset: int = 0) -> io.RawIOBase:
-        resp = self._call(self.client.get_object, self.bucket, key, offset=offset, ssec=self.ssec)
-        return _Body(resp)
-
-    def stat(self, key: str) -> ObjectInfo:
-        obj = self._call(self.client.stat_object, self.bucket, key, ssec=self.ssec)
-        return ObjectInfo(
-            key, int(obj.size or 0), obj.last_modified.timestamp() if obj.last_modified else 0.0
-        )
-
-    def list_objects(
-        self, prefix: str, recursive: bool = True, start_after: str = ""
-    ) -> builtins.list[ObjectInfo]:
-        def listing() -> list[ObjectInfo]:
-            found = []
-            for obj in self.client.list_objects(
-                self.bucket, prefix=prefix, recursive=recursive, start_after=start_after or None
-            ):
-                if obj.is_dir:
-                    found.append(ObjectInfo(obj.object_name, is_prefix=True))
-                else:
-                    mtime = obj.last_modified.timestamp() if obj.last_modified else 0.0
-                    found.append(ObjectInfo(obj.object_name, int(obj.size or 0), mtime))
-            return found
-
-        objects: builtins.list[ObjectInfo] = self._call(listing)
-        return sorted(objects, key=lambda o: o.key)
-
 
 def _chunks(reader: io.RawIOBase, size: int, key: str) -> Iterator[bytes]:
     """Exactly ``size`` bytes of ``reader`` in ``STREAM_READ`` pieces (a request body)."""
@@ -600,31 +456,3 @@ def _chunks(reader: io.RawIOBase, size: int, key: str) -> Iterator[bytes]:
             )
         left -= len(data)
         yield data
-
-
-class _Body(io.RawIOBase):
-    """An object's body as it arrives (urllib3 response, not preloaded); errors as StoreError."""
-
-    def __init__(self, resp: Any) -> None:
-        self._resp = resp
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        try:
-            data = self._resp.read(len(buffer), decode_content=False)  # the stored bytes, exactly
-        except Exception as exc:
-            raise classify(exc) from None
-        n = len(data)
-        buffer[:n] = data
-        return n
-
-    def close(self) -> None:
-        if not self.closed:
-            try:
-                self._resp.close()
-                self._resp.release_conn()
-            except Exception:
-                pass  # a broken connection is dropped by the pool
-        super().close()

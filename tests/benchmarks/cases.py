@@ -72,7 +72,7 @@ def compression(b: Bench, p: Params) -> list[Row]:
     import importlib
     import zlib
 
-    from entrypoint import archive
+    from entrypoint.formats import archive
 
     text = data.block_file(b.work).read_bytes()
     candidates = [("zlib", zlib, level) for level in (1, 2, 6)]
@@ -150,7 +150,7 @@ def noop(b: Bench, p: Params) -> list[Row]:
         local_wall.add(out.exited - out.started)
         for series, code in (
             (python, "pass"),
-            (cli_import, "import entrypoint.cli, entrypoint.run"),
+            (cli_import, "import entrypoint.cli, entrypoint.wrapper.run"),
             (minio_import, "import minio"),
         ):
             out = b.run([sys.executable, "-c", code], None)

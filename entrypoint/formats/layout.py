@@ -1,0 +1,129 @@
+"""Object keys, built only from validated name components.
+
+<prefix>/<pipelinerun>/<pipelinetask>/<result>.tgz
+<prefix>/<pipelinerun>/<pipelinetask>/<step>/<result>.tgz   (Tekton step results)
+<prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
+<prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
+<prefix>/_logs/<id>/<chunk>.log                               (the library's Logger, by default)
+
+``_logs`` cannot be a PipelineRun's name (Kubernetes names start with a letter or digit), so
+the reader tells the library's logs from pipeline runs. Loggers before 0.2 wrote to
+``<prefix>/logs/<id>/<chunk>.log``; the reader still finds those (``OLD_LIBRARY_LOGS``).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import urllib.parse
+from typing import NamedTuple
+
+CHUNK_DIGITS = 8
+LIBRARY_LOGS = "_logs"
+OLD_LIBRARY_LOGS = "logs"  # read, never written
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def name_problem(value: str) -> str | None:
+    """Why ``value`` cannot be one component of an object key, or None when it can."""
+    if not value:
+        return "is empty"
+    if value in (".", ".."):
+        return f"is {value!r}"
+    if _CONTROL.search(value) or any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in value):
+        return "contains control characters"
+    folded = unicodedata.normalize("NFKC", value)
+    if "/" in value or "\\" in value or "/" in folded or "\\" in folded:
+        return "contains a path separator"
+    if folded in (".", ".."):
+        return f"normalises to {folded!r}"
+    decoded = _percent_decoded(value)
+    if decoded != value:
+        unfolded = unicodedata.normalize("NFKC", decoded)
+        separator = any(c in text for c in "/\\" for text in (decoded, unfolded))
+        if separator or unfolded in (".", "..") or _CONTROL.search(decoded):
+            return "percent-encodes a path separator, a control character, '.' or '..'"
+    if len(value.encode("utf-8", "surrogateescape")) > 255:
+        return "is longer than 255 bytes"
+    return None
+
+
+def _percent_decoded(value: str, rounds: int = 3) -> str:
+    """``value`` URL-decoded until it stops changing (a layer that decodes once, or twice, must
+    not see a separator or a dot-segment either)."""
+    for _ in range(rounds):
+        decoded = urllib.parse.unquote(value, errors="surrogateescape")
+        if decoded == value:
+            break
+        value = decoded
+    return value
+
+
+def check_name(what: str, value: str) -> str:
+    """Return ``value`` or raise ValueError naming ``what`` and the problem."""
+    problem = name_problem(value)
+    if problem:
+        raise ValueError(f"{what} {value!r} {problem}")
+    return value
+
+
+class _Names(NamedTuple):
+    prefix: str
+    pipelinerun: str
+    pipelinetask: str
+    step: str
+
+
+class Layout(_Names):
+    """Where a step's objects go; every name is checked (ValueError naming the bad one)."""
+
+    __slots__ = ()
+
+    def __new__(cls, prefix: str, pipelinerun: str, pipelinetask: str, step: str) -> Layout:
+        for part in prefix.split("/") if prefix else ():
+            check_name("key prefix segment", part)
+        check_name("pipelinerun", pipelinerun)
+        check_name("pipelinetask", pipelinetask)
+        check_name("step", step)
+        return super().__new__(cls, prefix, pipelinerun, pipelinetask, step)
+
+    @property
+    def task_prefix(self) -> str:
+        parts = [self.prefix] if self.prefix else []
+        return "/".join([*parts, self.pipelinerun, self.pipelinetask]) + "/"
+
+    def result_key(self, result: str) -> str:
+        return f"{self.task_prefix}{check_name('result', result)}.tgz"
+
+    def step_result_key(self, result: str) -> str:
+        """A Tekton step result: ``<step>/<result>.tgz`` under the task."""
+        return f"{self.task_prefix}{self.step}/{check_name('result', result)}.tgz"
+
+    def log_archive_key(self) -> str:
+        return f"{self.task_prefix}{self.step}-log.tgz"
+
+    def chunk_prefix(self) -> str:
+        return f"{self.task_prefix}logs/{self.step}/"
+
+    def chunk_key(self, seq: int) -> str:
+        return f"{self.chunk_prefix()}{seq:0{CHUNK_DIGITS}d}.log"
+
+    def step_object_key(self, suffix: str) -> str:
+        """``<step>-<suffix>`` next to the log archive (summary.json, manifest.json)."""
+        return f"{self.task_prefix}{self.step}-{suffix}"
+
+
+def library_log_prefix(key_prefix: str, log_id: str) -> str:
+    """``<key_prefix>/_logs/<log_id>/``: where a library ``Logger`` stores its chunks by default."""
+    parts = [p for p in key_prefix.strip("/").split("/") if p]
+    for part in parts:
+        check_name("key prefix segment", part)
+    return "/".join([*parts, LIBRARY_LOGS, check_name("log id", log_id)]) + "/"
+
+
+def chunk_seq(name: str) -> int | None:
+    """The sequence number of a chunk file name ``00000012.log``; None for any other name."""
+    stem, dot, ext = name.partition(".")
+    if dot != "." or ext != "log" or not stem.isdigit():
+        return None
+    return int(stem)

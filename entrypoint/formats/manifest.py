@@ -1,0 +1,103 @@
+"""``<step>-manifest.json``: what the step stored, what it could not, and why. Uploaded last.
+
+Every object written for the step is listed with its key, size and SHA-256 (of the bytes stored);
+every object that could not be written is listed with the reason; output the capture could not
+keep (spool limit, spool write errors) is accounted for byte-exactly. A reader can check a
+step's objects against it, and its absence means the step never finished its final flush.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from .layout import Layout
+
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Gap:
+    """Output not captured: ``size`` bytes after ``at`` bytes of COMMAND's output."""
+
+    at: int
+    size: int
+    reason: str
+
+
+class Entry(NamedTuple):
+    """One object of the step: stored (``size``, ``sha256``), or not (``reason``)."""
+
+    key: str
+    kind: str
+    stored: bool
+    size: int = 0
+    sha256: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class LogAccount:
+    output_bytes: int  # what COMMAND wrote to stdout and stderr
+    captured_bytes: int  # what the log holds (markers included)
+    gaps: Sequence[Gap] = ()
+    spool_limit: int = 0
+    spool_peak: int = 0
+
+    @property
+    def not_captured_bytes(self) -> int:
+        return sum(g.size for g in self.gaps)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    name: str
+    reason: str
+
+
+@dataclass
+class Manifest:
+    layout: Layout
+    bucket: str
+    log: LogAccount
+    command_exit_code: int
+    exit_code: int
+    results_not_uploaded: list[Skipped] = field(default_factory=list)
+    results_offloaded: list[dict[str, Any]] = field(default_factory=list)  # --offload-results-over
+
+    def to_dict(self, entries: Iterable[Entry]) -> dict[str, Any]:
+        written = []
+        missing = []
+        for e in sorted(entries, key=lambda e: e.key):
+            if e.stored:
+                written.append({"key": e.key, "size": e.size, "sha256": e.sha256, "kind": e.kind})
+            else:
+                missing.append({"key": e.key, "kind": e.kind, "reason": e.reason})
+        log = self.log
+        return {
+            "manifest_version": VERSION,
+            "bucket": self.bucket,
+            "pipelinerun": self.layout.pipelinerun,
+            "pipelinetask": self.layout.pipelinetask,
+            "step": self.layout.step,
+            "command_exit_code": self.command_exit_code,
+            "exit_code": self.exit_code,
+            "complete": not missing and not log.gaps,
+            "objects": written,
+            "missing": missing,
+            "results_not_uploaded": [{"name": s.name, "reason": s.reason} for s in self.results_not_uploaded],
+            "results_offloaded": list(self.results_offloaded),
+            "log": {
+                "output_bytes": log.output_bytes,
+                "captured_bytes": log.captured_bytes,
+                "not_captured_bytes": log.not_captured_bytes,
+                "gaps": [{"at": g.at, "bytes": g.size, "reason": g.reason} for g in log.gaps],
+                "spool_limit": log.spool_limit,
+                "spool_peak_bytes": log.spool_peak,
+            },
+        }
+
+    def encode(self, entries: Iterable[Entry]) -> bytes:
+        return (json.dumps(self.to_dict(entries), indent=1, ensure_ascii=False) + "\n").encode()

@@ -1,0 +1,216 @@
+"""The options of ``tekton-uploader``: one table, read by the fast parser and by click alike."""
+
+from __future__ import annotations
+
+from .store import (
+    READER_ONLY_VARIABLES,
+    SECURITY_OPTIONS,
+    STORE_OPTIONS,
+    create_bucket_option,
+    key_prefix_option,
+)
+from .table import Option
+from .table import env_option as _opt
+
+CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"], "max_content_width": 100}
+SECRETS = ("secret_key", "session_token")  # warned about when given as flags (visible to ps)
+
+EPILOG = """\b
+Exit codes:
+  COMMAND's own exit code, or 128+N when COMMAND was killed by signal N
+  2    bad usage or configuration, or --preflight strict failed (COMMAND not started)
+  74   objects still missing after the final flush although COMMAND exited 0
+       (unless --ignore-upload-errors)
+  124  --timeout expired and COMMAND was stopped
+  125  internal error of the wrapper
+  126  COMMAND not executable
+  127  COMMAND not found
+"""
+
+
+OPTIONS: tuple[Option, ...] = (
+    *STORE_OPTIONS,
+    create_bucket_option,
+    _opt(
+        "--pipelinerun",
+        env=["PIPELINERUN"],
+        metavar="NAME",
+        help="PipelineRun name. [default: from the pod labels]",
+    ),
+    _opt(
+        "--pipelinetask",
+        env=["PIPELINETASK"],
+        metavar="NAME",
+        help="Pipeline task name. [default: from the pod labels]",
+    ),
+    _opt(
+        "--pod-labels",
+        env=["OBJECTSTORE_POD_LABELS"],
+        default="/etc/podinfo/labels",
+        show_default=True,
+        metavar="FILE",
+        help="Downward-API labels file read when the names are not given.",
+    ),
+    _opt(
+        "--step",
+        env=["OBJECTSTORE_STEP"],
+        default="main",
+        show_default=True,
+        metavar="NAME",
+        help="Step name, used in <step>-log.tgz and logs/<step>/.",
+    ),
+    _opt(
+        "--results-dir",
+        env=["OBJECTSTORE_RESULTS_DIR"],
+        default="/tekton/results",
+        show_default=True,
+        metavar="DIR",
+        help="Each regular file here is stored as <result>.tgz after COMMAND exits.",
+    ),
+    _opt(
+        "--step-results-dir",
+        env=["OBJECTSTORE_STEP_RESULTS_DIR"],
+        metavar="DIR",
+        help="Also store each file here (Tekton's /tekton/steps/step-<name>/results) as "
+        "<step>/<result>.tgz. [default: off]",
+    ),
+    _opt(
+        "--artifacts-file",
+        env=["OBJECTSTORE_ARTIFACTS_FILE"],
+        metavar="PATH",
+        help="Write the stored results as Tekton artifact outputs (uri, sha256 digest) to PATH "
+        "($(step.artifacts.path)), and the --fetch-result ones as inputs, merged with what COMMAND "
+        "wrote there. [default: off]",
+    ),
+    _opt(
+        "--offload-results-over",
+        env=["OBJECTSTORE_OFFLOAD_RESULTS_OVER"],
+        type="size",
+        metavar="SIZE",
+        help="After storing them, replace result files larger than SIZE by their s3://bucket/key URI, "
+        "so Tekton's 4096-byte limit is not hit. [default: off]",
+    ),
+    _opt(
+        "--fetch-result",
+        env=["OBJECTSTORE_FETCH_RESULT"],
+        multiple=True,
+        metavar="TASK/RESULT=PATH",
+        help="Before COMMAND starts, extract a stored result of this pipelinerun (or "
+        "RUN/TASK/RESULT, or an s3://bucket/key URI) to PATH; exit 2 if missing. Repeatable.",
+    ),
+    key_prefix_option,
+    _opt(
+        "--log-chunk-size",
+        env=["OBJECTSTORE_LOG_CHUNK_SIZE"],
+        type="size",
+        default="8MiB",
+        show_default=True,
+        help="Upload the live log in chunks of this size.",
+    ),
+    _opt(
+        "--log-flush-interval",
+        env=["OBJECTSTORE_LOG_FLUSH_INTERVAL"],
+        type="duration",
+        default="5s",
+        show_default=True,
+        help="Upload unsent log data at least this often.",
+    ),
+    _opt(
+        "--spool-dir",
+        env=["OBJECTSTORE_SPOOL_DIR"],
+        metavar="DIR",
+        help="Where sealed chunks wait for upload. [default: a temporary directory]",
+    ),
+    _opt(
+        "--flush-timeout",
+        env=["OBJECTSTORE_FLUSH_TIMEOUT"],
+        type="duration",
+        default="5m",
+        show_default=True,
+        help="Longest time to keep uploading after COMMAND exits.",
+    ),
+    _opt(
+        "--spool-limit",
+        env=["OBJECTSTORE_SPOOL_LIMIT"],
+        type="size",
+        default="1GiB",
+        show_default=True,
+        help="Most disk the spool may use; beyond it output still passes through but capture pauses "
+        "(a marker line in the log says how many bytes are missing).",
+    ),
+    _opt(
+        "--preflight",
+        env=["OBJECTSTORE_PREFLIGHT"],
+        choices=["off", "warn", "strict"],
+        default="warn",
+        show_default=True,
+        help="Check bucket access: warn = in the background while COMMAND runs; strict = before "
+        "COMMAND, exit 2 on a permanent error; off = no check.",
+    ),
+    _opt(
+        "--ignore-upload-errors",
+        env=["OBJECTSTORE_IGNORE_UPLOAD_ERRORS"],
+        is_flag=True,
+        help="Exit with COMMAND's code even when objects are missing after the final flush.",
+    ),
+    _opt(
+        "--skip-results-on-failure",
+        env=["OBJECTSTORE_SKIP_RESULTS_ON_FAILURE"],
+        is_flag=True,
+        help="Do not upload results when COMMAND fails (by default they are, to help debugging).",
+    ),
+    _opt(
+        "--connect-timeout",
+        env=["OBJECTSTORE_CONNECT_TIMEOUT"],
+        type="duration",
+        default="5s",
+        show_default=True,
+        help="Give up connecting to the object store after this long (then retry).",
+    ),
+    _opt(
+        "--read-timeout",
+        env=["OBJECTSTORE_READ_TIMEOUT"],
+        type="duration",
+        default="30s",
+        show_default=True,
+        help="Give up on a request when the object store is silent this long (then retry).",
+    ),
+    _opt(
+        "--timeout",
+        env=["OBJECTSTORE_TIMEOUT"],
+        type="duration",
+        help="Stop COMMAND (SIGTERM, then SIGKILL after --kill-after) when it runs this long; exit 124. "
+        "Set it below the Tekton step timeout, which SIGKILLs without warning.",
+    ),
+    _opt(
+        "--kill-after",
+        env=["OBJECTSTORE_KILL_AFTER"],
+        type="duration",
+        default="20s",
+        show_default=True,
+        help="SIGKILL COMMAND's process group this long after a SIGTERM if it is still running.",
+    ),
+    _opt(
+        "--termination-grace",
+        env=["OBJECTSTORE_TERMINATION_GRACE"],
+        type="duration",
+        default="30s",
+        show_default=True,
+        help="After a SIGTERM, finish the final flush within this (the pod's terminationGracePeriodSeconds).",
+    ),
+    _opt(
+        "--signal-child-only",
+        env=["OBJECTSTORE_SIGNAL_CHILD_ONLY"],
+        is_flag=True,
+        help="Forward signals to COMMAND alone instead of its whole process group.",
+    ),
+    *SECURITY_OPTIONS,
+    _opt(
+        "--quiet", "-q", env=["OBJECTSTORE_QUIET"], is_flag=True, help="Silence the wrapper's own info lines."
+    ),
+    _opt("--debug", env=["OBJECTSTORE_DEBUG"], is_flag=True, help="Print every upload and retry."),
+)
+
+
+# Every variable either command reads: an OBJECTSTORE_* variable not here is warned about (a typo).
+VARIABLES = frozenset({*(v for o in OPTIONS for v in o.env), *READER_ONLY_VARIABLES})

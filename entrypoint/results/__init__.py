@@ -1,0 +1,1 @@
+"""Tekton results: the files found, their archives queued for upload, offloading and provenance."""

@@ -1,0 +1,83 @@
+"""Tekton results: each regular file of the results directory becomes ``<result>.tgz``.
+
+Files are opened with O_NOFOLLOW and checked to be regular *after* opening, so nothing swapped in
+between is read. A symlink is followed only to a regular file in the results directory itself.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..formats import archive
+from ..formats.layout import name_problem
+from ..report import Reporter
+from ..store.payload import Payload
+
+
+@dataclass(frozen=True)
+class ResultFile:
+    name: str  # the result's name: the file name in the results directory
+    path: Path  # what is read (a symlink's target inside the directory, else the file)
+
+
+def scan(results_dir: Path, reporter: Reporter) -> tuple[list[ResultFile], list[str]]:
+    """The result files to archive, and the entries skipped (each also warned about)."""
+    found: list[ResultFile] = []
+    skipped: list[str] = []
+    try:
+        entries = sorted(os.scandir(results_dir), key=lambda e: e.name)
+    except FileNotFoundError:
+        return found, skipped
+    except OSError as exc:
+        reporter.warn(f"results dir {results_dir}: {exc.strerror}; no results archived")
+        return found, skipped
+    real_dir = os.path.realpath(results_dir)
+    for entry in entries:
+        reason = _skip_reason(entry, real_dir)
+        if reason:
+            reporter.warn(f"result {entry.name!r} skipped: {reason}")
+            skipped.append(entry.name)
+            continue
+        target = Path(os.path.realpath(entry.path)) if entry.is_symlink() else Path(entry.path)
+        found.append(ResultFile(entry.name, target))
+    return found, skipped
+
+
+def _skip_reason(entry: os.DirEntry[str], real_dir: str) -> str:
+    problem = name_problem(entry.name)
+    if problem:
+        return f"its name {problem}"
+    if entry.is_symlink():
+        target = os.path.realpath(entry.path)
+        if os.path.dirname(target) != real_dir:
+            return "symlink to outside the results dir"
+        if not os.path.isfile(target) or os.path.islink(target):
+            return "symlink to something that is not a regular file"
+        return ""
+    if not entry.is_file(follow_symlinks=False):
+        return "not a regular file"
+    return ""
+
+
+def open_regular(path: Path) -> tuple[int, os.stat_result]:
+    """Open without following a final symlink and without blocking on a FIFO; must be regular."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise OSError(0, f"{path.name}: not a regular file")
+    return fd, st
+
+
+def archive_result(result: ResultFile, out_path: Path, mtime: float | None = None) -> Payload:
+    """Write ``<result>.tgz`` to ``out_path`` (in the spool); the payload to upload."""
+    fd, st = open_regular(result.path)
+    try:
+        with open(out_path, "wb", buffering=1024 * 1024) as out:
+            archive.write_tgz(fd, result.name, st.st_size, st.st_mtime if mtime is None else mtime, out)
+    finally:
+        os.close(fd)
+    return Payload.of(out_path)

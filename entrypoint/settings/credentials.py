@@ -1,0 +1,205 @@
+"""Credentials for the S3 store, looked up the way Kubernetes and AWS hand them out.
+
+First match wins:
+
+1. ``--access-key``/``--secret-key``/``--session-token`` (``OBJECTSTORE_ACCESS_KEY``, ...): values.
+2. ``--access-key-file``/``--secret-key-file``/``--session-token-file`` (``OBJECTSTORE_*_FILE``):
+   files as Kubernetes mounts Secrets; surrounding whitespace stripped; read again whenever one of
+   them changes (projected and rotated Secrets are swapped in atomically).
+   Each of the three values comes from its option if set, else from its file; the access key and
+   the secret key must then both be there.
+3. The AWS chain, through minio's providers: ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``
+   (+``AWS_SESSION_TOKEN``) (``EnvAWSProvider``); the shared credentials file and profile
+   (``AWS_SHARED_CREDENTIALS_FILE``, ``AWS_PROFILE``; ``AWSConfigProvider``); web identity
+   (``AWS_WEB_IDENTITY_TOKEN_FILE`` + ``AWS_ROLE_ARN``, i.e. EKS IRSA; ``WebIdentityProvider``
+   against ``--sts-endpoint``); and only with ``--instance-metadata-credentials`` the ECS/EC2
+   metadata service (``IamAwsProvider``), with short timeouts.
+4. No credentials (unsigned requests) only with ``--anonymous``.
+
+``resolve`` runs before COMMAND starts and needs no network: it fails (exit 2) only when no source
+could possibly apply. ``build_provider`` runs in the background with the S3 client.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple, Optional
+
+from .. import redact
+
+_FILE_LIMIT = 64 * 1024
+
+NONE_FOUND_HINT = (
+    "set --access-key and --secret-key (or OBJECTSTORE_ACCESS_KEY / OBJECTSTORE_SECRET_KEY, or their "
+    "--*-file options), AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, a profile in the shared credentials "
+    "file, AWS_WEB_IDENTITY_TOKEN_FILE, --instance-metadata-credentials, or --anonymous"
+)
+
+
+class Secret(NamedTuple):
+    """One credential value: given directly, or read from ``file``."""
+
+    option: str  # the option naming it in messages, e.g. "--secret-key"
+    value: Optional[str] = None
+    file: Optional[Path] = None
+
+    def __repr__(self) -> str:
+        return f"Secret(option={self.option!r}, value=***, file={self.file!r})"
+
+    def read(self) -> str:
+        if self.value is not None:
+            return self.value
+        assert self.file is not None
+        return read_secret_file(self.file, f"{self.option}-file")
+
+
+class ExplicitCredentials(NamedTuple):
+    access_key: Secret
+    secret_key: Secret
+    session_token: Optional[Secret] = None
+
+    def parts(self) -> list[Secret]:
+        return [s for s in (self.access_key, self.secret_key, self.session_token) if s is not None]
+
+    def files(self) -> list[Path]:
+        return [s.file for s in self.parts() if s.value is None and s.file is not None]
+
+
+class CredentialChain(NamedTuple):
+    """Which sources the wrapper may take credentials from (no secret values, except given ones)."""
+
+    explicit: Optional[ExplicitCredentials] = None
+    instance_metadata: bool = False
+    anonymous: bool = False
+    sts_endpoint: Optional[str] = None
+    region: Optional[str] = None
+    notes: tuple[str, ...] = ()  # warnings for the user (e.g. an ignored file option)
+
+    def describe(self) -> str:
+        if self.explicit is not None:
+            where = []
+            for part in self.explicit.parts():
+                where.append(f"{part.option}-file {part.file}" if part.value is None else part.option)
+            rotate = " (files read again when they change)" if self.explicit.files() else ""
+            return "credentials from " + ", ".join(where) + rotate
+        links = ["AWS_* variables", f"shared credentials file {shared_credentials_file()} [{profile()}]"]
+        if os.environ.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+            links.append(f"web identity via {sts_endpoint(self)}")
+        if self.instance_metadata:
+            links.append("instance metadata")
+        if self.anonymous:
+            links.append("anonymous")
+        return "credentials from the first of: " + ", ".join(links)
+
+
+# -- configuration (no network, no minio) --------------------------------------------------------
+
+
+def read_secret_file(path: Path, option: str) -> str:
+    """A secret from a file; ValueError naming ``option`` when unreadable or empty."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(_FILE_LIMIT + 1)
+    except OSError as exc:
+        raise ValueError(f"{option}: cannot read {path}: {exc.strerror}") from None
+    if len(data) > _FILE_LIMIT:
+        raise ValueError(f"{option}: {path} is larger than {_FILE_LIMIT // 1024}KiB; is it the right file?")
+    try:
+        text = data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise ValueError(f"{option}: {path} is not UTF-8 text") from None
+    if not text:
+        raise ValueError(f"{option}: {path} is empty")
+    redact.add(text)
+    return text
+
+
+def resolve(values: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> CredentialChain:
+    """The credential chain for an S3 endpoint; ValueError (one line) when nothing can apply."""
+    notes: list[str] = []
+    parts: dict[str, Optional[Secret]] = {}
+    for name in ("access_key", "secret_key", "session_token"):
+        option = "--" + name.replace("_", "-")
+        value = values.get(name) or None
+        file = values.get(f"{name}_file") or None
+        if value is not None and file is not None:
+            notes.append(f"{option}-file ignored: {option} is set and wins")
+        if value is not None:
+            if name != "access_key":
+                redact.add(value)
+            parts[name] = Secret(option, value=value)
+        elif file is not None:
+            from_file = Secret(option, file=Path(file))
+            from_file.read()  # fail now, before COMMAND starts, when the file is unusable
+            parts[name] = from_file
+        else:
+            parts[name] = None
+    chain = CredentialChain(
+        None,
+        instance_metadata=bool(values.get("instance_metadata_credentials")),
+        anonymous=bool(values.get("anonymous")),
+        sts_endpoint=values.get("sts_endpoint") or None,
+        region=values.get("region") or None,
+        notes=tuple(notes),
+    )
+    access, secret, token = parts["access_key"], parts["secret_key"], parts["session_token"]
+    if access or secret or token:
+        if access is None:
+            raise ValueError(
+                "--access-key: a secret key or session token is set but no access key; set "
+                "--access-key or --access-key-file (OBJECTSTORE_ACCESS_KEY[_FILE])"
+            )
+        if secret is None:
+            raise ValueError(
+                "--secret-key: an access key is set but no secret key; set --secret-key-file or "
+                "--secret-key (OBJECTSTORE_SECRET_KEY[_FILE])"
+            )
+        return chain._replace(explicit=ExplicitCredentials(access, secret, token))
+    if not chain.anonymous and not chain.instance_metadata and not aws_chain_may_apply(environ):
+        raise ValueError(f"no credentials for the S3 endpoint: {NONE_FOUND_HINT}")
+    return chain
+
+
+def shared_credentials_file(environ: Mapping[str, str] = os.environ) -> str:
+    home = environ.get("HOME") or str(Path.home())
+    return environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(home, ".aws", "credentials")
+
+
+def profile(environ: Mapping[str, str] = os.environ) -> str:
+    return environ.get("AWS_PROFILE") or "default"
+
+
+def aws_chain_may_apply(environ: Mapping[str, str]) -> bool:
+    """Whether the AWS variables, the shared file or web identity could give credentials."""
+    if (environ.get("AWS_ACCESS_KEY_ID") or environ.get("AWS_ACCESS_KEY")) and (
+        environ.get("AWS_SECRET_ACCESS_KEY") or environ.get("AWS_SECRET_KEY")
+    ):
+        return True
+    token_file = environ.get("AWS_WEB_IDENTITY_TOKEN_FILE")
+    if token_file and os.access(token_file, os.R_OK):
+        return True
+    import configparser  # only when no other source applies
+
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read(shared_credentials_file(environ), encoding="utf-8")
+    except (configparser.Error, UnicodeDecodeError):
+        return False
+    name = profile(environ)
+    return bool(
+        parser.get(name, "aws_access_key_id", fallback=None)
+        and parser.get(name, "aws_secret_access_key", fallback=None)
+    )
+
+
+def sts_endpoint(chain: CredentialChain, environ: Mapping[str, str] = os.environ) -> str:
+    """``--sts-endpoint``, else the regional AWS STS endpoint (as EKS sets it up for IRSA)."""
+    if chain.sts_endpoint:
+        return chain.sts_endpoint.rstrip("/")
+    region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or chain.region
+    if not region:
+        return "https://sts.amazonaws.com"
+    suffix = ".amazonaws.com.cn" if region.startswith("cn-") else ".amazonaws.com"
+    return f"https://sts.{region}{suffix}"

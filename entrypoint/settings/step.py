@@ -1,0 +1,240 @@
+"""The wrapper's configuration: validated values, no I/O beyond reading the pod labels file.
+
+``cli.py`` collects raw option values (flags or environment); ``build_config`` turns them into a
+``Config`` or raises ``ConfigError`` with a one-line message naming the option.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple, Optional
+
+from ..formats.layout import Layout, name_problem
+from .environment import kfp_endpoint, no_endpoint_problem
+from .store import ConfigError, StoreConfig, build_store_config, check_bucket_for, positive_duration
+
+DEFAULT_POD_LABELS = "/etc/podinfo/labels"
+DEFAULT_SPOOL_LIMIT = 1024**3
+MIN_SPOOL_LIMIT = 1024**2
+PREFLIGHT_MODES = ("off", "warn", "strict")
+
+
+class Config(NamedTuple):
+    command: tuple[str, ...]
+    store: StoreConfig
+    layout: Layout
+    results_dir: Path
+    log_chunk_size: int
+    log_flush_interval: float
+    spool_dir: Optional[Path]
+    flush_timeout: float = 300.0
+    timeout: Optional[float] = None
+    kill_after: float = 20.0
+    termination_grace: float = 30.0
+    signal_child_only: bool = False
+    quiet: bool = False
+    debug: bool = False
+    embedded_default: bool = False  # no endpoint configured: local directory store
+    spool_limit: int = DEFAULT_SPOOL_LIMIT  # bytes the capture may keep on disk
+    preflight: str = "warn"  # off | warn | strict
+    ignore_upload_errors: bool = False  # keep COMMAND's exit code when objects are missing
+    skip_results_on_failure: bool = False  # no results upload when COMMAND failed
+    archive_mtime: Optional[float] = None  # --reproducible: fixed mtime of every tar member
+    artifacts_file: Optional[Path] = None  # Tekton artifacts provenance.json to write/merge
+    offload_results_over: Optional[int] = None  # results larger than this become their URI
+    step_results_dir: Optional[Path] = None  # Tekton step results, stored under <step>/
+    fetch_results: tuple[FetchSpec, ...] = ()  # inputs to download before COMMAND starts
+
+
+class FetchSpec(NamedTuple):
+    """``--fetch-result``: a stored result to extract to ``path`` before COMMAND starts.
+
+    Either ``task`` and ``result`` (and ``run``, default the current pipelinerun) or ``key``
+    (from an ``s3://bucket/key`` URI, as an offloaded result holds).
+    """
+
+    text: str
+    path: Path
+    run: Optional[str] = None
+    task: Optional[str] = None
+    result: Optional[str] = None
+    bucket: Optional[str] = None
+    key: Optional[str] = None
+
+
+def read_pod_labels(path: Path) -> dict[str, str]:
+    """Parse a downward-API labels file (lines ``key="value"``). Missing file: no labels."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"--pod-labels: cannot read {path}: {exc.strerror}") from None
+    labels: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, raw = line.partition("=")
+        if not sep:
+            continue
+        raw = raw.strip()
+        try:
+            import json
+
+            value = json.loads(raw) if raw.startswith('"') else raw
+        except ValueError:
+            value = raw.strip('"')
+        labels[key.strip()] = str(value)
+    return labels
+
+
+def resolve_identity(
+    pipelinerun: Optional[str], pipelinetask: Optional[str], labels_file: Path
+) -> tuple[str, str]:
+    """Flags/env first, then the pod labels Tekton sets."""
+    labels: Mapping[str, str] = {}
+    if pipelinerun is None or pipelinetask is None:
+        labels = read_pod_labels(labels_file)
+    run = pipelinerun
+    if run is None:
+        run = labels.get("tekton.dev/pipelineRun") or labels.get("tekton.dev/taskRun")
+    task = pipelinetask
+    if task is None:
+        task = (
+            labels.get("tekton.dev/pipelineTask")
+            or labels.get("tekton.dev/task")
+            or labels.get("tekton.dev/taskRun")
+        )
+    for option, variable, value in (
+        ("--pipelinerun", "PIPELINERUN", run),
+        ("--pipelinetask", "PIPELINETASK", task),
+    ):
+        if value is None:
+            raise ConfigError(
+                f"{option}: not set and no Tekton labels in {labels_file}; "
+                f"set {option} or ${variable}, or mount the pod labels with the downward API"
+            )
+        problem = name_problem(value)
+        if problem:
+            raise ConfigError(f"{option}: {value!r} {problem}; use a plain name")
+    assert run is not None and task is not None
+    return run, task
+
+
+def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
+    """Validate raw option values (as click collected them) into a ``Config``."""
+    if not command:
+        raise ConfigError("no COMMAND given; usage: tekton-uploader [OPTIONS] -- COMMAND [ARGS]...")
+    embedded = not (values.get("endpoint") or kfp_endpoint(os.environ))
+    if embedded:
+        problem = no_endpoint_problem(os.environ)
+        if problem:
+            raise ConfigError(problem + "; COMMAND not started")
+    store = build_store_config(values)
+    run, task = resolve_identity(
+        values.get("pipelinerun"),
+        values.get("pipelinetask"),
+        Path(values.get("pod_labels") or DEFAULT_POD_LABELS),
+    )
+    step = values.get("step") or "main"
+    prefix = str(values.get("key_prefix") if values.get("key_prefix") is not None else "artifacts").strip("/")
+    try:
+        layout = Layout(prefix, run, task, step)
+    except ValueError as exc:
+        option = "--step" if str(exc).startswith("step") else "--key-prefix"
+        raise ConfigError(f"{option}: {exc}; use a plain name") from None
+    chunk = int(values.get("log_chunk_size") or 8 * 1024 * 1024)
+    if chunk < 1024:
+        raise ConfigError("--log-chunk-size: must be at least 1KiB")
+    interval = float(values.get("log_flush_interval") or 5.0)
+    if interval <= 0:
+        raise ConfigError("--log-flush-interval: must be greater than 0")
+    spool = values.get("spool_dir")
+    spool_limit = values.get("spool_limit")
+    spool_limit = DEFAULT_SPOOL_LIMIT if spool_limit is None else int(spool_limit)
+    if spool_limit < MIN_SPOOL_LIMIT:
+        raise ConfigError("--spool-limit: must be at least 1MiB")
+    chunk = min(chunk, spool_limit // 8)  # room in the spool for several chunks and their archive
+    preflight = str(values.get("preflight") or "warn").lower()
+    if preflight not in PREFLIGHT_MODES:
+        raise ConfigError(f"--preflight: {preflight!r} is not one of off, warn, strict")
+    return Config(
+        command=tuple(command),
+        store=store,
+        layout=layout,
+        results_dir=Path(values.get("results_dir") or "/tekton/results"),
+        log_chunk_size=chunk,
+        log_flush_interval=interval,
+        spool_dir=Path(spool) if spool else None,
+        flush_timeout=positive_duration(values, "flush_timeout", 300.0),
+        timeout=positive_duration(values, "timeout", None),
+        kill_after=positive_duration(values, "kill_after", 20.0),
+        termination_grace=positive_duration(values, "termination_grace", 30.0),
+        signal_child_only=bool(values.get("signal_child_only")),
+        quiet=bool(values.get("quiet")),
+        debug=bool(values.get("debug")),
+        embedded_default=embedded,
+        spool_limit=spool_limit,
+        preflight=preflight,
+        ignore_upload_errors=bool(values.get("ignore_upload_errors")),
+        skip_results_on_failure=bool(values.get("skip_results_on_failure")),
+        archive_mtime=reproducible_mtime(values),
+        artifacts_file=_path(values, "artifacts_file"),
+        offload_results_over=_offload(values),
+        step_results_dir=_path(values, "step_results_dir"),
+        fetch_results=tuple(parse_fetch(t) for t in values.get("fetch_result") or ()),
+    )
+
+
+def _path(values: Mapping[str, Any], name: str) -> Optional[Path]:
+    value = values.get(name)
+    return Path(value) if value else None
+
+
+def _offload(values: Mapping[str, Any]) -> Optional[int]:
+    value = values.get("offload_results_over")
+    if value is None:
+        return None
+    if int(value) < 0:
+        raise ConfigError("--offload-results-over: must not be negative")
+    return int(value)
+
+
+def parse_fetch(text: str) -> FetchSpec:
+    """``[PIPELINERUN/]PIPELINETASK/RESULT=PATH`` or ``s3://BUCKET/KEY=PATH``."""
+    hint = "use PIPELINETASK/RESULT=PATH, PIPELINERUN/PIPELINETASK/RESULT=PATH or s3://BUCKET/KEY=PATH"
+    source, sep, path = text.rpartition("=")
+    if not sep or not source or not path:
+        raise ConfigError(f"--fetch-result: {text!r} has no '=PATH'; {hint}")
+    source = source.strip()
+    if source.startswith("s3://"):
+        bucket, _, key = source[len("s3://") :].partition("/")
+        parts = key.split("/")
+        problems = [p for p in [bucket, *parts] if name_problem(p)]
+        if not bucket or not key or problems or not key.endswith(".tgz"):
+            raise ConfigError(f"--fetch-result: {source!r} is not an s3://BUCKET/KEY.tgz URI; {hint}")
+        return FetchSpec(text, Path(path), bucket=check_bucket_for(bucket), key=key)
+    parts = source.strip("/").split("/")
+    if len(parts) not in (2, 3):
+        raise ConfigError(f"--fetch-result: {source!r} is not PIPELINETASK/RESULT; {hint}")
+    for part in parts:
+        problem = name_problem(part)
+        if problem:
+            raise ConfigError(f"--fetch-result: {part!r} in {source!r} {problem}; use plain names")
+    run = parts[0] if len(parts) == 3 else None
+    task, result = parts[-2], parts[-1]
+    if result.endswith(".tgz"):
+        result = result[:-4]
+    return FetchSpec(text, Path(path), run=run, task=task, result=result)
+
+
+def reproducible_mtime(values: Mapping[str, Any]) -> Optional[float]:
+    """``--reproducible``: members get ``SOURCE_DATE_EPOCH`` (else 0) as mtime; otherwise None."""
+    if not values.get("reproducible"):
+        return None
+    raw = os.environ.get("SOURCE_DATE_EPOCH", "").strip()
+    if not raw:
+        return 0.0
+    if not raw.isdigit():
+        raise ConfigError(f"--reproducible: SOURCE_DATE_EPOCH={raw!r} is not a whole number of seconds")
+    return float(raw)

@@ -1,0 +1,199 @@
+"""Store settings shared by both commands: endpoint, bucket, credentials chain, TLS and SSE, validated.
+
+``build_store_config`` turns the store options (``options/store.py``) into a ``StoreConfig`` or raises
+``ConfigError`` with a one-line message naming the option.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NamedTuple, Optional
+
+from . import credentials as creds_mod
+from . import sse as sse_mod
+from . import tls as tls_mod
+from .credentials import CredentialChain
+from .environment import kfp_endpoint
+from .sse import SSEConfig
+from .tls import TLSConfig
+
+DEFAULT_BUCKET = "mlpipeline"
+
+
+DEFAULT_LOCAL_DIR = "./objectstore"
+
+
+class ConfigError(Exception):
+    """Bad configuration; the message is one line naming the option and the fix."""
+
+
+class S3Endpoint(NamedTuple):
+    host: str  # host[:port], as minio wants it
+    secure: bool
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.secure else 'http'}://{self.host}"
+
+
+class Credentials(NamedTuple):
+    access_key: str
+    secret_key: str
+    session_token: Optional[str] = None
+
+    def __repr__(self) -> str:
+        return "Credentials(access_key=***, secret_key=***)"
+
+
+class StoreConfig(NamedTuple):
+    """Where objects go: an S3 endpoint, or a local directory (``local_dir``)."""
+
+    bucket: str = DEFAULT_BUCKET
+    endpoint: Optional[S3Endpoint] = None
+    local_dir: Optional[Path] = None
+    credentials: Optional[Credentials] = None
+    region: Optional[str] = None
+    create_bucket: bool = True
+    path_style: Optional[bool] = None  # None: the client decides (path style for non-AWS hosts)
+    connect_timeout: float = 5.0  # per request: a hung connection must not hang the wrapper
+    read_timeout: float = 30.0
+    auth: Optional[CredentialChain] = None  # where credentials come from (credentials.py)
+    tls: Optional[TLSConfig] = None  # None: the pool's own defaults
+    sse: Optional[SSEConfig] = None  # server-side encryption of every object
+
+    def describe(self) -> str:
+        if self.endpoint is not None:
+            return f"{self.endpoint.url}/{self.bucket}"
+        return f"{self.local_dir}/{self.bucket}"
+
+
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def check_bucket(name: str) -> str:
+    problem = None
+    if not _BUCKET.match(name):
+        problem = (
+            "must be 3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit"
+        )
+    elif ".." in name or ".-" in name or "-." in name:
+        problem = "must not contain '..', '.-' or '-.'"
+    else:
+        import ipaddress
+
+        try:
+            ipaddress.IPv4Address(name)
+            problem = "must not look like an IP address"
+        except ValueError:
+            pass
+    if problem:
+        raise ConfigError(f"--bucket: invalid bucket name {name!r}: {problem}")
+    return name
+
+
+def parse_endpoint(url: str) -> tuple[Optional[S3Endpoint], Optional[Path]]:
+    """``http(s)://host[:port]`` -> S3 endpoint; ``file:///dir`` -> local directory."""
+    hint = "use http://HOST[:PORT], https://HOST[:PORT] or file:///DIR"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"--endpoint: malformed URL ({exc}); {hint}") from None
+    if parts.scheme == "file":
+        if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+            raise ConfigError(f"--endpoint: {url!r} is not an absolute file:/// URL; {hint}")
+        return None, Path(urllib.parse.unquote(parts.path))
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"--endpoint: unsupported scheme in {url!r}; {hint}")
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ConfigError(f"--endpoint: {url!r} must be scheme, host and port only; {hint}")
+    if parts.username or parts.password:
+        raise ConfigError("--endpoint: credentials in the URL are not allowed; use --access-key/--secret-key")
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    return S3Endpoint(host if port is None else f"{host}:{port}", parts.scheme == "https"), None
+
+
+def check_url_style(
+    endpoint: Optional[S3Endpoint], path_style: Optional[bool], option: str = "--virtual-host-style"
+) -> None:
+    """Virtual-host style puts the bucket in the host name (``BUCKET.HOST``): an IP address or
+    ``localhost`` has no such names, so say so now instead of failing to resolve later."""
+    if endpoint is None or path_style is not False:
+        return
+    import ipaddress
+
+    host = urllib.parse.urlsplit(endpoint.url).hostname or ""
+    try:
+        ipaddress.ip_address(host)
+        what = "an IP address"
+    except ValueError:
+        what = "localhost" if host == "localhost" or host.endswith(".localhost") else ""
+    if what:
+        raise ConfigError(
+            f"{option}: endpoint {endpoint.url} is {what}, and virtual-host-style URLs put the bucket "
+            "in the host name (BUCKET.HOST), which needs a DNS name; use path style"
+        )
+
+
+def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
+    """The store options (see ``options/store.py``), validated; shared by both commands."""
+    bucket = check_bucket(values.get("bucket") or DEFAULT_BUCKET)
+    endpoint_url = values.get("endpoint") or kfp_endpoint(os.environ)
+    endpoint: Optional[S3Endpoint] = None
+    local_dir: Optional[Path] = None
+    if endpoint_url:
+        endpoint, local_dir = parse_endpoint(endpoint_url)
+    else:
+        local_dir = Path(DEFAULT_LOCAL_DIR)
+    check_url_style(endpoint, values.get("path_style"))
+    credentials = None
+    auth = tls = sse = None
+    try:
+        if endpoint is not None:
+            auth = creds_mod.resolve(values)
+            tls = tls_mod.resolve(values, https=endpoint.secure)
+            if auth.explicit is not None and all(p.value is not None for p in auth.explicit.parts()):
+                given = auth.explicit
+                token = given.session_token.read() if given.session_token else None
+                credentials = Credentials(given.access_key.read(), given.secret_key.read(), token)
+        sse = sse_mod.resolve(values, s3=endpoint is not None, https=bool(endpoint and endpoint.secure))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    connect_timeout = float(positive_duration(values, "connect_timeout", 5.0))  # wrapper options; the
+    read_timeout = float(positive_duration(values, "read_timeout", 30.0))  # reader gets the defaults
+    return StoreConfig(
+        bucket=bucket,
+        endpoint=endpoint,
+        local_dir=local_dir,
+        credentials=credentials,
+        region=values.get("region") or None,
+        create_bucket=bool(values.get("create_bucket", True)),
+        path_style=values.get("path_style"),
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        auth=auth,
+        tls=tls,
+        sse=sse,
+    )
+
+
+def check_bucket_for(name: str) -> str:
+    try:
+        return check_bucket(name)
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("--bucket", "--fetch-result", 1)) from None
+
+
+def positive_duration(values: Mapping[str, Any], name: str, default: Optional[float]) -> Any:
+    value = values.get(name)
+    if value is None:
+        return default
+    if float(value) <= 0:
+        raise ConfigError(f"--{name.replace('_', '-')}: must be greater than 0")
+    return float(value)

@@ -1,0 +1,79 @@
+"""The log archiver: compresses each sealed chunk into its member of <step>-log.tgz as the run goes."""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+from pathlib import Path
+from typing import Optional
+
+from ..formats import archive
+from ..store.payload import GzipMember, Payload
+from .budget import SpoolBudget
+from .chunk import Chunk
+
+HOLD_WAIT = 5.0  # how long the archiver waits for an upload reading a chunk's raw file
+
+
+class LogArchiver:
+    """Compresses sealed chunks in the background into gzip members for ``<step>-log.tgz``.
+
+    At the end the archive is gzip(tar header) + the members + gzip(tar trailer): the tar header
+    needs the log's total size, which is only known then, and costs nothing to compress late.
+    """
+
+    def __init__(self, directory: Path, member_name: str, budget: Optional[SpoolBudget] = None) -> None:
+        self.member_name = member_name
+        self._budget = budget
+        self.members = directory / "log-members.gz"
+        self._out = open(self.members, "wb")  # noqa: SIM115 - closed in finish()
+        # each chunk's member is also read on its own (``GzipMember``) by a later upload
+        self._queue: queue.Queue[Optional[Chunk]] = queue.Queue()
+        self._error: Optional[OSError] = None
+        self._thread = threading.Thread(target=self._work, name="log-archiver", daemon=True)
+        self._thread.start()
+
+    def add(self, chunk: Chunk) -> None:
+        self._queue.put(chunk)
+
+    def _work(self) -> None:
+        while True:
+            chunk = self._queue.get()
+            if chunk is None:
+                return
+            member: Optional[GzipMember] = None
+            try:
+                if self._error is None:
+                    if self._budget is not None:
+                        self._budget.start_archiving(chunk.size)
+                    offset = self._out.tell()
+                    fd = os.open(chunk.path, os.O_RDONLY | os.O_CLOEXEC)
+                    try:
+                        size = archive.gzip_file(fd, self._out)
+                    finally:
+                        os.close(fd)
+                    self._out.flush()  # uploads read the member through a file of their own
+                    if size == chunk.size:
+                        member = GzipMember(self.members, offset, self._out.tell() - offset, size)
+            except OSError as exc:
+                self._error = exc
+            finally:
+                if self._budget is not None:
+                    self._budget.end_archiving(self._out.tell())
+                chunk.done(archived=True, member=member)
+            if member is not None:  # at most one chunk is both compressed and raw (held by its upload)
+                chunk.wait_unheld(HOLD_WAIT)
+
+    def finish(self, total: int, mtime: float) -> Payload:
+        """Wait for the queued chunks, then describe the whole archive (called in a worker)."""
+        self._queue.put(None)
+        self._thread.join()
+        self._out.close()
+        if self._error is not None:
+            raise self._error
+        header = archive.gzip_member(archive.tar_header(self.member_name, total, mtime))
+        trailer = archive.gzip_member(archive.tar_trailer(total))
+        return Payload.of(header, self.members, trailer)
+
+

@@ -1,0 +1,127 @@
+"""How an S3 error is classified: transient (retried) or permanent, per object or for the store.
+
+Each permanent error carries the fix to print (one line, naming the option to check).
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+from typing import Any
+
+import urllib3
+from minio.error import InvalidResponseError, S3Error, ServerError
+
+from .base import StoreError
+
+# Not worth retrying, and every other upload would fail the same way.
+STORE_PERMANENT = {
+    "AccessDenied": "the credentials may not write to the bucket; check --access-key/--secret-key "
+    "and the bucket policy",
+    "AllAccessDisabled": "all access to the bucket is disabled; check the bucket's settings",
+    "InvalidAccessKeyId": "the server does not know this access key; check --access-key / "
+    "OBJECTSTORE_ACCESS_KEY",
+    "SignatureDoesNotMatch": "the server rejected the request signature; check --secret-key / "
+    "OBJECTSTORE_SECRET_KEY",
+    "InvalidToken": "the session token is invalid; check --session-token / OBJECTSTORE_SESSION_TOKEN",
+    "ExpiredToken": "the session token has expired; refresh the credentials",
+    "TokenRefreshRequired": "the session token has expired; refresh the credentials",
+    "NoSuchBucket": "the bucket does not exist; create it or pass --create-bucket",
+    "InvalidBucketName": "the server refuses the bucket name; fix --bucket",
+    "AuthorizationHeaderMalformed": "the request was signed for the wrong region; check --region",
+    "InvalidRegion": "wrong region; check --region",
+    "IllegalLocationConstraintException": "wrong region for this bucket; check --region",
+    "PermanentRedirect": "the bucket is in another region or endpoint; check --region/--endpoint",
+    "AccountProblem": "the account has a problem; check it with the storage provider",
+    "RequestTimeTooSkewed": "this machine's clock is too far off; fix the node's time",
+    "NotImplemented": "the server does not support a request the wrapper needs; use an S3-compatible store",
+    "MethodNotAllowed": "the server does not allow uploads here; check --endpoint/--bucket",
+}
+
+
+# Not worth retrying, but only this object is affected.
+OBJECT_PERMANENT = {
+    "InvalidObjectName": "the server does not accept the object key",
+    "KeyTooLongError": "the object key is too long for the server",
+    "EntityTooLarge": "the object is larger than the server accepts",
+    "InvalidArgument": "the server rejected a request argument",
+}
+
+
+TRANSIENT = {
+    "SlowDown",
+    "RequestTimeout",
+    "InternalError",
+    "ServiceUnavailable",
+    "Throttling",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "TooManyRequests",
+    "OperationAborted",
+    "BadDigest",  # the body was damaged on the way: send it again
+    "XAmzContentSHA256Mismatch",
+    "IncompleteBody",
+    "RequestTimeoutException",
+    "ServerBusy",
+    "XMinioServerNotInitialized",
+}
+
+
+_STATUS = re.compile(r"Response code: (\d+)")
+
+
+def _by_status(status: int, code: str, text: str) -> StoreError:
+    if status >= 500 or status in (408, 429) or status == 0:
+        return StoreError(f"{code or status}: {text}", transient=True, code=code or str(status))
+    if status in (401, 403):
+        code = code or "AccessDenied"
+        fix = STORE_PERMANENT.get(code, STORE_PERMANENT["AccessDenied"])
+        return StoreError(f"{code}: {fix}", transient=False, code=code, whole_store=True)
+    return StoreError(f"{code or status}: {text}", transient=False, code=code or str(status))
+
+
+def classify(exc: BaseException) -> StoreError:
+    """Turn whatever the client raised into a StoreError that says whether to retry."""
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, S3Error):
+        code = exc.code or ""
+        status = exc.response.status if exc.response is not None else 0
+        if code in STORE_PERMANENT:
+            return StoreError(
+                f"{code}: {STORE_PERMANENT[code]}", transient=False, code=code, whole_store=True
+            )
+        if code in OBJECT_PERMANENT:
+            return StoreError(f"{code}: {OBJECT_PERMANENT[code]}", transient=False, code=code)
+        if code in TRANSIENT:
+            return StoreError(f"{code}: {exc.message or 'retry later'}", transient=True, code=code)
+        return _by_status(status, code, exc.message or "S3 error")
+    if isinstance(exc, ServerError):
+        return _by_status(exc.status_code, "", f"server error {exc.status_code}")
+    if isinstance(exc, InvalidResponseError):
+        text = str(exc).splitlines()[0][:200]
+        match = _STATUS.search(text)
+        return _by_status(int(match.group(1)) if match else 0, "", f"invalid response: {text}")
+    if isinstance(exc, (urllib3.exceptions.HTTPError, OSError, ssl.SSLError)):
+        reason: Any = exc
+        while getattr(reason, "reason", None) is not None and reason.reason is not reason:
+            reason = reason.reason  # MaxRetryError -> NewConnectionError -> ...
+        text = (str(reason).splitlines() or [""])[0][:200] or type(reason).__name__
+        if isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in text:
+            return StoreError(
+                f"TLS verification failed: {text}; trust the server's CA with --ca-bundle",
+                transient=False,
+                code="TLS",
+                whole_store=True,
+            )
+        return StoreError(f"connection problem: {text}", transient=True, code="Network")
+    if isinstance(exc, ValueError) and "bucket name" in str(exc):
+        return StoreError(
+            f"InvalidBucketName: {exc}; fix --bucket",
+            transient=False,
+            code="InvalidBucketName",
+            whole_store=True,
+        )
+    return StoreError(f"{type(exc).__name__}: {exc}", transient=False, code="Unexpected")
+
+

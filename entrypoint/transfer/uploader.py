@@ -1,0 +1,395 @@
+"""The transfer manager: a queue of upload jobs, worker threads, retries, the preflight check.
+
+Two lanes: an *ordered* lane (one worker: live log chunks go up in log order; a chunk that cannot
+be stored yet waits, and the ones after it wait on disk behind it) and a *pool* (several workers:
+results, archives). The ordered lane is a two-stage pipeline: a *preparer* thread reads the next
+chunk ahead (``Store.preload``: its bytes and MD5/SHA-256 digests) while the sender thread has the
+current one on the wire, so the CPU work per chunk (decompressing its gzip member, hashing)
+overlaps the server's; requests still go out one at a time, in log order, each only after the one
+before it is stored, so a reader never sees chunk N+1 while chunk N is missing.
+
+Every request retries transient errors with exponential backoff and full jitter (``retry.py``)
+until it succeeds, hits a permanent error, or the flush deadline passes.
+A permanent error that concerns the whole store (credentials, bucket) is reported once and
+fails every other job without another request.
+
+The store is created in the background by the first worker that needs it, so importing the S3
+client never delays COMMAND.
+
+Memory: each worker holds at most one part (``store.s3.PART_SIZE``, 8 MiB) of one object, and
+the ordered lane at most ``PREPARED_AHEAD`` prepared chunk besides the one being sent; the
+queues hold small Job records (one per sealed chunk: their number is bounded by the spool limit
+over the chunk size, see ``spool/capture.py``).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..formats.manifest import Entry
+from ..report import Reporter
+from ..store import Store, Stored, StoreError
+from ..store.payload import Payload
+from .retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
+
+Clock = Callable[[], float]
+
+
+@dataclass
+class Job:
+    key: str
+    build: Callable[[], Payload]  # called in the worker: archiving happens off the main thread
+    content_type: str = "application/octet-stream"
+    on_done: Optional[Callable[[Job], None]] = None
+    kind: str = "object"  # for the manifest: log-chunk, log, result, manifest
+    stored: bool = False
+    result: Optional[Stored] = None
+    error: str = ""
+    cause: str = ""  # the code of a whole-store error (reported once on its own) that stopped it
+    attempts: int = 0
+    retries: int = 0
+    size: int = 0
+    done: threading.Event = field(default_factory=threading.Event)
+    prepared: Optional[Payload] = None  # built and preloaded by the ordered lane's preparer
+    build_error: Optional[OSError] = None  # the preparer could not read it
+
+    def reason(self, short: bool = False) -> str:
+        """Why the job is not stored (for the manifest; ``short`` for stderr lines)."""
+        if short and self.cause:
+            return f"{self.cause}, see above"
+        if self.error:
+            return self.error
+        if self.attempts:
+            return "still uploading at the flush deadline"
+        return "not started before the flush deadline"
+
+    def entry(self) -> Entry:
+        """This job as the manifest records it."""
+        if self.stored and self.result is not None:
+            return Entry(self.key, self.kind, True, self.result.size, self.result.sha256)
+        return Entry(self.key, self.kind, False, reason=self.reason())
+
+
+_STOP = object()
+PREPARED_AHEAD = 1  # ordered jobs prepared (in memory, up to 8 MiB each) besides the one being sent
+
+
+class Uploader:
+    def __init__(
+        self,
+        store_factory: Callable[[], Store],
+        reporter: Reporter,
+        workers: int = 4,
+        clock: Clock = time.monotonic,
+        policy: Optional[RetryPolicy] = None,
+        notify: Optional[Callable[[], None]] = None,
+    ) -> None:
+        self._store_factory = store_factory
+        self._reporter = reporter
+        self._clock = clock
+        self._policy = policy or RetryPolicy()
+        self._backoff = Backoff(clock)
+        self._notify = notify  # called after every finished job (wakes the supervisor's loop)
+        self._ordered: queue.Queue[object] = queue.Queue()
+        self._ready: queue.Queue[object] = queue.Queue()  # ordered jobs, prepared, for the sender
+        self._ahead = threading.Semaphore(PREPARED_AHEAD + 1)  # prepared and not finished yet
+        self._pool: queue.Queue[object] = queue.Queue()
+        self._workers = workers
+        self._threads: list[threading.Thread] = []
+        self._store: Optional[Store] = None
+        self._store_lock = threading.Lock()
+        self.permanent: Optional[StoreError] = None
+        self._lock = threading.Lock()
+        self._jobs: list[Job] = []
+        self._ordered_pending = 0
+        self._abandoned = False
+        # Uploads wait (at most ``verdict_wait`` s) for the preflight's answer before their first
+        # request, so a misconfiguration costs one request, not one per worker.
+        self._verdict = threading.Event()
+        self.verdict_wait = 5.0
+        self._last_backoff: Optional[Backoff] = None
+        self.requests = 0  # attempts made, all jobs
+        self.failed_causes: set[str] = set()  # codes of the permanent errors met
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self, preflight: str = "off", probe_prefix: str = "") -> None:
+        lanes = [("upload-ordered", self._ready)] + [
+            (f"upload-{i}", self._pool) for i in range(self._workers)
+        ]
+        for name, q in lanes:
+            t = threading.Thread(target=self._work, args=(q,), name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+        t = threading.Thread(target=self._prepare_ordered, name="upload-prepare", daemon=True)
+        t.start()
+        self._threads.append(t)
+        # Build the store (imports the S3 client) in the background, and check it if asked to.
+        if preflight != "warn":
+            self._verdict.set()
+        target = self._warm_up if preflight != "warn" else lambda: self._preflight_warn(probe_prefix)
+        threading.Thread(target=target, name="store-warm-up", daemon=True).start()
+
+    def submit(self, job: Job, ordered: bool = False) -> Job:
+        with self._lock:
+            self._jobs.append(job)
+            if ordered:
+                self._ordered_pending += 1
+        (self._ordered if ordered else self._pool).put(job)
+        return job
+
+    def backlog(self) -> int:
+        """Ordered jobs (log chunks) submitted and not finished yet."""
+        return self._ordered_pending
+
+    def set_deadline(self, deadline: Optional[float]) -> None:
+        """From now on, no attempt starts after ``deadline`` (monotonic seconds)."""
+        self._backoff.set_deadline(deadline)
+        if self._last_backoff is not None:
+            self._last_backoff.set_deadline(deadline)
+
+    def abandon(self) -> None:
+        """Queued and retrying jobs make no further attempt (they are being reported missing)."""
+        self._abandoned = True
+        self._backoff.set_deadline(self._clock())
+
+    def wait(self, jobs: list[Job], deadline: Optional[float]) -> bool:
+        """Wait for ``jobs`` until ``deadline``; True when all are done (stored or failed)."""
+        for job in jobs:
+            timeout = None if deadline is None else max(0.0, deadline - self._clock())
+            if not job.done.wait(timeout):
+                return False
+        return True
+
+    def stop(self) -> None:
+        """Let the workers finish what is queued, then end."""
+        for _ in range(self._workers):
+            self._pool.put(_STOP)
+        self._ordered.put(_STOP)
+
+    def close(self, deadline: Optional[float]) -> list[Job]:
+        """Finish every submitted job by ``deadline``; return the jobs not stored."""
+        self.set_deadline(deadline)
+        self.stop()
+        with self._lock:
+            jobs = list(self._jobs)
+        self.wait(jobs, deadline)
+        return [j for j in jobs if not j.stored]
+
+    def start_last(self, job: Job, deadline: float) -> Job:
+        """Upload ``job`` on a thread of its own (workers may be stuck on a dead connection),
+        with its own ``deadline``; wait for ``job.done``."""
+        with self._lock:
+            self._jobs.append(job)
+        backoff = Backoff(self._clock)
+        backoff.set_deadline(deadline)
+        self._last_backoff = backoff
+        threading.Thread(target=self._finish, args=(job, backoff), name="upload-last", daemon=True).start()
+        return job
+
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return list(self._jobs)
+
+    def forget_done(self) -> None:
+        """Stop tracking finished jobs (for long-lived users: the library's Logger)."""
+        with self._lock:
+            self._jobs = [j for j in self._jobs if not j.done.is_set()]
+
+    # -- the store and the preflight ---------------------------------------------------------
+    def store(self) -> Store:
+        """The store, created once per run (serialised); no network involved."""
+        if self._store is not None:
+            return self._store
+        with self._store_lock:
+            if self._store is None:
+                try:
+                    self._store = self._store_factory()
+                except StoreError:
+                    raise
+                except Exception as exc:  # e.g. the S3 client failed to import
+                    raise StoreError(
+                        f"cannot set up the store: {type(exc).__name__}: {exc}",
+                        transient=False,
+                        code="Unexpected",
+                        whole_store=True,
+                    ) from None
+            return self._store
+
+    def _warm_up(self) -> None:
+        try:
+            self.store()
+        except StoreError as exc:
+            self._note_permanent(exc)
+
+    def _preflight_warn(self, prefix: str) -> None:
+        """In the background while COMMAND runs: report a misconfiguration within seconds."""
+        try:
+            self._check(prefix)
+        finally:
+            self._verdict.set()
+
+    def _check(self, prefix: str) -> None:
+        with self._lock:
+            self.requests += 1
+        try:
+            self.store().check(prefix)
+        except StoreError as exc:
+            if exc.transient:
+                self._reporter.warn(
+                    f"object storage not reachable yet ({exc}); uploads keep retrying; "
+                    "check --endpoint (OBJECTSTORE_ENDPOINT) and the network"
+                )
+            elif exc.whole_store and exc.code != "AccessDenied":
+                self._note_permanent(exc)
+            else:  # AccessDenied on a listing: write-only credentials may still upload
+                self._reporter.warn(f"preflight: {exc}; uploads will be tried anyway")
+            return
+        self._reporter.debug("preflight: bucket reachable")
+
+    def preflight_strict(self, prefix: str, timeout: float) -> Optional[StoreError]:
+        """Before COMMAND starts: None when the bucket is usable, else the error (transient
+        errors are retried for ``timeout`` seconds)."""
+        backoff = Backoff(self._clock)
+        backoff.set_deadline(self._clock() + timeout)
+        attempts = Attempts(backoff, self._policy, self._reporter)
+        try:
+            attempts(lambda: self.store().check(prefix), "preflight")
+        except DeadlinePassed as exc:
+            last = exc.last
+            return StoreError(
+                f"object storage unreachable for {timeout:.0f}s ({last or 'no answer'})",
+                transient=True,
+                code=exc.code,
+            )
+        except StoreError as exc:
+            return exc
+        return None
+
+    def _note_permanent(self, exc: StoreError) -> StoreError:
+        """Record the first whole-store error (reported once); return the one recorded."""
+        with self._lock:
+            first = self.permanent is None
+            if first:
+                self.permanent = exc
+        if first:
+            self._reporter.error(f"object storage: {exc} (not retried)")
+        assert self.permanent is not None
+        return self.permanent
+
+    # -- workers -----------------------------------------------------------------------------
+    def _prepare_ordered(self) -> None:
+        """The ordered lane's first stage: build and preload each job, in order, for the sender."""
+        while True:
+            item = self._ordered.get()
+            if item is _STOP:
+                self._ready.put(_STOP)
+                return
+            assert isinstance(item, Job)
+            self._ahead.acquire()  # released by the sender once the job is finished
+            if self.permanent is None and not self._abandoned:
+                try:
+                    item.prepared = self._preload(item.build())
+                except OSError as exc:
+                    item.build_error = exc
+                except Exception:
+                    item.prepared = None  # e.g. the store cannot be set up: the sender reports it
+            self._ready.put(item)
+
+    def _preload(self, payload: Payload) -> Payload:
+        self._verdict.wait(self.verdict_wait)  # no reading ahead for a store that refuses us
+        if self.permanent is not None:
+            return payload
+        preload: Any = getattr(self.store(), "preload", None)
+        return payload if preload is None else preload(payload)
+
+    def _work(self, q: queue.Queue[object]) -> None:
+        ordered = q is self._ready
+        while True:
+            item = q.get()
+            if item is _STOP:
+                return
+            assert isinstance(item, Job)
+            try:
+                self._finish(item, self._backoff, ordered=ordered)
+            finally:
+                if ordered:
+                    item.prepared = None  # the job record stays (manifest): not its bytes
+                    self._ahead.release()
+
+    def _finish(self, job: Job, backoff: Backoff, ordered: bool = False) -> None:
+        try:
+            self._run(job, backoff)
+        except Exception as exc:  # never let a worker die: the job fails, others go on
+            job.error = f"{type(exc).__name__}: {exc}"
+        finally:
+            if ordered:
+                with self._lock:
+                    self._ordered_pending -= 1
+            if job.on_done is not None:
+                try:
+                    job.on_done(job)
+                except Exception as exc:
+                    self._reporter.error(f"after uploading {job.key}: {exc}")
+            job.done.set()
+            if self._notify is not None:
+                self._notify()
+
+    def _gone(self) -> Optional[StoreError]:
+        if not self._abandoned:
+            return None
+        return StoreError("flush deadline passed", transient=True, code="Deadline")
+
+    def _attempted(self, job: Job) -> None:
+        job.attempts += 1
+        with self._lock:
+            self.requests += 1
+
+    def _run(self, job: Job, backoff: Backoff) -> None:
+        if self.permanent is not None:
+            job.error = str(self.permanent)
+            job.cause = self.permanent.code
+            return
+        if backoff is self._backoff and self._abandoned:
+            job.error = "not started before the flush deadline"
+            return
+        try:
+            if job.build_error is not None:
+                raise job.build_error
+            payload = job.prepared or job.build()
+        except OSError as exc:
+            job.error = f"cannot read: {exc.strerror or exc}"
+            self._reporter.error(f"{job.key}: {job.error}")
+            return
+        job.size = payload.size
+        self._verdict.wait(self.verdict_wait)
+        attempts = Attempts(
+            backoff,
+            self._policy,
+            self._reporter,
+            on_attempt=lambda: self._attempted(job),
+            doomed=lambda: self.permanent or (self._gone() if backoff is self._backoff else None),
+        )
+        try:
+            stored = self.store().put(job.key, payload, job.content_type, attempts)
+        except StoreError as exc:
+            job.error = str(exc)
+            if not exc.transient:
+                self.failed_causes.add(exc.code or str(exc))
+            if exc.whole_store:
+                job.cause = exc.code
+                self._note_permanent(exc)
+            elif not exc.transient:
+                self._reporter.error(f"{job.key}: {exc} (not retried)")
+            return
+        finally:
+            job.retries = attempts.retries
+        job.result = stored
+        job.size = stored.size
+        job.stored = True
+        job.error = ""
+        self._reporter.debug(f"stored {job.key} ({stored.size} bytes, attempt {job.attempts})")

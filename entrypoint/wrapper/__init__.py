@@ -1,0 +1,3 @@
+"""The wrapper's run: the supervisor (spawn, signals, reaping), the wiring, the final flush and its
+outcome.
+"""

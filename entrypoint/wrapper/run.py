@@ -1,0 +1,123 @@
+"""One run of the wrapper, wired in the direction the data flows.
+
+COMMAND is already running (``cli.py`` spawns it before this module is imported):
+supervisor (pump, signals, reaping) -> capture (chunks in the spool) -> uploader (queue,
+retries) -> store (S3 or a local directory). When COMMAND has exited, ``final_flush.py`` stores
+the results, the log archive, the summary and the manifest, and computes the exit code.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..report import Reporter
+from ..settings.step import Config
+from ..spool.archiver import LogArchiver
+from ..spool.budget import SpoolBudget
+from ..spool.capture import LogCapture
+from ..spool.chunk import Chunk
+from ..store import Store, open_store
+from ..store.payload import Payload
+from ..transfer.uploader import Job, Uploader
+from .final_flush import Ended, FinalFlush
+from .summary import TreeSampler
+from .supervisor import Supervisor
+
+PREFLIGHT_TIMEOUT = 30.0  # --preflight strict: how long transient errors are retried
+
+
+def store_factory(cfg: Config, reporter: Reporter) -> Callable[[], Store]:
+    return lambda: open_store(cfg.store, warn=reporter.warn)
+
+
+def preflight_strict(cfg: Config, reporter: Reporter) -> bool:
+    """--preflight strict: check the bucket before COMMAND starts; False to stop."""
+    uploader = Uploader(store_factory(cfg, reporter), reporter)
+    error = uploader.preflight_strict(cfg.layout.task_prefix, PREFLIGHT_TIMEOUT)
+    if error is None:
+        return True
+    reporter.error(f"preflight: {error}; COMMAND not started (--preflight strict)")
+    return False
+
+
+class Run:
+    def __init__(
+        self, cfg: Config, reporter: Reporter, supervisor: Supervisor, inputs: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        assert supervisor.pid, "COMMAND is spawned before the run is wired"
+        self.cfg = cfg
+        self.reporter = reporter
+        self.supervisor = supervisor
+        clock = supervisor.clock
+        self.spool = _make_spool(cfg.spool_dir)
+        (self.spool / "chunks").mkdir()
+        self.budget = SpoolBudget(cfg.spool_limit)
+        self.capture = LogCapture(
+            self.spool / "chunks",
+            cfg.log_chunk_size,
+            cfg.log_flush_interval,
+            self._sealed,
+            clock,
+            budget=self.budget,
+            backlog=lambda: self.uploader.backlog(),
+            on_pause=reporter.warn,
+        )
+        supervisor.sink = self.capture
+        self.uploader = Uploader(store_factory(cfg, reporter), reporter, clock=clock, notify=supervisor.wake)
+        self.archiver = LogArchiver(self.spool, f"{cfg.layout.step}.log", self.budget)
+        self.flush = FinalFlush(
+            cfg, reporter, self.uploader, self.capture, self.archiver, self.budget, self.spool,
+            supervisor, clock, inputs,
+        )  # fmt: skip
+
+    def _sealed(self, chunk: Chunk) -> None:
+        self.archiver.add(chunk)
+        self.uploader.submit(
+            Job(
+                key=self.cfg.layout.chunk_key(chunk.seq),
+                build=lambda: Payload((chunk,), chunk.size),  # raw file, or its member once archived
+                content_type="text/plain; charset=utf-8",
+                on_done=lambda _job: chunk.done(uploaded=True),
+                kind="log-chunk",
+            ),
+            ordered=True,
+        )
+
+    def execute(self) -> int:
+        """Supervise COMMAND to its end, then the final flush; the wrapper's exit code."""
+        cfg, sup = self.cfg, self.supervisor
+        try:
+            started_wall = time.time() - (sup.clock() - sup.started_at)  # COMMAND's spawn, in wall time
+            # after the spawn: the S3 client is imported (and the bucket checked) in the background
+            self.uploader.start(cfg.preflight, cfg.layout.task_prefix)
+            sampler = TreeSampler(sup.pid).start()
+            if cfg.embedded_default:
+                self.reporter.info(f"no --endpoint set: storing objects in {cfg.store.describe()}")
+            code = sup.run()
+            finished_wall = time.time()
+            assert sup.status is not None
+            ended = Ended(
+                code,
+                sup.status,
+                sup.timed_out,
+                sup.signals_received,
+                started_wall,
+                finished_wall,
+                sampler.stop(),
+            )
+            final = self.flush.run(ended)
+            sup.restore_signals()
+            return final
+        finally:
+            shutil.rmtree(self.spool, ignore_errors=True)
+
+
+def _make_spool(parent: Path | None) -> Path:
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="tekton-uploader-", dir=parent))
