@@ -33,11 +33,11 @@ from faultproxy import FaultProxy
 from realservers import kind_of, minio_server, new_bucket, quirks_of, seaweedfs_server
 from test_read import IDENTITY, PREFIX, READER, Collector, gen, gen_cmd, read, wrap
 
-from entrypoint.config import Credentials, S3Endpoint, StoreConfig
-from entrypoint.payload import Payload
 from entrypoint.report import Reporter
-from entrypoint.retry import Attempts, Backoff, RetryPolicy
+from entrypoint.settings.store import Credentials, S3Endpoint, StoreConfig
 from entrypoint.store import s3 as s3mod
+from entrypoint.store.payload import Payload
+from entrypoint.transfer.retry import Attempts, Backoff, RetryPolicy
 
 PY = sys.executable
 MiB = 1024 * 1024

@@ -54,7 +54,7 @@ from ..settings.store import StoreConfig
 from . import s3_credentials, s3_security
 from .base import Retry, Stored, StoreError, once
 from .payload import Digests, Payload
-from .s3_errors import classify
+from .s3_errors import classify, with_sse_cause
 from .s3_read import S3Reads
 
 PART_SIZE = 8 * 1024 * 1024  # one part in memory per upload in flight
@@ -64,11 +64,6 @@ MAX_PARTS = 10_000
 ETAG_MISMATCHES_TO_TRUST = 3  # consecutive mismatches of one request: the server's ETags are opaque
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
-
-
-
-
-
 
 
 def http_pool(
@@ -148,33 +143,7 @@ class S3Store(S3Reads):
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            error = classify(exc)
-            if error.code == "NotImplemented" and self.cfg.sse is not None:
-                error = self._sse_refused(exc)
-            elif error.code == "InternalError" and self.cfg.sse is not None:
-                # SeaweedFS answers this, every time, when SSE-S3 has no key; it may also be a
-                # passing fault, so it is still retried (until the flush deadline).
-                error = StoreError(
-                    f"{error}; if every upload fails so, the server may not be set up for "
-                    f"{self.cfg.sse.describe()} (SeaweedFS: set s3.sse.key)",
-                    transient=True,
-                    code="InternalError",
-                )
-            raise error from None
-
-    def _sse_refused(self, exc: BaseException) -> StoreError:
-        """MinIO without a KMS answers every encrypted PUT with NotImplemented: say that, not
-        'use an S3-compatible store' (the server is one; encryption is what it lacks)."""
-        assert self.cfg.sse is not None
-        said = (getattr(exc, "message", "") or "").splitlines()
-        because = f" ({said[0][:200]})" if said and said[0] else ""
-        return StoreError(
-            f"NotImplemented: the server refuses {self.cfg.sse.describe()}{because}; enable it on the "
-            "server (MinIO: configure a KMS) or unset --sse",
-            transient=False,
-            code="NotImplemented",
-            whole_store=True,
-        )
+            raise with_sse_cause(classify(exc), exc, self.cfg.sse) from None
 
     # -- the bucket ----------------------------------------------------------------------------
     def check(self, prefix: str) -> None:
