@@ -215,6 +215,15 @@ OPTIONS: tuple[Option, ...] = (
         help="After a SIGTERM, finish the final flush within this (the pod's terminationGracePeriodSeconds).",
     ),
     _opt(
+        "--tekton-timeout",
+        env=["OBJECTSTORE_TEKTON_TIMEOUT"],
+        choices=["auto", "off"],
+        default="auto",
+        show_default=True,
+        help="auto: under Tekton's entrypoint with a step timeout, stop COMMAND early enough to store "
+        "everything before the step's SIGKILL (unless --timeout is given); off: do not look.",
+    ),
+    _opt(
         "--signal-child-only",
         env=["OBJECTSTORE_SIGNAL_CHILD_ONLY"],
         is_flag=True,
@@ -241,14 +250,19 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
         from .inputs import fetch_inputs
 
         inputs = fetch_inputs(cfg, reporter)
-    supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg))
+    tekton = None
+    if cfg.tekton_timeout == "auto":
+        from .tekton_parent import detect
+
+        tekton = detect(cfg.kill_after)
+    supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg, tekton))
     if cfg.preflight != "strict":  # start COMMAND now; the rest of the machinery loads meanwhile
         failed = start(supervisor, reporter)
         if failed is not None:
             return failed
     from .run import Run
 
-    return Run(cfg, reporter, supervisor, inputs=inputs).execute()
+    return Run(cfg, reporter, supervisor, inputs=inputs, tekton=tekton).execute()
 
 
 @functools.cache

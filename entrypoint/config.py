@@ -98,6 +98,7 @@ class Config(NamedTuple):
     offload_results_over: Optional[int] = None  # results larger than this become their URI
     step_results_dir: Optional[Path] = None  # Tekton step results, stored under <step>/
     fetch_results: tuple[FetchSpec, ...] = ()  # inputs to download before COMMAND starts
+    tekton_timeout: str = "auto"  # auto: plan for the Tekton entrypoint's step -timeout; off
 
 
 class FetchSpec(NamedTuple):
@@ -319,6 +320,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         offload_results_over=_offload(values),
         step_results_dir=_path(values, "step_results_dir"),
         fetch_results=tuple(parse_fetch(t) for t in values.get("fetch_result") or ()),
+        tekton_timeout=str(values.get("tekton_timeout") or "auto").lower(),
     )
 
 

@@ -26,6 +26,7 @@ from .report import Reporter
 from .store import Store, open_store
 from .summary import Summary, TreeSampler, children_cpu
 from .supervisor import INTERRUPTS, Supervisor, policy_of, start
+from .tekton_parent import CAUSE, WAIT_AFTER, TektonDeadline
 from .units import format_size
 from .uploader import Job, Uploader
 
@@ -47,8 +48,10 @@ class Run:
         store_factory: StoreFactory | None = None,
         clock: Callable[[], float] = time.monotonic,
         inputs: Sequence[dict[str, Any]] = (),
+        tekton: Optional[TektonDeadline] = None,
     ) -> None:
         self.cfg = cfg
+        self.tekton = tekton  # Tekton's entrypoint SIGKILLs the step at tekton.ends_at
         self.inputs = list(inputs)  # Tekton artifact inputs: the results --fetch-result extracted
         self.reporter = reporter
         self.clock = clock
@@ -67,7 +70,7 @@ class Run:
             on_pause=reporter.warn,
         )
         # COMMAND may already be running (cli.py spawns it before importing this module)
-        self.supervisor = supervisor or Supervisor(cfg.command, reporter, clock, policy_of(cfg))
+        self.supervisor = supervisor or Supervisor(cfg.command, reporter, clock, policy_of(cfg, tekton))
         self.supervisor.sink = self.capture
         self.uploader = Uploader(self.store_factory, reporter, clock=clock, notify=self.supervisor.wake)
         self.archiver = LogArchiver(self.spool, f"{cfg.layout.step}.log", self.budget)
@@ -95,9 +98,27 @@ class Run:
 
     def execute(self) -> int:
         try:
-            return self._execute()
+            code = self._execute()
         finally:
             shutil.rmtree(self.spool, ignore_errors=True)
+        if self._stopped_for_tekton():
+            self._await_tekton_kill()
+        return code
+
+    def _stopped_for_tekton(self) -> bool:
+        """COMMAND was stopped by the deadline planned for the Tekton step timeout."""
+        return self.tekton is not None and self.cfg.timeout is None and self.supervisor.timed_out
+
+    def _await_tekton_kill(self) -> None:
+        """Everything is stored: let Tekton's entrypoint end the step at its timeout, as it would
+        without the wrapper, so the step reads TimeoutExceeded (exit 124 if it does not come)."""
+        assert self.tekton is not None
+        self.reporter.info(
+            f"waiting for the Tekton step timeout ({self.tekton.step_timeout:g}s) to end the step"
+        )
+        remaining = self.tekton.ends_at + WAIT_AFTER - self.clock()
+        if remaining > 0:
+            time.sleep(remaining)
 
     def _preflight_strict(self) -> bool:
         """--preflight strict: check the bucket before starting COMMAND; False to stop."""
@@ -143,7 +164,10 @@ class Run:
                 kind="log",
             )
         )
-        reserve = flush.manifest_reserve(cfg.flush_timeout)
+        window = cfg.flush_timeout
+        if self.tekton is not None:
+            window = min(window, max(0.0, self.tekton.flush_end - flush_started))
+        reserve = flush.manifest_reserve(window)
         self._wait(self.uploader.jobs(), self._flush_deadline(flush_started) - reserve)
         self.uploader.abandon()  # what is not stored now is reported missing: no more attempts
         offloaded = self._tekton_outputs(queued)
@@ -179,6 +203,7 @@ class Run:
                 "upload_retries": sum(j.retries for j in self.uploader.jobs()),
                 "step_results": [q.result.name for q in queued if q.step],
                 "results_offloaded": [o.to_dict() for o in offloaded],
+                **({"cause": CAUSE} if self._stopped_for_tekton() else {}),
             },
         )
         if not self.aborted:
@@ -239,6 +264,8 @@ class Run:
 
     def _flush_deadline(self, started: float) -> float:
         deadline = started + self.cfg.flush_timeout
+        if self.tekton is not None:  # the entrypoint's SIGKILL at the step timeout
+            deadline = min(deadline, self.tekton.flush_end)
         term = self.supervisor.terminated_at
         if term is not None:  # the kubelet's SIGKILL follows the grace period
             deadline = min(deadline, term + self.cfg.termination_grace - EXIT_MARGIN)

@@ -64,14 +64,28 @@ class Policy(NamedTuple):
     signal_child_only: bool = False  # --signal-child-only: forward to COMMAND, not its group
     leftover_grace: float = 2.0  # leftovers get SIGTERM, then SIGKILL after this
     drain_grace: float = 1.0  # how long pipes may stay open once every process is gone
+    timeout_warning: str = ""  # what the warning says when the timeout passes ("" : --timeout's)
 
 
 DEFAULT_POLICY = Policy()
 
 
-def policy_of(cfg: Any) -> Policy:
-    """The stop policy a ``config.Config`` asks for."""
-    return Policy(timeout=cfg.timeout, kill_after=cfg.kill_after, signal_child_only=cfg.signal_child_only)
+def policy_of(cfg: Any, tekton: Any = None) -> Policy:
+    """The stop policy a ``config.Config`` asks for; ``tekton``: a ``TektonDeadline`` (explicit
+    ``--timeout`` wins over it)."""
+    policy = Policy(timeout=cfg.timeout, kill_after=cfg.kill_after, signal_child_only=cfg.signal_child_only)
+    if tekton is None or cfg.timeout is not None:
+        return policy
+    before = tekton.ends_at - tekton.stop_at
+    warning = (
+        f"stopping COMMAND {before:.1f}s before the Tekton step timeout ({tekton.step_timeout:g}s) "
+        "SIGKILLs the step, to store its log and results first"
+    )
+    return policy._replace(
+        timeout=max(0.0, tekton.stop_at - time.monotonic()),
+        kill_after=tekton.kill_after,
+        timeout_warning=warning,
+    )
 
 
 class SpawnError(Exception):
@@ -355,7 +369,10 @@ class Supervisor:
             del self._timers[name]
             if name == "timeout":
                 self.timed_out = True
-                self.reporter.warn(f"--timeout passed after {now - self.started_at:.1f}s: stopping COMMAND")
+                self.reporter.warn(
+                    self.policy.timeout_warning
+                    or f"--timeout passed after {now - self.started_at:.1f}s: stopping COMMAND"
+                )
                 self.send(signal.SIGTERM)
                 self._schedule_kill()
             elif name == "kill" and self.status is None:
