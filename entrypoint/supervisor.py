@@ -64,7 +64,8 @@ class Policy(NamedTuple):
     signal_child_only: bool = False  # --signal-child-only: forward to COMMAND, not its group
     leftover_grace: float = 2.0  # leftovers get SIGTERM, then SIGKILL after this
     drain_grace: float = 1.0  # how long pipes may stay open once every process is gone
-    timeout_warning: str = ""  # what the warning says when the timeout passes ("" : --timeout's)
+    stop_at: Optional[float] = None  # a time (on the clock) to stop COMMAND at: a Tekton step timeout's
+    timeout_warning: str = ""  # what the warning says when it passes ("": --timeout's)
 
 
 DEFAULT_POLICY = Policy()
@@ -81,11 +82,7 @@ def policy_of(cfg: Any, tekton: Any = None) -> Policy:
         f"stopping COMMAND {before:.1f}s before the Tekton step timeout ({tekton.step_timeout:g}s) "
         "SIGKILLs the step, to store its log and results first"
     )
-    return policy._replace(
-        timeout=max(0.0, tekton.stop_at - time.monotonic()),
-        kill_after=tekton.kill_after,
-        timeout_warning=warning,
-    )
+    return policy._replace(stop_at=tekton.stop_at, kill_after=tekton.kill_after, timeout_warning=warning)
 
 
 class SpawnError(Exception):
@@ -201,6 +198,9 @@ class Supervisor:
             self._pipes[r] = self.targets[target - 1]
         if self.policy.timeout is not None:
             self._timers["timeout"] = self.started_at + self.policy.timeout
+        stop_at = self.policy.stop_at
+        if stop_at is not None and stop_at < self._timers.get("timeout", stop_at + 1):
+            self._timers["timeout"] = stop_at
         self._hand_over_terminal()
         return self.pid
 

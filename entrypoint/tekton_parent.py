@@ -18,7 +18,6 @@ library's ``os`` and ``time``.
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Optional
@@ -36,7 +35,7 @@ WAIT_AFTER = 2.0  # after the flush, wait this long past D for Tekton's SIGKILL,
 # Flags only Tekton's entrypoint takes (pkg/pod/entrypoint.go always passes the first three).
 _STEP_FLAGS = frozenset({"post_file", "termination_path", "step_metadata_dir"})
 _BOOL_FLAGS = frozenset({"wait_file_content", "breakpoint_on_failure", "debug_before_step"})
-_DURATION = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)")
+_DURATION = r"([0-9]*(?:\.[0-9]*)?)(ns|us|\u00b5s|\u03bcs|ms|s|m|h)"  # compiled on first use
 _UNITS = {
     "ns": 1e-9, "us": 1e-6, "\u00b5s": 1e-6, "\u03bcs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0
 }  # fmt: skip
@@ -54,12 +53,15 @@ class TektonDeadline(NamedTuple):
 
 def parse_go_duration(text: str) -> Optional[float]:
     """Seconds of a Go ``time.Duration`` string (``20s``, ``1m30s``, ``1.5h``, ``500ms``, ``0``)."""
+    import re  # only under Tekton's entrypoint with a -timeout
+
+    pattern = re.compile(_DURATION)
     sign, body = (text[0], text[1:]) if text[:1] in ("-", "+") else ("", text)
     if body == "0":
         return 0.0
     total, pos = 0.0, 0
     while pos < len(body):
-        match = _DURATION.match(body, pos)
+        match = pattern.match(body, pos)
         if match is None or match.group(1) in ("", "."):
             return None
         total += float(match.group(1)) * _UNITS[match.group(2)]

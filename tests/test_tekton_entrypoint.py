@@ -177,8 +177,9 @@ def result_of(store: StoreView, name: str) -> bytes:
 
 def test_results_reach_the_termination_message_and_the_store(step: Step, store: StoreView) -> None:
     script = "printf 0.93 > /tekton/results/accuracy; printf model-v1 > /tekton/results/model; echo trained"
-    step.start(["-q"], ["sh", "-c", script], store.env, results=["accuracy", "model", "absent"])
-    assert step.wait() == 0, step.stderr()
+    results = ["accuracy", "model", "absent"]
+    step.start(["-q"], ["sh", "-c", script], store.env, results=results, timeout="10m")
+    assert step.wait() == 0, step.stderr()  # a step timeout not reached changes nothing
     message = step.termination()
     assert message["accuracy"] == "0.93" and message["model"] == "model-v1"
     assert "absent" not in message
@@ -189,6 +190,8 @@ def test_results_reach_the_termination_message_and_the_store(step: Step, store: 
     assert (step.tekton / "run/0/status/exitCode").read_text() == "0"
     manifest = json.loads(store.read(PREFIX + "main-manifest.json"))
     assert manifest["exit_code"] == 0
+    summary = summary_of(store)
+    assert summary["timed_out"] is False and "cause" not in summary
 
 
 @pytest.mark.parametrize("code", [0, 3, 137])

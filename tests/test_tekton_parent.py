@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from entrypoint.config import Config
+from entrypoint.supervisor import policy_of
 from entrypoint.tekton_parent import (
     EXIT_MARGIN,
     FLUSH_MARGIN,
@@ -155,3 +157,15 @@ def test_detect_nothing(tmp_path: Path) -> None:
     other = tmp_path / "other"
     fake_proc(other, [(me, 1, ["x"]), (1, 0, no_timeout)], 0)
     assert detect(20, proc=str(other)) is None
+
+
+def test_the_plan_becomes_the_stop_policy_unless_timeout_is_given() -> None:
+    deadline = plan(20, elapsed=0.0, now=100.0, kill_after=20)
+    cfg = Config._make([None] * len(Config._fields))._replace(kill_after=20.0, signal_child_only=False)
+    policy = policy_of(cfg, deadline)
+    assert policy.stop_at == deadline.stop_at == pytest.approx(114.0)  # absolute: a preflight may come first
+    assert policy.kill_after == pytest.approx(2.0) and policy.timeout is None
+    assert "Tekton step timeout (20s)" in policy.timeout_warning
+    explicit = policy_of(cfg._replace(timeout=5.0), deadline)
+    assert explicit.timeout == 5.0 and explicit.stop_at is None and explicit.kill_after == 20.0
+    assert policy_of(cfg, None).stop_at is None
