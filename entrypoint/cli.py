@@ -255,6 +255,11 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
         from .tekton_parent import detect
 
         tekton = detect(cfg.kill_after)
+        if tekton is not None and cfg.timeout is not None and tekton.stop_at < tekton.now + cfg.timeout:
+            reporter.warn(
+                f"--timeout {cfg.timeout:g}s leaves too little of the Tekton step timeout "
+                f"({tekton.step_timeout:g}s) to stop COMMAND and store its output before the step's SIGKILL"
+            )
     supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg, tekton))
     if cfg.preflight != "strict":  # start COMMAND now; the rest of the machinery loads meanwhile
         failed = start(supervisor, reporter)

@@ -49,6 +49,7 @@ class TektonDeadline(NamedTuple):
     stop_at: float  # SIGTERM COMMAND
     kill_after: float  # then SIGKILL it this much later
     flush_end: float  # the final flush ends by then (EXIT_MARGIN before ends_at)
+    now: float  # when it was planned
 
 
 def parse_go_duration(text: str) -> Optional[float]:
@@ -109,7 +110,7 @@ def plan(step_timeout: float, elapsed: float, now: float, kill_after: float) -> 
     exit_margin, flush_margin, kill = margins(step_timeout, kill_after)
     ends_at = now - elapsed + step_timeout
     flush_end = ends_at - exit_margin
-    return TektonDeadline(step_timeout, ends_at, flush_end - flush_margin - kill, kill, flush_end)
+    return TektonDeadline(step_timeout, ends_at, flush_end - flush_margin - kill, kill, flush_end, now)
 
 
 def detect(

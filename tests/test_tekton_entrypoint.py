@@ -278,6 +278,13 @@ def test_explicit_timeout_wins_over_the_step_timeout(step: Step, local: StoreVie
     assert "--timeout passed" in step.stderr()
 
 
+def test_a_timeout_past_the_step_timeout_is_warned_about(step: Step, local: StoreView) -> None:
+    step.start(["--timeout", "1h"], ["true"], local.env, timeout="30s")
+    assert step.wait(timeout=60) == 0, step.stderr()
+    assert "--timeout 3600s leaves too little of the Tekton step timeout (30s)" in step.stderr()
+    assert summary_of(local)["exit_code"] == 0
+
+
 def test_without_the_anticipation_the_step_timeout_loses_the_objects(step: Step, local: StoreView) -> None:
     """The failure mode --tekton-timeout auto exists for: SIGKILL at D, nothing after COMMAND."""
     script = "echo started; printf partial > /tekton/results/progress; exec sleep 120"
