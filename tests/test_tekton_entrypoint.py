@@ -288,7 +288,7 @@ def test_a_timeout_past_the_step_timeout_is_warned_about(step: Step, local: Stor
 def test_without_the_anticipation_the_step_timeout_loses_the_objects(step: Step, local: StoreView) -> None:
     """The failure mode --tekton-timeout auto exists for: SIGKILL at D, nothing after COMMAND."""
     script = "echo started; printf partial > /tekton/results/progress; exec sleep 120"
-    step.start(["--tekton-timeout", "off"], ["sh", "-c", script], local.env, results=["progress"], timeout="3s")
+    step.start(["--tekton-timeout", "off"], ["sh", "-c", script], local.env, results=["progress"], timeout="5s")
     assert step.wait(timeout=60) == 1, step.stderr()
     assert step.termination()["Reason"] == "TimeoutExceeded"
     assert step.termination()["progress"] == "partial"  # Tekton reads it from disk itself
