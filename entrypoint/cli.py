@@ -21,7 +21,7 @@ from .config import ConfigError, build_config
 from .options import Option, apply
 from .options import env_option as _opt
 from .redact import redact
-from .report import PREFIX, Reporter
+from .report import PREFIX, Reporter, open_std_fds
 from .securityoptions import SECURITY_OPTIONS
 from .storeoptions import STORE_OPTIONS, create_bucket_option, key_prefix_option
 
@@ -242,6 +242,7 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
 
         inputs = fetch_inputs(cfg, reporter)
     supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg))
+    supervisor.install_signals()  # before any thread starts, so that every thread has them blocked
     if cfg.preflight != "strict":  # start COMMAND now; the rest of the machinery loads meanwhile
         failed = start(supervisor, reporter)
         if failed is not None:
@@ -276,6 +277,7 @@ def click_command() -> click.Command:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    open_std_fds()
     args = sys.argv[1:] if argv is None else argv
     try:
         parsed = parse_argv(args, os.environ, OPTIONS)

@@ -199,7 +199,7 @@ class Run:
             if not manifest_job.stored:
                 missing.append(manifest_job)
         self.uploader.stop()
-        sup.restore_signals()
+        sup.finish()  # the leftovers' grace ran during the flush
         return self._finish(summary, code, missing, account, self.clock() - flush_started)
 
     def _store_last(self, suffix: str, data: bytes, deadline: float, wait_until: float) -> Job:

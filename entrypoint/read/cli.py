@@ -19,6 +19,7 @@ from ..clicktypes import Duration
 from ..config import ConfigError, build_store_config
 from ..layout import name_problem
 from ..options import env_option
+from ..report import open_std_fds
 from ..securityoptions import reader_security_options
 from ..store import StoreError, open_readable_store
 from ..storeoptions import key_prefix_option, store_options
@@ -210,6 +211,7 @@ def _silence_stdout() -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    open_std_fds()
     args = sys.argv[1:] if argv is None else argv
     console = Console()
     try:
