@@ -22,6 +22,7 @@ from ..options.clicktypes import Duration
 from ..options.store import READER_ONLY_VARIABLES, READER_SECURITY_OPTIONS, STORE_OPTIONS, key_prefix_option
 from ..options.table import Option, env_option
 from ..settings.store import ConfigError, build_store_config
+from ..report import open_std_fds
 from ..store import StoreError, open_readable_store
 from . import errors
 from .console import Console
@@ -336,6 +337,7 @@ def _silence_stdout() -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    open_std_fds()
     args = sys.argv[1:] if argv is None else argv
     console = Console()
     if not args:
