@@ -19,7 +19,12 @@ from typing import Optional
 
 
 class PtyRun:
-    def __init__(self, argv: Sequence[str], env: Optional[dict[str, str]] = None) -> None:
+    def __init__(
+        self,
+        argv: Sequence[str],
+        env: Optional[dict[str, str]] = None,
+        preexec_fn: Optional[Callable[[], None]] = None,
+    ) -> None:
         self.master, slave = os.openpty()
         self.proc = subprocess.Popen(
             list(argv),
@@ -28,7 +33,7 @@ class PtyRun:
             stderr=slave,
             env=env,
             start_new_session=True,
-            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+            preexec_fn=preexec_fn or (lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0)),
         )
         os.close(slave)
         self.output = b""
