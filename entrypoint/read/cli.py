@@ -21,8 +21,8 @@ from ..formats.layout import name_problem
 from ..options.clicktypes import Duration
 from ..options.store import READER_ONLY_VARIABLES, READER_SECURITY_OPTIONS, STORE_OPTIONS, key_prefix_option
 from ..options.table import Option, env_option
-from ..settings.store import ConfigError, build_store_config
 from ..report import open_std_fds
+from ..settings.store import ConfigError, build_store_config
 from ..store import StoreError, open_readable_store
 from . import errors
 from .console import Console
