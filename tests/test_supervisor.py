@@ -366,7 +366,7 @@ def test_fault_signal_sent_to_the_wrapper_is_forwarded_and_the_log_stored(local,
 REAL_FAULT = r"""
 import ctypes, os, sys
 from entrypoint.report import Reporter
-from entrypoint.supervisor import Supervisor, start
+from entrypoint.wrapper.supervisor import Supervisor, start
 sup = Supervisor(["sleep", "30"], Reporter())
 assert start(sup, Reporter()) is None
 print("running", flush=True)
