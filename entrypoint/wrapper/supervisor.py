@@ -68,7 +68,7 @@ class Policy(NamedTuple):
     """How COMMAND is stopped. Durations in seconds; None: never."""
 
     timeout: Optional[float] = None  # --timeout: SIGTERM COMMAND's group when it passes
-    kill_after: float = 20.0  # --kill-after: SIGKILL the group this long after a SIGTERM
+    kill_after: float = 15.0  # --kill-after: SIGKILL the group this long after a SIGTERM
     signal_child_only: bool = False  # --signal-child-only: forward to COMMAND, not its group
     leftover_grace: float = 2.0  # leftovers get SIGTERM, then SIGKILL after this
     drain_grace: float = 1.0  # how long pipes may stay open once every process is gone
