@@ -20,6 +20,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from signal import Signals
 from typing import Any, NamedTuple, Optional, Protocol
 
 from ..formats.manifest import LogAccount, Manifest
@@ -109,12 +110,14 @@ class FinalFlush:
         self.capture, self.archiver, self.budget, self.spool = capture, archiver, budget, spool
         self.sup, self.clock, self.inputs = supervisor, clock, list(inputs)
         self.aborted = False
+        self.deadlines: Optional[Deadlines] = None
         self.manifest: dict[str, Any] = {}
 
     def run(self, ended: Ended) -> int:
         """Store what is left; report; the wrapper's exit code."""
         cfg = self.cfg
         deadlines = Deadlines(self.clock(), cfg.flush_timeout, cfg.termination_grace, self.sup)
+        self.deadlines = deadlines
         found, not_uploaded, queued = submit_results(
             cfg, self.uploader, self.spool, self.reporter, ended.code, self.budget
         )
@@ -234,11 +237,18 @@ class FinalFlush:
                 f"final flush: waiting for {sum(not j.done.is_set() for j in jobs)} object(s)"
             )
             for sig in sup.wait_wakeup(until - now):
-                if sig in INTERRUPTS and sup.interrupts >= 2:
+                if sig not in INTERRUPTS:
+                    continue
+                if sup.interrupts >= 2:
                     self.reporter.warn("interrupted again: giving up the final flush")
                     self.aborted = True
                     self.uploader.set_deadline(now)
                     return
+                left = max(0.0, self.deadlines.end() - self.clock()) if self.deadlines else 0.0
+                self.reporter.info(
+                    f"{Signals(sig).name} during the final flush: storing what is left within "
+                    f"{left:.1f}s; a second one gives it up"
+                )
 
     def _report(self, summary: Summary, outcome: Outcome, account: LogAccount, flush_seconds: float) -> None:
         if summary.results_skipped:
