@@ -117,6 +117,8 @@ def test_termination_budget(
     assert proc.returncode == (143 if behaviour == "exits" else 137), stderr
     assert elapsed < grace, f"exited {elapsed:.1f}s after SIGTERM, grace {grace}s: {stderr}"  # before the kubelet's SIGKILL
     assert_truthful(s3, bucket, stderr)
+    stored = sorted(k.rsplit("/", 1)[1] for k in s3.keys(bucket, PREFIX) if "/logs/" not in k)
+    print(f"budget grace={grace} {behaviour} stalled={stalled}: {elapsed:.1f}s, stored {stored}")
     # COMMAND is gone at once, or after --kill-after (half of the grace by default)
     left = grace if behaviour == "exits" else grace / 2
     if left < 2.5:  # under the rule's ~2 s: only the truth is promised (checked above)
