@@ -21,7 +21,7 @@ from .options.fastparse import parse_argv
 from .options.table import apply
 from .options.wrapper import CONTEXT, EPILOG, OPTIONS, SECRETS, VARIABLES
 from .redact import redact
-from .report import PREFIX, Reporter
+from .report import PREFIX, Reporter, open_std_fds
 from .settings.step import build_config
 from .settings.store import ConfigError
 
@@ -38,6 +38,8 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
     cfg = build_config(values, command)
     reporter = Reporter(quiet=cfg.quiet, debug=cfg.debug)
     protect(cfg, reporter, {name: name in on_command_line for name in SECRETS})
+    supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg))
+    supervisor.install_signals()  # before any thread starts, so that every thread has them blocked
     inputs: list[dict[str, Any]] = []
     if cfg.fetch_results:  # inputs first: COMMAND must find them when it starts
         from .wrapper.inputs import fetch_inputs
@@ -47,8 +49,8 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
         from .wrapper.run import preflight_strict
 
         if not preflight_strict(cfg, reporter):
+            supervisor.restore_signals()
             return exitcodes.USAGE
-    supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg))
     failed = start(supervisor, reporter)  # the one place COMMAND is spawned
     if failed is not None:
         return failed
@@ -94,6 +96,7 @@ def click_command() -> click.Command:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    open_std_fds()
     args = sys.argv[1:] if argv is None else argv
     try:
         parsed = parse_argv(args, os.environ, OPTIONS)

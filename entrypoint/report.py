@@ -7,11 +7,28 @@ COMMAND's stderr passes through the same file descriptor, so a message is writte
 from __future__ import annotations
 
 import os
+import sys
 import threading
 
 from .redact import redact
 
 PREFIX = "tekton-uploader: "
+
+
+def open_std_fds() -> None:
+    """Started with any of fds 0-2 closed: hold it with /dev/null (close-on-exec, so COMMAND sees
+    its stdin closed as it was), so that no pipe or file of ours becomes stdin/stdout/stderr, and
+    give Python's ``sys.std*`` (None then) a file."""
+    for fd, name in enumerate(("stdin", "stdout", "stderr")):
+        try:
+            os.fstat(fd)
+        except OSError:
+            got = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            if got != fd:  # cannot be: the lower ones are open
+                os.dup2(got, fd, inheritable=False)
+                os.close(got)
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, "r" if fd == 0 else "w", closefd=False))  # noqa: SIM115
 
 
 class Reporter:

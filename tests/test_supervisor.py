@@ -318,3 +318,68 @@ def test_job_control_signals_do_not_stop_the_wrapper(local) -> None:
         assert state != "T"  # a stopped wrapper could forward nothing more
     w.wait_line("all three")
     assert w.wait() == 0
+
+
+def test_uploads_run_while_leftovers_get_their_grace(local, tmp_path: Path) -> None:
+    """COMMAND exits leaving a process that ignores SIGTERM: the log is stored during the
+    leftover's 2 s (TERM, then KILL), not after; the leftover sees it stored before it is killed."""
+    env, read, opts = local
+    archive = tmp_path / "store" / "mlpipeline" / PREFIX / "main-log.tgz"
+    seen = tmp_path / "seen"
+    script = (  # the leftover is ready (TERM ignored) before COMMAND exits
+        "import os, signal, time\nr, w = os.pipe()\nif os.fork() == 0:\n"
+        "    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "    os.write(1, f'leftover {os.getpid()}\\n'.encode()); os.close(1); os.close(2); os.close(w)\n"
+        f"    while not os.path.exists({str(archive)!r}): time.sleep(0.01)\n"
+        f"    open({str(seen)!r}, 'w').close(); time.sleep(60)\n"
+        "os.close(w); os.read(r, 1)\n"
+    )
+    w = Wrapper([*opts, "-q", "--", PY, "-c", script], env)
+    assert w.wait(timeout=60) == 0
+    pid = int(next(line for line in w.out if line.startswith("leftover")).split()[1])
+    assert not Path(f"/proc/{pid}").exists()  # killed and reaped
+    assert seen.exists()
+    assert untar_single(read(PREFIX + "main-log.tgz"))[1] == f"leftover {pid}\n".encode()
+
+
+@pytest.mark.parametrize("name", ["SIGABRT", "SIGBUS", "SIGFPE", "SIGILL", "SIGSEGV", "SIGSYS", "SIGTRAP"])
+def test_fault_signal_sent_to_the_wrapper_is_forwarded_and_the_log_stored(local, name: str) -> None:
+    env, read, opts = local
+    sig = int(getattr(signal, name))
+    w = Wrapper([*opts, "-q", "--", PY, "-c", ECHO_SIGNAL, str(sig)], env)
+    w.wait_line("ready")
+    command = Path(f"/proc/{w.proc.pid}/task/{w.proc.pid}/children").read_text().split()
+    try:
+        w.proc.send_signal(sig)
+        assert w.wait(timeout=30) == 0
+    finally:  # a wrapper killed by the signal would leave COMMAND running
+        for pid in command:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    assert untar_single(read(PREFIX + "main-log.tgz"))[1] == f"ready\ngot {sig}\n".encode()
+    summary = json.loads(read(PREFIX + "main-summary.json"))
+    assert summary["signals_received"] == [sig]
+
+
+REAL_FAULT = r"""
+import ctypes, os, sys
+from entrypoint.report import Reporter
+from entrypoint.wrapper.supervisor import Supervisor, start
+sup = Supervisor(["sleep", "30"], Reporter())
+assert start(sup, Reporter()) is None
+print("running", flush=True)
+if sys.argv[1] == "segv":
+    ctypes.string_at(0)
+else:
+    os.abort()
+"""
+
+
+@pytest.mark.parametrize("fault", ["segv", "abort"])
+def test_a_real_fault_of_the_wrapper_still_ends_it(fault: str) -> None:
+    """SIGSEGV/SIGABRT are blocked to be taken as sent signals; a genuine one still kills."""
+    out = subprocess.run([PY, "-c", REAL_FAULT, fault], capture_output=True, timeout=60, cwd=Path(__file__).parent.parent)
+    assert out.stdout == b"running\n", out.stderr
+    assert out.returncode == -(signal.SIGSEGV if fault == "segv" else signal.SIGABRT)

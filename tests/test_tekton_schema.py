@@ -507,7 +507,7 @@ def test_unresolved_variable_is_reported(doc: Doc, expected: str) -> None:
 
 
 # The wrapper's defaults that bound its shutdown (tekton-uploader --help).
-DEFAULT_KILL_AFTER = "20s"
+DEFAULT_KILL_AFTER = "15s"  # half of the 30 s --termination-grace
 DEFAULT_FLUSH_TIMEOUT = "5m"
 
 

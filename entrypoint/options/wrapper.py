@@ -186,9 +186,8 @@ OPTIONS: tuple[Option, ...] = (
         "--kill-after",
         env=["OBJECTSTORE_KILL_AFTER"],
         type="duration",
-        default="20s",
-        show_default=True,
-        help="SIGKILL COMMAND's process group this long after a SIGTERM if it is still running.",
+        help="SIGKILL COMMAND's process group this long after a SIGTERM if it is still running "
+        "[default: half of --termination-grace, 15s]; the rest of the grace is the final flush's.",
     ),
     _opt(
         "--termination-grace",

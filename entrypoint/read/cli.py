@@ -21,6 +21,7 @@ from ..formats.layout import name_problem
 from ..options.clicktypes import Duration
 from ..options.store import READER_ONLY_VARIABLES, READER_SECURITY_OPTIONS, STORE_OPTIONS, key_prefix_option
 from ..options.table import Option, env_option
+from ..report import open_std_fds
 from ..settings.store import ConfigError, build_store_config
 from ..store import StoreError, open_readable_store
 from . import errors
@@ -336,6 +337,7 @@ def _silence_stdout() -> None:
 
 
 def main(argv: Optional[list[str]] = None) -> None:
+    open_std_fds()
     args = sys.argv[1:] if argv is None else argv
     console = Console()
     if not args:

@@ -31,7 +31,7 @@ class Config(NamedTuple):
     spool_dir: Optional[Path]
     flush_timeout: float = 300.0
     timeout: Optional[float] = None
-    kill_after: float = 20.0
+    kill_after: float = 15.0  # half of termination_grace unless given
     termination_grace: float = 30.0
     signal_child_only: bool = False
     quiet: bool = False
@@ -158,6 +158,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
     preflight = str(values.get("preflight") or "warn").lower()
     if preflight not in PREFLIGHT_MODES:
         raise ConfigError(f"--preflight: {preflight!r} is not one of off, warn, strict")
+    grace = positive_duration(values, "termination_grace", 30.0)
     return Config(
         command=tuple(command),
         store=store,
@@ -168,8 +169,8 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         spool_dir=Path(spool) if spool else None,
         flush_timeout=positive_duration(values, "flush_timeout", 300.0),
         timeout=positive_duration(values, "timeout", None),
-        kill_after=positive_duration(values, "kill_after", 20.0),
-        termination_grace=positive_duration(values, "termination_grace", 30.0),
+        kill_after=positive_duration(values, "kill_after", grace / 2),  # the rest is the flush's
+        termination_grace=grace,
         signal_child_only=bool(values.get("signal_child_only")),
         quiet=bool(values.get("quiet")),
         debug=bool(values.get("debug")),

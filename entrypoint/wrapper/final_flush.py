@@ -1,14 +1,16 @@
 """The final flush, after COMMAND exits, and every deadline it keeps.
 
 Order: the results and the log archive (with the live chunks still queued), then the run summary,
-then the manifest, last, built from what happened by then. Deadlines (``Deadlines``): everything
-but the summary and the manifest must be stored by the flush deadline minus a reserve (a tenth of
-``--flush-timeout``, at most 10 s); the summary gets half of the reserve, the manifest the rest.
-The flush deadline is ``--flush-timeout`` after COMMAND exited, and never later than a SIGTERM's
-``--termination-grace`` minus ``EXIT_MARGIN`` (the kubelet's SIGKILL follows the grace period).
-The summary and the manifest go up each on a thread of its own, so that workers stuck on a dead
-connection cannot keep them from being tried. The wrapper exits by the flush deadline whatever
-the store does; a second SIGINT/SIGTERM gives the flush up at once.
+then the manifest, last, built from what happened by then. Deadlines (``Deadlines``, re-read on
+every wake-up, so a SIGTERM during the flush shortens them at once): the flush ends at ``end()``,
+``--flush-timeout`` after COMMAND exited and never later than a SIGTERM's ``--termination-grace``
+minus ``EXIT_MARGIN`` (the kubelet's SIGKILL follows the grace period). The time left between the
+flush's start (or a later SIGTERM) and that end is split once: everything but the summary and the
+manifest has all but the last ``RESERVE_SHARE`` of it (at most ``RESERVE_MAX``), the summary half of
+that reserve, the manifest the rest. The summary and the manifest go up each on a thread of its
+own, so that workers stuck on a dead connection cannot keep them from being tried. The wrapper
+exits by the flush's end whatever the store does; a second SIGINT/SIGTERM gives the flush up at
+once (the summary and the manifest are then counted missing).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from signal import Signals
 from typing import Any, NamedTuple, Optional, Protocol
 
 from ..formats.layout import MANIFEST, SUMMARY
@@ -36,7 +39,8 @@ from .outcome import Outcome, log_account
 from .summary import Summary, children_cpu
 from .supervisor import INTERRUPTS
 
-EXIT_MARGIN = 2.0  # seconds kept back from the termination grace for exiting cleanly
+EXIT_MARGIN = 1.0  # seconds kept back from the termination grace for exiting cleanly
+RESERVE_SHARE = 1 / 3  # of the time left for the flush, kept for the summary and the manifest
 RESERVE_MAX = 10.0  # at most this much of the flush is kept for the summary and the manifest
 
 
@@ -66,7 +70,6 @@ class Deadlines:
 
     def __init__(self, started: float, flush_timeout: float, grace: float, sup: Interruptible) -> None:
         self.started, self.flush_timeout, self.grace, self._sup = started, flush_timeout, grace, sup
-        self.reserve = min(RESERVE_MAX, flush_timeout / 10)
 
     def end(self) -> float:
         """When the wrapper must be done storing."""
@@ -76,11 +79,18 @@ class Deadlines:
             deadline = min(deadline, term + self.grace - EXIT_MARGIN)
         return deadline
 
+    def reserve(self) -> float:
+        """The summary's and the manifest's share of the time the flush has (from its start, or
+        from a SIGTERM during it): taken once, from the end."""
+        term = self._sup.terminated_at
+        since = self.started if term is None else max(self.started, term)
+        return min(RESERVE_MAX, max(0.0, self.end() - since) * RESERVE_SHARE)
+
     def objects(self) -> float:
-        return self.end() - self.reserve
+        return self.end() - self.reserve()
 
     def summary(self) -> float:
-        return self.end() - self.reserve / 2
+        return self.end() - self.reserve() / 2
 
 
 class FinalFlush:
@@ -101,12 +111,14 @@ class FinalFlush:
         self.capture, self.archiver, self.budget, self.spool = capture, archiver, budget, spool
         self.sup, self.clock, self.inputs = supervisor, clock, list(inputs)
         self.aborted = False
+        self.deadlines: Optional[Deadlines] = None
         self.manifest: dict[str, Any] = {}
 
     def run(self, ended: Ended) -> int:
         """Store what is left; report; the wrapper's exit code."""
         cfg = self.cfg
         deadlines = Deadlines(self.clock(), cfg.flush_timeout, cfg.termination_grace, self.sup)
+        self.deadlines = deadlines
         found, not_uploaded, queued = submit_results(
             cfg, self.uploader, self.spool, self.reporter, ended.code, self.budget
         )
@@ -121,7 +133,7 @@ class FinalFlush:
                 kind="log",
             )
         )
-        self._wait(self.uploader.jobs(), deadlines.objects())
+        self._wait(self.uploader.jobs(), deadlines.objects)
         self.uploader.abandon()  # what is not stored now is reported missing: no more attempts
         offloaded = artifacts.tekton_outputs(cfg, queued, self.reporter, self.inputs)
         outcome = Outcome(
@@ -132,19 +144,22 @@ class FinalFlush:
         summary = self._summary(ended, outcome, account, found, not_uploaded, queued, offloads)
         if not self.aborted:
             data = json.dumps(summary.to_dict(), indent=2).encode() + b"\n"
-            summary_job = self._store_last(SUMMARY, data, deadlines.summary(), deadlines.summary())
+            summary_job = self._store_last(SUMMARY, data, deadlines.summary)
             if not summary_job.stored:
                 outcome.missing.append(summary_job)
+        else:
+            self._not_tried(SUMMARY, outcome)
+        if not self.aborted:
             manifest = Manifest(
                 cfg.layout, cfg.store.bucket, account, ended.code, outcome.exit_code, not_uploaded, offloads
             )
             entries = [j.entry() for j in self.uploader.jobs()]
             self.manifest = manifest.to_dict(entries)
-            manifest_job = self._store_last(
-                MANIFEST, manifest.encode(entries), deadlines.end(), deadlines.end()
-            )
+            manifest_job = self._store_last(MANIFEST, manifest.encode(entries), deadlines.end)
             if not manifest_job.stored:
                 outcome.missing.append(manifest_job)
+        else:
+            self._not_tried(MANIFEST, outcome)
         self.uploader.stop()
         self._report(summary, outcome, account, self.clock() - deadlines.started)
         return outcome.exit_code
@@ -191,28 +206,38 @@ class FinalFlush:
             },
         )
 
-    def _store_last(self, suffix: str, data: bytes, deadline: float, wait_until: float) -> Job:
-        """Store ``<step>-<suffix>`` (summary, manifest) on its own thread within ``deadline``."""
+    def _last_job(self, suffix: str, data: bytes) -> Job:
         kind = suffix.split(".")[0]
-        job = Job(
+        return Job(
             self.cfg.layout.step_object_key(suffix), lambda: Payload.of(data), "application/json", kind=kind
         )
-        self.uploader.start_last(job, deadline)
-        self._wait([job], wait_until)
+
+    def _not_tried(self, suffix: str, outcome: Outcome) -> None:
+        """Given up before ``suffix`` was tried: it is counted missing all the same."""
+        job = self._last_job(suffix, b"")
+        job.error = "not tried: the final flush was interrupted again"
+        outcome.missing.append(job)
+
+    def _store_last(self, suffix: str, data: bytes, deadline: Callable[[], float]) -> Job:
+        """Store ``<step>-<suffix>`` (summary, manifest) on its own thread within ``deadline()``."""
+        job = self._last_job(suffix, data)
+        self.uploader.start_last(job, deadline())
+        self._wait([job], deadline)
         return job
 
-    def _wait(self, jobs: list[Job], deadline: float) -> None:
-        """Wait for ``jobs`` until ``deadline``; an interrupt shortens it, a second one ends it."""
+    def _wait(self, jobs: list[Job], deadline: Callable[[], float]) -> None:
+        """Wait for ``jobs`` until ``deadline()`` (re-read on every wake-up: an interrupt shortens
+        it); a second interrupt ends the wait and the flush."""
         sup = self.sup
-        self.uploader.set_deadline(deadline)
         while not self.aborted and not all(j.done.is_set() for j in jobs):
-            now = self.clock()
-            if now >= deadline:
+            now, until = self.clock(), deadline()
+            self.uploader.set_deadline(until)
+            if now >= until:
                 return
             self.reporter.debug(
                 f"final flush: waiting for {sum(not j.done.is_set() for j in jobs)} object(s)"
             )
-            for sig in sup.wait_wakeup(deadline - now):
+            for sig in sup.wait_wakeup(until - now):
                 if sig not in INTERRUPTS:
                     continue
                 if sup.interrupts >= 2:
@@ -220,10 +245,11 @@ class FinalFlush:
                     self.aborted = True
                     self.uploader.set_deadline(now)
                     return
-                grace_end = (sup.terminated_at or now) + self.cfg.termination_grace - EXIT_MARGIN
-                if grace_end < deadline:
-                    deadline = grace_end
-                    self.uploader.set_deadline(deadline)
+                left = max(0.0, self.deadlines.end() - self.clock()) if self.deadlines else 0.0
+                self.reporter.info(
+                    f"{Signals(sig).name} during the final flush: storing what is left within "
+                    f"{left:.1f}s; a second one gives it up"
+                )
 
     def _report(self, summary: Summary, outcome: Outcome, account: LogAccount, flush_seconds: float) -> None:
         if summary.results_skipped:

@@ -111,7 +111,7 @@ class Run:
                 sampler.stop(),
             )
             final = self.flush.run(ended)
-            sup.restore_signals()
+            sup.finish()  # the leftovers' grace ran during the flush
             return final
         finally:
             shutil.rmtree(self.spool, ignore_errors=True)

@@ -1,15 +1,26 @@
 """Supervisor: spawn COMMAND, pump its output, forward signals, enforce deadlines, reap children.
 
-One thread (the main one) runs an event loop over COMMAND's stdout and stderr pipes, the signal
-wakeup pipe and a handful of timers (the capture's flush interval, ``--timeout``, the SIGKILL
-escalation, the drain of leftover processes). Reaping is done here alone, with
-``waitpid(-1, WNOHANG)`` after each SIGCHLD, so no other code can steal COMMAND's status. The
-wrapper registers as child subreaper, so orphaned descendants are re-parented to it and reaped too,
-whether or not it is PID 1.
+One thread (the main one) runs an event loop over COMMAND's stdout and stderr pipes, the wakeup
+pipe and a handful of timers (the capture's flush interval, ``--timeout``, the SIGKILL
+escalation, the drain of the pipes). Reaping is done here alone, with ``waitpid(-1, WNOHANG)``
+after each SIGCHLD, so no other code can steal COMMAND's status. The wrapper registers as child
+subreaper, so orphaned descendants are re-parented to it and reaped too, whether or not it is PID 1.
+
+Signals, as tini does it: every signal we take is blocked in every thread (the mask is set before
+any thread starts) and taken by one thread with ``sigwaitinfo``, which hands it to the loop. No
+disposition is changed, so COMMAND inherits exactly the ignored signals and the signal mask the
+wrapper was started with (Python's own SIGPIPE/SIGXFSZ ignore is undone). A fault signal (SIGSEGV,
+SIGABRT, ...) sent by another process is forwarded like any other; a real fault of the wrapper is
+still delivered by the kernel (which unblocks it) and ends the wrapper.
+
+On a terminal, COMMAND is put in its own process group and made the terminal's foreground group
+*before* it execs (fork + exec; posix_spawn otherwise, which is faster), so a COMMAND that reads
+the terminal at once is never stopped by SIGTTIN.
 """
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import errno
 import fcntl
@@ -17,6 +28,7 @@ import os
 import select
 import selectors
 import signal
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple, Optional, Protocol
@@ -29,22 +41,18 @@ PIPE_SIZE = 1024 * 1024
 F_SETPIPE_SZ = 1031
 PR_SET_CHILD_SUBREAPER = 36
 WAKE = 0  # byte written to the wakeup pipe by other threads; signal numbers are never 0
+TTY_CHECK = 0.5  # on a terminal: how often a stopped (^Z) foreground job is looked for
 
-# Synchronous faults are not forwarded (nor caught); SIGPIPE stays ignored so that a closed
-# stdout shows up as EPIPE on write; SIGCHLD is ours.
-NOT_FORWARDED = {
-    signal.SIGKILL,
-    signal.SIGSTOP,
-    signal.SIGCHLD,
-    signal.SIGPIPE,
-    signal.SIGSEGV,
-    signal.SIGBUS,
-    signal.SIGFPE,
-    signal.SIGILL,
-    signal.SIGABRT,
-    signal.SIGSYS,
-    signal.SIGTRAP,
-}
+# SIGPIPE stays ignored (Python's default) so that a closed stdout shows up as EPIPE on write;
+# SIGCHLD is ours; SIGKILL and SIGSTOP cannot be taken. Every other signal is forwarded.
+NOT_FORWARDED = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGPIPE}
+WAITED = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE}
+# Forwarded only when sent (kill, sigqueue, tgkill): a real fault is the kernel's to deliver.
+FAULT_NAMES = ("ABRT", "BUS", "FPE", "ILL", "SEGV", "SYS", "TRAP")
+FAULTS = frozenset(signal.Signals[f"SIG{name}"] for name in FAULT_NAMES)
+SENT = (0, -1, -6)  # si_code SI_USER, SI_QUEUE, SI_TKILL
+# Python ignores these at start-up, before any code of ours runs: COMMAND gets their default.
+PYTHON_IGNORES = (signal.SIGPIPE, signal.SIGXFSZ)
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -60,7 +68,7 @@ class Policy(NamedTuple):
     """How COMMAND is stopped. Durations in seconds; None: never."""
 
     timeout: Optional[float] = None  # --timeout: SIGTERM COMMAND's group when it passes
-    kill_after: float = 20.0  # --kill-after: SIGKILL the group this long after a SIGTERM
+    kill_after: float = 15.0  # --kill-after: SIGKILL the group this long after a SIGTERM
     signal_child_only: bool = False  # --signal-child-only: forward to COMMAND, not its group
     leftover_grace: float = 2.0  # leftovers get SIGTERM, then SIGKILL after this
     drain_grace: float = 1.0  # how long pipes may stay open once every process is gone
@@ -121,8 +129,13 @@ class Supervisor:
         self.signals_received: list[int] = []
         self._wake_r = self._wake_w = -1
         self._pipes: dict[int, int] = {}  # our read end -> where it passes through
-        self._old_handlers: dict[int, object] = {}
+        self._arrived: collections.deque[int] = collections.deque()  # from the signal thread
+        self._signal_thread: Optional[threading.Thread] = None
+        self._listening = False
+        self._inherited_mask: Optional[set[int]] = None  # the mask we were started with
+        self._chld_was_ignored = False
         self._tty_handed_over = False
+        self._tty_resumed = False
         self._buffer = bytearray(READ_SIZE)
         self._timers: dict[str, float] = {}  # name -> monotonic deadline
         self._leftovers: set[int] = set()
@@ -131,48 +144,74 @@ class Supervisor:
 
     # -- set-up --------------------------------------------------------------------------------
     def install_signals(self) -> None:
-        """Catch every forwardable signal (before spawning, so none is missed)."""
+        """Block every signal we take, in this thread and so in every thread started after it
+        (before spawning, so none is missed); they wait, pending, for the signal thread."""
+        if self._inherited_mask is not None:
+            return
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for sig in signal.valid_signals():
-            if sig in NOT_FORWARDED and sig != signal.SIGCHLD:
-                continue
-            try:
-                self._old_handlers[sig] = signal.signal(sig, _noted)
-            except (OSError, ValueError):
-                pass  # reserved real-time signals
+        self._inherited_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
+        if signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:  # would reap for us: no status
+            self._chld_was_ignored = True
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
     def restore_signals(self) -> None:
-        for sig, handler in self._old_handlers.items():
-            try:
-                signal.signal(sig, handler)  # type: ignore[arg-type]
-            except (OSError, ValueError, TypeError):
-                pass
-        signal.set_wakeup_fd(-1)
+        """Stop taking signals: the signal thread ends and the inherited mask is back."""
+        if self._inherited_mask is None:
+            return
+        thread = self._signal_thread
+        self._listening = False
+        if thread is not None and thread.ident is not None:
+            signal.pthread_kill(thread.ident, signal.SIGCHLD)  # ends its sigwaitinfo
+            thread.join(1.0)
+        if self._chld_was_ignored:
+            signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_SETMASK, self._inherited_mask)
+        self._inherited_mask = None
+
+    def _listen(self) -> None:
+        """Start the signal thread (after the spawn: what arrives meanwhile stays pending)."""
+        self._listening = True
+        self._signal_thread = threading.Thread(target=self._take_signals, name="signals", daemon=True)
+        self._signal_thread.start()
+
+    def _take_signals(self) -> None:
+        while self._listening:
+            info = signal.sigwaitinfo(WAITED)
+            if info.si_signo in FAULTS and info.si_code not in SENT:
+                continue  # not sent by anyone: never forwarded
+            if self._listening:
+                self._arrived.append(info.si_signo)
+                self.wake()
 
     def spawn(self) -> int:
         """Start COMMAND in its own process group, its stdout/stderr on our pipes."""
+        self.install_signals()
         become_subreaper()
+        if not self.command[0]:
+            raise SpawnError(exitcodes.NOT_FOUND, "'': command not found")
         fds = []
-        file_actions = []
-        for target in (1, 2):
+        for _target in (1, 2):
             r, w = os.pipe2(os.O_CLOEXEC)
             try:
                 fcntl.fcntl(r, F_SETPIPE_SZ, PIPE_SIZE)
             except OSError:
                 pass
             fds.append((r, w))
-            file_actions.append((os.POSIX_SPAWN_DUP2, w, target))
+        dups = [(w, target) for (_r, w), target in zip(fds, (1, 2))]
         try:
-            self.pid = os.posix_spawnp(
-                self.command[0],
-                self.command,
-                os.environ,
-                file_actions=file_actions,
-                setpgroup=0,
-                setsigmask=(),
-                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
-            )
+            if self._owns_terminal():
+                self.pid = self._fork_exec_in_foreground(dups)
+                self._tty_handed_over = True
+            else:
+                self.pid = os.posix_spawnp(
+                    self.command[0],
+                    self.command,
+                    os.environ,
+                    file_actions=[(os.POSIX_SPAWN_DUP2, w, target) for w, target in dups],
+                    setpgroup=0,
+                    setsigmask=self._command_mask(),
+                    setsigdef=self._command_defaults(),
+                )
         except OSError as exc:
             for r, w in fds:
                 os.close(r)
@@ -187,28 +226,83 @@ class Supervisor:
             self._pipes[r] = self.targets[target - 1]
         if self.policy.timeout is not None:
             self._timers["timeout"] = self.started_at + self.policy.timeout
-        self._hand_over_terminal()
+        if self._tty_handed_over:
+            self._timers["tty"] = self.started_at + TTY_CHECK
+        self._listen()
         return self.pid
 
-    def _hand_over_terminal(self) -> None:
-        """Interactive use: make COMMAND's group the terminal's foreground group (as tini does)."""
+    def _command_mask(self) -> set[int]:
+        return set(self._inherited_mask or ())
+
+    def _command_defaults(self) -> tuple[int, ...]:
+        return (*PYTHON_IGNORES, signal.SIGCHLD) if self._chld_was_ignored else PYTHON_IGNORES
+
+    @staticmethod
+    def _owns_terminal() -> bool:
+        """Interactive use: stdin is a terminal whose foreground group is ours."""
         try:
-            if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
-                os.tcsetpgrp(0, self.pid)
-                self._tty_handed_over = True
+            return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+        except OSError:
+            return False
+
+    def _fork_exec_in_foreground(self, dups: list[tuple[int, int]]) -> int:
+        """fork + exec, the child taking its own group and the terminal before it execs (as tini
+        does; posix_spawn cannot). Every signal is blocked here, so none runs Python code in the
+        child; SIGTTOU being blocked lets it call tcsetpgrp from its new background group."""
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        pid = os.fork()
+        if pid == 0:  # the child: no return from here
+            try:
+                os.setpgid(0, 0)
+                os.tcsetpgrp(0, os.getpid())
+                for fd, target in dups:
+                    os.dup2(fd, target)
+                for sig in self._command_defaults():
+                    signal.signal(sig, signal.SIG_DFL)
+                if signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, signal.SIG_DFL):
+                    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python's: no KeyboardInterrupt here
+                signal.pthread_sigmask(signal.SIG_SETMASK, self._command_mask())
+                os.execvpe(self.command[0], self.command, os.environ)
+            except OSError as exc:
+                os.write(err_w, str(exc.errno or errno.ENOEXEC).encode())
+            finally:
+                os._exit(exitcodes.NOT_FOUND)
+        os.close(err_w)
+        try:
+            os.setpgid(pid, pid)  # the usual belt and braces; EACCES once it has exec'd
         except OSError:
             pass
+        with os.fdopen(err_r, "rb") as errors:
+            failed = errors.read()
+        if failed:
+            os.waitpid(pid, 0)
+            code = int(failed)
+            raise OSError(code, os.strerror(code))
+        return pid
 
     def _take_back_terminal(self) -> None:
         if not self._tty_handed_over:
             return
-        old = signal.signal(signal.SIGTTOU, signal.SIG_IGN)
-        try:
+        self._tty_handed_over = False
+        try:  # SIGTTOU is blocked here, so a background group may take the terminal
             os.tcsetpgrp(0, os.getpgrp())
         except OSError:
             pass
-        finally:
-            signal.signal(signal.SIGTTOU, old)
+
+    def _resume_stopped_job(self) -> None:
+        """On a terminal, ^Z stops the foreground job. A shell with job control takes the terminal
+        back and gives its prompt; otherwise (COMMAND itself, or a shell without job control)
+        the stopped job stays in the foreground and nobody could resume it: we do."""
+        try:
+            foreground = os.tcgetpgrp(0)
+        except OSError:
+            return
+        stopped = [pid for pid in _tree(self.pid) if _state(pid) == "T" and _pgid(pid) == foreground]
+        for pid in stopped:
+            _kill(pid, signal.SIGCONT)
+        if stopped and not self._tty_resumed:
+            self._tty_resumed = True
+            self.reporter.warn("COMMAND was stopped (^Z) and is resumed: no job control here (^C ends it)")
 
     # -- signals -------------------------------------------------------------------------------
     def send(self, sig: int, whole_group: bool = True) -> None:
@@ -247,25 +341,39 @@ class Supervisor:
             self._timers["kill"] = self.clock() + self.policy.kill_after
 
     def read_wakeups(self) -> list[int]:
-        """Drain the wakeup pipe, reap, and return the signals that arrived (0 = a wake())."""
+        """Drain the wakeup pipe, act on the signals that arrived, reap; those signals (SIGCHLD left
+        out)."""
         try:
-            data = os.read(self._wake_r, 4096)
+            os.read(self._wake_r, 4096)
         except BlockingIOError:
-            data = b""
+            pass
         got = []
-        for sig in data:
-            if sig == signal.SIGCHLD:
-                continue
-            got.append(sig)
-            if sig != WAKE:
+        while self._arrived:
+            sig = self._arrived.popleft()
+            if sig != signal.SIGCHLD:
+                got.append(sig)
                 self._on_signal(sig)
         self.reap()
         return got
 
     def wait_wakeup(self, timeout: Optional[float]) -> list[int]:
-        """After the run: block until a signal or a wake(); what arrived."""
+        """After the run: block until a signal, a wake() or the next of our timers (the leftovers'
+        SIGKILL); the signals that arrived."""
+        now = self.clock()
+        due = min(self._timers.values(), default=None)
+        if due is not None:
+            timeout = max(0.0, due - now) if timeout is None else max(0.0, min(timeout, due - now))
         ready, _, _ = select.select([self._wake_r], [], [], timeout)
-        return self.read_wakeups() if ready else []
+        got = self.read_wakeups() if ready else []
+        self._run_timers(self.clock())
+        return got
+
+    def finish(self) -> None:
+        """After the final flush: end the leftovers' grace (SIGKILL), reap them, stop taking signals.
+        The uploads ran while the leftovers had their grace."""
+        while self._leftovers and self._timers:
+            self.wait_wakeup(None)
+        self.restore_signals()
 
     def reap(self) -> None:
         """Collect every exited child; note COMMAND's status."""
@@ -280,11 +388,13 @@ class Supervisor:
             if pid == self.pid:
                 self.status = status
                 self.exited_at = self.clock()
+                self._take_back_terminal()  # at once: leftovers must not keep it
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> int:
-        """Pump and supervise until COMMAND has exited, its leftovers are reaped and its pipes
-        are drained; COMMAND's exit code (or 124 when --timeout stopped it)."""
+        """Pump and supervise until COMMAND has exited and its pipes are drained (EOF, or
+        ``drain_grace`` after it exited when leftovers hold them open); COMMAND's exit code (or 124
+        when --timeout stopped it). Leftovers have been sent SIGTERM; ``finish()`` ends them."""
         assert self.sink is not None, "set the supervisor's sink before run()"
         sink = self.sink
         selector = selectors.DefaultSelector()
@@ -316,6 +426,7 @@ class Supervisor:
                 os.close(fd)
             self._pipes.clear()
             selector.close()
+            self._timers.pop("drain", None)
             self._take_back_terminal()
         assert self.status is not None
         if self.timed_out:
@@ -328,8 +439,6 @@ class Supervisor:
         if not self._exit_handled:
             self._exit_handled = True
             self._after_exit()
-        if self._leftovers:
-            return False
         if not self._pipes:
             return True
         if "drain" not in self._timers and not self._drained:
@@ -338,8 +447,8 @@ class Supervisor:
 
     def _after_exit(self) -> None:
         """COMMAND exited: stop its timers, ask its leftover descendants to go."""
-        self._timers.pop("timeout", None)
-        self._timers.pop("kill", None)
+        for name in ("timeout", "kill", "tty"):
+            self._timers.pop(name, None)
         self.reap()
         self._leftovers = set(_descendants())
         if self._leftovers:
@@ -374,6 +483,9 @@ class Supervisor:
                 self._leftovers.clear()
             elif name == "drain":
                 self._drained = True
+            elif name == "tty" and self.status is None:
+                self._resume_stopped_job()
+                self._timers["tty"] = now + TTY_CHECK
 
     def _pump(self, fd: int) -> bool:
         """Move one read's worth from COMMAND to our output and the capture; False at EOF."""
@@ -395,7 +507,7 @@ class Supervisor:
 
 
 def start(supervisor: Supervisor, reporter: Reporter) -> Optional[int]:
-    """Catch signals and spawn COMMAND; None when it runs, else the exit code (126/127)."""
+    """Take signals and spawn COMMAND; None when it runs, else the exit code (126/127)."""
     supervisor.install_signals()
     try:
         supervisor.spawn()
@@ -437,8 +549,33 @@ def _kill(pid: int, sig: int) -> bool:
         return True
 
 
-def _noted(signum: int, frame: object) -> None:
-    """Signal handler: the wakeup fd already carries the signal number to the loop."""
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux /proc children lists; no psutil on this path)."""
+    found, todo = [], [pid]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                todo.extend(int(child) for child in f.read().split())
+        except OSError:
+            pass
+    return found
+
+
+def _pgid(pid: int) -> int:
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return -1
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return ""
 
 
 def _write_out(fd: int, data: memoryview) -> None:
