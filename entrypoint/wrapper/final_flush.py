@@ -5,7 +5,9 @@ then the manifest, last, built from what happened by then. Deadlines (``Deadline
 but the summary and the manifest must be stored by the flush deadline minus a reserve (a tenth of
 ``--flush-timeout``, at most 10 s); the summary gets half of the reserve, the manifest the rest.
 The flush deadline is ``--flush-timeout`` after COMMAND exited, and never later than a SIGTERM's
-``--termination-grace`` minus ``EXIT_MARGIN`` (the kubelet's SIGKILL follows the grace period).
+``--termination-grace`` minus ``EXIT_MARGIN`` (the kubelet's SIGKILL follows the grace period), nor
+than the planned end of a Tekton step timeout's flush (``settings/tekton.py``: the entrypoint
+SIGKILLs the step at the timeout, with no warning).
 The summary and the manifest go up each on a thread of its own, so that workers stuck on a dead
 connection cannot keep them from being tried. The wrapper exits by the flush deadline whatever
 the store does; a second SIGINT/SIGTERM gives the flush up at once.
@@ -25,6 +27,7 @@ from ..report import Reporter
 from ..results import artifacts
 from ..results.queue import submit_results
 from ..settings.step import Config
+from ..settings.tekton import CAUSE, TektonDeadline
 from ..spool.archiver import LogArchiver
 from ..spool.budget import SpoolBudget
 from ..spool.capture import LogCapture
@@ -63,13 +66,24 @@ class Ended(NamedTuple):
 class Deadlines:
     """Every deadline of the final flush, from its start and the first SIGTERM."""
 
-    def __init__(self, started: float, flush_timeout: float, grace: float, sup: Interruptible) -> None:
+    def __init__(
+        self,
+        started: float,
+        flush_timeout: float,
+        grace: float,
+        sup: Interruptible,
+        hard_end: Optional[float] = None,
+    ) -> None:
         self.started, self.flush_timeout, self.grace, self._sup = started, flush_timeout, grace, sup
-        self.reserve = min(RESERVE_MAX, flush_timeout / 10)
+        self.hard_end = hard_end  # a Tekton step timeout's flush end: its SIGKILL follows
+        window = flush_timeout if hard_end is None else min(flush_timeout, max(0.0, hard_end - started))
+        self.reserve = min(RESERVE_MAX, window / 10)
 
     def end(self) -> float:
         """When the wrapper must be done storing."""
         deadline = self.started + self.flush_timeout
+        if self.hard_end is not None:
+            deadline = min(deadline, self.hard_end)
         term = self._sup.terminated_at
         if term is not None:
             deadline = min(deadline, term + self.grace - EXIT_MARGIN)
@@ -95,8 +109,11 @@ class FinalFlush:
         supervisor: Interruptible,
         clock: Callable[[], float],
         inputs: Sequence[dict[str, Any]] = (),
+        tekton: Optional[TektonDeadline] = None,
     ) -> None:
         self.cfg, self.reporter, self.uploader = cfg, reporter, uploader
+        self.tekton = tekton  # Tekton's entrypoint SIGKILLs the step at tekton.ends_at
+        self.stopped_for_tekton = False  # COMMAND was stopped by the deadline planned for it
         self.capture, self.archiver, self.budget, self.spool = capture, archiver, budget, spool
         self.sup, self.clock, self.inputs = supervisor, clock, list(inputs)
         self.aborted = False
@@ -105,7 +122,10 @@ class FinalFlush:
     def run(self, ended: Ended) -> int:
         """Store what is left; report; the wrapper's exit code."""
         cfg = self.cfg
-        deadlines = Deadlines(self.clock(), cfg.flush_timeout, cfg.termination_grace, self.sup)
+        tekton = self.tekton
+        hard_end = None if tekton is None else tekton.flush_end
+        deadlines = Deadlines(self.clock(), cfg.flush_timeout, cfg.termination_grace, self.sup, hard_end)
+        self.stopped_for_tekton = tekton is not None and cfg.timeout is None and ended.timed_out
         found, not_uploaded, queued = submit_results(
             cfg, self.uploader, self.spool, self.reporter, ended.code, self.budget
         )
@@ -187,8 +207,14 @@ class FinalFlush:
                 "upload_retries": sum(j.retries for j in self.uploader.jobs()),
                 "step_results": [q.result.name for q in queued if q.step],
                 "results_offloaded": offloads,
+                **self._cause(),
             },
         )
+
+    def _cause(self) -> dict[str, str]:
+        """Why COMMAND was stopped, where the wrapper knows more than the exit code: the one place
+        the summary's ``cause`` is set (only ``tekton-timeout`` so far)."""
+        return {"cause": CAUSE} if self.stopped_for_tekton else {}
 
     def _store_last(self, suffix: str, data: bytes, deadline: float, wait_until: float) -> Job:
         """Store ``<step>-<suffix>`` (summary, manifest) on its own thread within ``deadline``."""
@@ -231,7 +257,9 @@ class FinalFlush:
         stored = [j for j in self.uploader.jobs() if j.stored]
         how = f"signal {summary.signal}" if summary.signal else f"exit code {outcome.command_code}"
         ended = f"ended with {how}"
-        if summary.timed_out:
+        if self.stopped_for_tekton:
+            ended = f"was stopped before the Tekton step timeout ({how})"
+        elif summary.timed_out:
             ended = f"was stopped by --timeout ({how})"
         # None: COMMAND ended before the first sample of its memory (every 0.5 s)
         peak = "not sampled" if summary.peak_rss_bytes is None else format_size(summary.peak_rss_bytes)
