@@ -203,5 +203,6 @@ def test_a_bad_mode_is_one_line_and_exit_2(tmp_path: Path, given: list[str]) -> 
 def test_the_mode_from_the_environment(tmp_path: Path) -> None:
     env = clean_env(OBJECTSTORE_ENDPOINT=f"file://{tmp_path}", PIPELINERUN="r", PIPELINETASK="t")
     proc = run_wrapper(["--", "true"], {**env, "OBJECTSTORE_TEKTON_TIMEOUT": "never"})
-    assert proc.returncode == 2 and b"OBJECTSTORE_TEKTON_TIMEOUT" in proc.stderr or b"--tekton-timeout" in proc.stderr
+    assert proc.returncode == 2
+    assert b"--tekton-timeout" in proc.stderr and b"OBJECTSTORE_TEKTON_TIMEOUT" in proc.stderr
     assert run_wrapper(["-q", "--", "true"], {**env, "OBJECTSTORE_TEKTON_TIMEOUT": "OFF"}).returncode == 0

@@ -21,7 +21,8 @@ Exit codes:
   2    bad usage or configuration, or --preflight strict failed (COMMAND not started)
   74   objects still missing after the final flush although COMMAND exited 0
        (unless --ignore-upload-errors)
-  124  --timeout expired and COMMAND was stopped
+  124  --timeout expired and COMMAND was stopped (also in the manifest when COMMAND
+       was stopped before a Tekton step timeout, see --tekton-timeout)
   125  internal error of the wrapper
   126  COMMAND not executable
   127  COMMAND not found
