@@ -28,6 +28,9 @@ from .settings.store import ConfigError
 if TYPE_CHECKING:
     import click
 
+    from .settings.step import Config
+    from .settings.tekton import TektonDeadline
+
 
 def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: set[str]) -> int:
     """Run COMMAND with the parsed option values; ``on_command_line``: options given as flags."""
@@ -38,7 +41,8 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
     cfg = build_config(values, command)
     reporter = Reporter(quiet=cfg.quiet, debug=cfg.debug)
     protect(cfg, reporter, {name: name in on_command_line for name in SECRETS})
-    supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg))
+    tekton = _tekton_deadline(cfg, reporter)
+    supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg, tekton))
     supervisor.install_signals()  # before any thread starts, so that every thread has them blocked
     inputs: list[dict[str, Any]] = []
     if cfg.fetch_results:  # inputs first: COMMAND must find them when it starts
@@ -56,7 +60,22 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
         return failed
     from .wrapper.run import Run  # the rest of the machinery loads while COMMAND runs
 
-    return Run(cfg, reporter, supervisor, inputs=inputs).execute()
+    return Run(cfg, reporter, supervisor, inputs=inputs, tekton=tekton).execute()
+
+
+def _tekton_deadline(cfg: Config, reporter: Reporter) -> Optional[TektonDeadline]:
+    """--tekton-timeout auto: the plan for the step timeout of Tekton's entrypoint above us, if any."""
+    if cfg.tekton_timeout != "auto":
+        return None
+    from .settings.tekton import detect
+
+    tekton = detect(cfg.kill_after)
+    if tekton is not None and cfg.timeout is not None and tekton.stop_at < tekton.now + cfg.timeout:
+        reporter.warn(
+            f"--timeout {cfg.timeout:g}s leaves too little of the Tekton step timeout "
+            f"({tekton.step_timeout:g}s) to stop COMMAND and store its output before the step's SIGKILL"
+        )
+    return tekton
 
 
 def _warn_unknown_variables(debug: bool) -> None:

@@ -80,3 +80,14 @@ def go_binary(name: str, module: str, version: str, package: str = "") -> Path:
         built.rename(dest)
     (dest.parent / "build-seconds").write_text(f"{time.monotonic() - started:.1f}\n")
     return dest
+
+
+# -- Tekton's entrypoint (issue 15 part 2) ------------------------------------------------------
+
+TEKTON_PIPELINE = "github.com/tektoncd/pipeline"
+TEKTON_PIPELINE_VERSION = "v1.6.0"  # an LTS release; its go.mod has replace directives: built in the cache
+
+
+def tekton_entrypoint() -> Path:
+    """Tekton's step entrypoint binary (``cmd/entrypoint``), PID 1 of every step container."""
+    return go_binary("entrypoint", TEKTON_PIPELINE, TEKTON_PIPELINE_VERSION, "cmd/entrypoint")

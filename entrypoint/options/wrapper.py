@@ -21,7 +21,8 @@ Exit codes:
   2    bad usage or configuration, or --preflight strict failed (COMMAND not started)
   74   objects still missing after the final flush although COMMAND exited 0
        (unless --ignore-upload-errors)
-  124  --timeout expired and COMMAND was stopped
+  124  --timeout expired and COMMAND was stopped (also in the manifest when COMMAND
+       was stopped before a Tekton step timeout, see --tekton-timeout)
   125  internal error of the wrapper
   126  COMMAND not executable
   127  COMMAND not found
@@ -180,7 +181,7 @@ OPTIONS: tuple[Option, ...] = (
         env=["OBJECTSTORE_TIMEOUT"],
         type="duration",
         help="Stop COMMAND (SIGTERM, then SIGKILL after --kill-after) when it runs this long; exit 124. "
-        "Set it below the Tekton step timeout, which SIGKILLs without warning.",
+        "Under a Tekton step timeout (which SIGKILLs without warning) it is set for you: --tekton-timeout.",
     ),
     _opt(
         "--kill-after",
@@ -196,6 +197,15 @@ OPTIONS: tuple[Option, ...] = (
         default="30s",
         show_default=True,
         help="After a SIGTERM, finish the final flush within this (the pod's terminationGracePeriodSeconds).",
+    ),
+    _opt(
+        "--tekton-timeout",
+        env=["OBJECTSTORE_TEKTON_TIMEOUT"],
+        choices=["auto", "off"],
+        default="auto",
+        show_default=True,
+        help="auto: under Tekton's entrypoint with a step timeout, stop COMMAND early enough to store "
+        "everything before the step's SIGKILL (unless --timeout is given); off: do not look.",
     ),
     _opt(
         "--signal-child-only",

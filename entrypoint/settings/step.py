@@ -19,6 +19,7 @@ DEFAULT_POD_LABELS = "/etc/podinfo/labels"
 DEFAULT_SPOOL_LIMIT = 1024**3
 MIN_SPOOL_LIMIT = 1024**2
 PREFLIGHT_MODES = ("off", "warn", "strict")
+TEKTON_TIMEOUT_MODES = ("auto", "off")
 
 
 class Config(NamedTuple):
@@ -46,6 +47,7 @@ class Config(NamedTuple):
     offload_results_over: Optional[int] = None  # results larger than this become their URI
     step_results_dir: Optional[Path] = None  # Tekton step results, stored under <step>/
     fetch_results: tuple[FetchSpec, ...] = ()  # inputs to download before COMMAND starts
+    tekton_timeout: str = "auto"  # auto: plan for the Tekton entrypoint's step -timeout; off
 
 
 class FetchSpec(NamedTuple):
@@ -184,7 +186,15 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         offload_results_over=_offload(values),
         step_results_dir=_path(values, "step_results_dir"),
         fetch_results=tuple(parse_fetch(t) for t in values.get("fetch_result") or ()),
+        tekton_timeout=_tekton_timeout(values),
     )
+
+
+def _tekton_timeout(values: Mapping[str, Any]) -> str:
+    mode = str(values.get("tekton_timeout") or "auto").lower()
+    if mode not in TEKTON_TIMEOUT_MODES:
+        raise ConfigError(f"--tekton-timeout: {mode!r} is not one of auto, off")
+    return mode
 
 
 def _path(values: Mapping[str, Any], name: str) -> Optional[Path]:

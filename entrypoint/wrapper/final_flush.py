@@ -4,7 +4,9 @@ Order: the results and the log archive (with the live chunks still queued), then
 then the manifest, last, built from what happened by then. Deadlines (``Deadlines``, re-read on
 every wake-up, so a SIGTERM during the flush shortens them at once): the flush ends at ``end()``,
 ``--flush-timeout`` after COMMAND exited and never later than a SIGTERM's ``--termination-grace``
-minus ``EXIT_MARGIN`` (the kubelet's SIGKILL follows the grace period). The time left between the
+minus ``EXIT_MARGIN`` (the kubelet's SIGKILL follows the grace period), nor than
+the planned end of a Tekton step timeout's flush (``settings/tekton.py``: the entrypoint
+SIGKILLs the step at the timeout, with no warning). The time left between the
 flush's start (or a later SIGTERM) and that end is split once: everything but the summary and the
 manifest has all but the last ``RESERVE_SHARE`` of it (at most ``RESERVE_MAX``), the summary half of
 that reserve, the manifest the rest. The summary and the manifest go up each on a thread of its
@@ -29,6 +31,7 @@ from ..report import Reporter
 from ..results import artifacts
 from ..results.queue import submit_results
 from ..settings.step import Config
+from ..settings.tekton import CAUSE, TektonDeadline
 from ..spool.archiver import LogArchiver
 from ..spool.budget import SpoolBudget
 from ..spool.capture import LogCapture
@@ -68,12 +71,22 @@ class Ended(NamedTuple):
 class Deadlines:
     """Every deadline of the final flush, from its start and the first SIGTERM."""
 
-    def __init__(self, started: float, flush_timeout: float, grace: float, sup: Interruptible) -> None:
+    def __init__(
+        self,
+        started: float,
+        flush_timeout: float,
+        grace: float,
+        sup: Interruptible,
+        hard_end: Optional[float] = None,
+    ) -> None:
         self.started, self.flush_timeout, self.grace, self._sup = started, flush_timeout, grace, sup
+        self.hard_end = hard_end  # a Tekton step timeout's flush end: its SIGKILL follows
 
     def end(self) -> float:
         """When the wrapper must be done storing."""
         deadline = self.started + self.flush_timeout
+        if self.hard_end is not None:
+            deadline = min(deadline, self.hard_end)
         term = self._sup.terminated_at
         if term is not None:
             deadline = min(deadline, term + self.grace - EXIT_MARGIN)
@@ -106,8 +119,11 @@ class FinalFlush:
         supervisor: Interruptible,
         clock: Callable[[], float],
         inputs: Sequence[dict[str, Any]] = (),
+        tekton: Optional[TektonDeadline] = None,
     ) -> None:
         self.cfg, self.reporter, self.uploader = cfg, reporter, uploader
+        self.tekton = tekton  # Tekton's entrypoint SIGKILLs the step at tekton.ends_at
+        self.stopped_for_tekton = False  # COMMAND was stopped by the deadline planned for it
         self.capture, self.archiver, self.budget, self.spool = capture, archiver, budget, spool
         self.sup, self.clock, self.inputs = supervisor, clock, list(inputs)
         self.aborted = False
@@ -117,8 +133,11 @@ class FinalFlush:
     def run(self, ended: Ended) -> int:
         """Store what is left; report; the wrapper's exit code."""
         cfg = self.cfg
-        deadlines = Deadlines(self.clock(), cfg.flush_timeout, cfg.termination_grace, self.sup)
+        tekton = self.tekton
+        hard_end = None if tekton is None else tekton.flush_end
+        deadlines = Deadlines(self.clock(), cfg.flush_timeout, cfg.termination_grace, self.sup, hard_end)
         self.deadlines = deadlines
+        self.stopped_for_tekton = tekton is not None and cfg.timeout is None and ended.timed_out
         found, not_uploaded, queued = submit_results(
             cfg, self.uploader, self.spool, self.reporter, ended.code, self.budget
         )
@@ -203,8 +222,14 @@ class FinalFlush:
                 "upload_retries": sum(j.retries for j in self.uploader.jobs()),
                 "step_results": [q.result.name for q in queued if q.step],
                 "results_offloaded": offloads,
+                **self._cause(),
             },
         )
+
+    def _cause(self) -> dict[str, str]:
+        """Why COMMAND was stopped, where the wrapper knows more than the exit code: the one place
+        the summary's ``cause`` is set (only ``tekton-timeout`` so far)."""
+        return {"cause": CAUSE} if self.stopped_for_tekton else {}
 
     def _last_job(self, suffix: str, data: bytes) -> Job:
         kind = suffix.split(".")[0]
@@ -258,7 +283,9 @@ class FinalFlush:
         stored = [j for j in self.uploader.jobs() if j.stored]
         how = f"signal {summary.signal}" if summary.signal else f"exit code {outcome.command_code}"
         ended = f"ended with {how}"
-        if summary.timed_out:
+        if self.stopped_for_tekton:
+            ended = f"was stopped before the Tekton step timeout ({how})"
+        elif summary.timed_out:
             ended = f"was stopped by --timeout ({how})"
         # None: COMMAND ended before the first sample of its memory (every 0.5 s)
         peak = "not sampled" if summary.peak_rss_bytes is None else format_size(summary.peak_rss_bytes)

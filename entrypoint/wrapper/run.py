@@ -13,10 +13,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..report import Reporter
 from ..settings.step import Config
+from ..settings.tekton import WAIT_AFTER, TektonDeadline
 from ..spool.archiver import LogArchiver
 from ..spool.budget import SpoolBudget
 from ..spool.capture import LogCapture
@@ -47,7 +48,12 @@ def preflight_strict(cfg: Config, reporter: Reporter) -> bool:
 
 class Run:
     def __init__(
-        self, cfg: Config, reporter: Reporter, supervisor: Supervisor, inputs: Sequence[dict[str, Any]] = ()
+        self,
+        cfg: Config,
+        reporter: Reporter,
+        supervisor: Supervisor,
+        inputs: Sequence[dict[str, Any]] = (),
+        tekton: Optional[TektonDeadline] = None,
     ) -> None:
         assert supervisor.pid, "COMMAND is spawned before the run is wired"
         self.cfg = cfg
@@ -72,7 +78,7 @@ class Run:
         self.archiver = LogArchiver(self.spool, f"{cfg.layout.step}.log", self.budget)
         self.flush = FinalFlush(
             cfg, reporter, self.uploader, self.capture, self.archiver, self.budget, self.spool,
-            supervisor, clock, inputs,
+            supervisor, clock, inputs, tekton,
         )  # fmt: skip
 
     def _sealed(self, chunk: Chunk) -> None:
@@ -112,9 +118,21 @@ class Run:
             )
             final = self.flush.run(ended)
             sup.finish()  # the leftovers' grace ran during the flush
-            return final
         finally:
             shutil.rmtree(self.spool, ignore_errors=True)
+        if self.flush.stopped_for_tekton:
+            self._await_tekton_kill()
+        return final
+
+    def _await_tekton_kill(self) -> None:
+        """Everything is stored: let Tekton's entrypoint end the step at its timeout, as it would
+        without the wrapper, so the step reads TimeoutExceeded (exit 124 if the SIGKILL does not come)."""
+        tekton = self.flush.tekton
+        assert tekton is not None
+        self.reporter.info(f"waiting for the Tekton step timeout ({tekton.step_timeout:g}s) to end the step")
+        remaining = tekton.ends_at + WAIT_AFTER - self.supervisor.clock()
+        if remaining > 0:
+            time.sleep(remaining)
 
 
 def _make_spool(parent: Path | None) -> Path:

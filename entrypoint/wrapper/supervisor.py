@@ -35,6 +35,7 @@ from typing import Any, NamedTuple, Optional, Protocol
 
 from .. import exitcodes
 from ..report import Reporter
+from ..settings.tekton import TektonDeadline
 
 READ_SIZE = 1024 * 1024
 PIPE_SIZE = 1024 * 1024
@@ -72,14 +73,25 @@ class Policy(NamedTuple):
     signal_child_only: bool = False  # --signal-child-only: forward to COMMAND, not its group
     leftover_grace: float = 2.0  # leftovers get SIGTERM, then SIGKILL after this
     drain_grace: float = 1.0  # how long pipes may stay open once every process is gone
+    stop_at: Optional[float] = None  # a time (on the clock) to stop COMMAND at: a Tekton step timeout's
+    timeout_warning: str = ""  # what the warning says when it passes ("": --timeout's)
 
 
 DEFAULT_POLICY = Policy()
 
 
-def policy_of(cfg: Any) -> Policy:
-    """The stop policy a ``config.Config`` asks for."""
-    return Policy(timeout=cfg.timeout, kill_after=cfg.kill_after, signal_child_only=cfg.signal_child_only)
+def policy_of(cfg: Any, tekton: Optional[TektonDeadline] = None) -> Policy:
+    """The stop policy a ``settings.step.Config`` asks for; ``tekton``: the plan for a Tekton step
+    timeout (an explicit ``--timeout`` wins over it)."""
+    policy = Policy(timeout=cfg.timeout, kill_after=cfg.kill_after, signal_child_only=cfg.signal_child_only)
+    if tekton is None or cfg.timeout is not None:
+        return policy
+    before = tekton.ends_at - tekton.stop_at
+    warning = (
+        f"stopping COMMAND {before:.1f}s before the Tekton step timeout ({tekton.step_timeout:g}s) "
+        "SIGKILLs the step, to store its log and results first"
+    )
+    return policy._replace(stop_at=tekton.stop_at, kill_after=tekton.kill_after, timeout_warning=warning)
 
 
 class SpawnError(Exception):
@@ -226,6 +238,9 @@ class Supervisor:
             self._pipes[r] = self.targets[target - 1]
         if self.policy.timeout is not None:
             self._timers["timeout"] = self.started_at + self.policy.timeout
+        stop_at = self.policy.stop_at
+        if stop_at is not None and stop_at < self._timers.get("timeout", stop_at + 1):
+            self._timers["timeout"] = stop_at
         if self._tty_handed_over:
             self._timers["tty"] = self.started_at + TTY_CHECK
         self._listen()
@@ -464,7 +479,10 @@ class Supervisor:
             del self._timers[name]
             if name == "timeout":
                 self.timed_out = True
-                self.reporter.warn(f"--timeout passed after {now - self.started_at:.1f}s: stopping COMMAND")
+                self.reporter.warn(
+                    self.policy.timeout_warning
+                    or f"--timeout passed after {now - self.started_at:.1f}s: stopping COMMAND"
+                )
                 self.send(signal.SIGTERM)
                 self._schedule_kill()
             elif name == "kill" and self.status is None:
