@@ -24,7 +24,9 @@ from ..spool.chunk import Chunk
 from ..store import Store, open_store
 from ..store.payload import Payload
 from ..transfer.uploader import Job, Uploader
+from .cgroup import locate
 from .final_flush import Ended, FinalFlush
+from .pressure import MemoryWatch
 from .summary import TreeSampler
 from .supervisor import Supervisor
 
@@ -95,7 +97,15 @@ class Run:
             started_wall = time.time() - (sup.clock() - sup.started_at)  # COMMAND's spawn, in wall time
             # after the spawn: the S3 client is imported (and the bucket checked) in the background
             self.uploader.start(cfg.preflight, cfg.layout.task_prefix)
-            sampler = TreeSampler(sup.pid).start()
+            watch = MemoryWatch(
+                locate(cfg.cgroup_root),
+                self.capture,
+                cfg.fast_flush_at,
+                self.reporter,
+                terminated=lambda: sup.terminated_at is not None,
+                wake=sup.wake,
+            )
+            sampler = TreeSampler(sup.pid, on_tick=watch.tick).start()
             if cfg.embedded_default:
                 self.reporter.info(f"no --endpoint set: storing objects in {cfg.store.describe()}")
             code = sup.run()
@@ -109,6 +119,8 @@ class Run:
                 started_wall,
                 finished_wall,
                 sampler.stop(),
+                watch,
+                terminated=sup.terminated_at is not None,
             )
             final = self.flush.run(ended)
             sup.restore_signals()
