@@ -173,7 +173,7 @@ def test_pace_follows_memory_use_pressure_and_sigterm(tmp_path: Path, capfd: pyt
     term = [False]
     wakes: list[int] = []
     watch = MemoryWatch(
-        Cgroup(root, 2), capture, 0.9, Reporter(), terminated=lambda: term[0], wake=lambda: wakes.append(1)
+        Cgroup(root, 2), Cgroup(root, 2).read(), capture, 0.9, Reporter(), terminated=lambda: term[0], wake=lambda: wakes.append(1)
     )
     watch.tick()
     assert capture.flush_interval == 5.0
@@ -220,7 +220,7 @@ def run_handshake(store: StoreView, tmp_path: Path, env: dict[str, str], lines: 
 def test_near_the_limit_every_line_goes_up_in_its_own_chunk(moto: StoreView, tmp_path: Path) -> None:
     root = fake_v2(tmp_path / "cg", limit=100 * MiB, current=95 * MiB)
     proc = run_handshake(moto, tmp_path, {**moto.env, "OBJECTSTORE_CGROUP_ROOT": str(root)}, lines=4)
-    out, err = proc.communicate(timeout=120)
+    _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     keys = chunk_keys(moto)
     assert len(keys) == 4
@@ -392,6 +392,6 @@ def test_real_oom_kill_in_a_v1_memory_cgroup(moto: StoreView, tmp_path: Path, me
     assert "COMMAND was killed by the kernel's OOM killer at the 160.0 MiB memory limit" in proc.stderr.decode()
     lines = proc.stdout.decode().splitlines()
     assert lines and lines[-1].startswith("allocated ")  # COMMAND got somewhere before the kill
-    name, log = untar_single(moto.read(PREFIX + "main-log.tgz"))
+    _name, log = untar_single(moto.read(PREFIX + "main-log.tgz"))
     assert log == proc.stdout  # the log up to the kill, byte for byte
     assert b"".join(moto.read(k) for k in chunk_keys(moto)) == proc.stdout

@@ -12,9 +12,8 @@ done at the start, on the sampler's tick and at the end, never on the output pat
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 NO_LIMIT = 1 << 62  # v1 writes "no limit" as a page-rounded 2**63-1; v2 writes "max"
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
@@ -22,16 +21,17 @@ PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 OOM_COUNTERS = ("oom_kill", "oom_group_kill")
 
 
-@dataclass(frozen=True)
-class Memory:
-    """One reading of the memory cgroup. Bytes; None where the kernel does not say."""
+class Memory(NamedTuple):
+    """One reading of the memory cgroup. Bytes; None where the kernel does not say.
+
+    (A NamedTuple: this module loads before COMMAND starts, where dataclasses would cost.)"""
 
     version: int  # 1 or 2
     path: str  # the cgroup directory read
     limit: Optional[int]  # None: no limit
     current: Optional[int]
     peak: Optional[int]  # v2 memory.peak (5.19+), v1 memory.max_usage_in_bytes
-    counters: dict[str, int] = field(default_factory=dict)  # oom, oom_kill, oom_group_kill, failcnt
+    counters: dict[str, int]  # oom, oom_kill, oom_group_kill, failcnt
     pressure: Optional[float] = None  # PSI "some avg10" in percent (v2 only)
 
     def fraction(self) -> Optional[float]:
@@ -97,7 +97,7 @@ def locate(root: Path, proc_cgroup: Path = PROC_SELF_CGROUP) -> Optional[Cgroup]
     v2_path: Optional[str] = None
     v1_path: Optional[str] = None
     for line in lines:
-        _, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+        _, controllers, path = ([*line.split(":", 2), "", ""])[:3]
         if controllers == "" and line.startswith("0::"):
             v2_path = path
         elif "memory" in controllers.split(","):

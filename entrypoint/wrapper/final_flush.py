@@ -34,8 +34,8 @@ from ..units import format_size
 from .outcome import Cause, Outcome, cause_of, log_account
 from .pressure import MemoryWatch
 from .summary import Summary, children_cpu
-from .termination import note_termination
 from .supervisor import INTERRUPTS
+from .termination import note_termination
 
 EXIT_MARGIN = 2.0  # seconds kept back from the termination grace for exiting cleanly
 RESERVE_MAX = 10.0  # at most this much of the flush is kept for the summary and the manifest

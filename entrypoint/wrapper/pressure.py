@@ -34,6 +34,7 @@ class MemoryWatch:
     def __init__(
         self,
         cgroup: Optional[Cgroup],
+        first: Optional[Memory],
         capture: Paced,
         threshold: float,
         reporter: Reporter,
@@ -48,7 +49,7 @@ class MemoryWatch:
         self._terminated = terminated
         self._wake = wake
         self._lock = threading.Lock()
-        self.first: Optional[Memory] = cgroup.read() if cgroup is not None else None
+        self.first = first  # read before COMMAND started: the counters' baseline
         self.last = self.first
         self.peak = self.first.current if self.first is not None else None  # highest usage seen
         self.fast_reason: Optional[str] = None  # why the pace went fast the first time
@@ -64,7 +65,8 @@ class MemoryWatch:
                 self.fast_ticks += 1
             if reason and self.fast_reason is None:
                 self.fast_reason = reason
-                self.reporter.warn(f"{reason}: uploading the live log every {FAST_INTERVAL:g}s until it eases")
+                every = f"every {min(FAST_INTERVAL, self.normal):g}s"
+                self.reporter.warn(f"{reason}: uploading the live log {every} while it lasts")
             if interval != self.capture.flush_interval:
                 self.capture.flush_interval = interval
                 self._wake()  # the loop looks at the new deadline now

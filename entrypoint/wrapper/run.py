@@ -13,7 +13,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from ..report import Reporter
 from ..settings.step import Config
@@ -24,7 +24,7 @@ from ..spool.chunk import Chunk
 from ..store import Store, open_store
 from ..store.payload import Payload
 from ..transfer.uploader import Job, Uploader
-from .cgroup import locate
+from .cgroup import Cgroup, Memory
 from .final_flush import Ended, FinalFlush
 from .pressure import MemoryWatch
 from .summary import TreeSampler
@@ -49,10 +49,16 @@ def preflight_strict(cfg: Config, reporter: Reporter) -> bool:
 
 class Run:
     def __init__(
-        self, cfg: Config, reporter: Reporter, supervisor: Supervisor, inputs: Sequence[dict[str, Any]] = ()
+        self,
+        cfg: Config,
+        reporter: Reporter,
+        supervisor: Supervisor,
+        inputs: Sequence[dict[str, Any]] = (),
+        memory: tuple[Optional[Cgroup], Optional[Memory]] = (None, None),
     ) -> None:
         assert supervisor.pid, "COMMAND is spawned before the run is wired"
         self.cfg = cfg
+        self.memory = memory  # the memory cgroup and its reading before COMMAND started
         self.reporter = reporter
         self.supervisor = supervisor
         clock = supervisor.clock
@@ -98,7 +104,7 @@ class Run:
             # after the spawn: the S3 client is imported (and the bucket checked) in the background
             self.uploader.start(cfg.preflight, cfg.layout.task_prefix)
             watch = MemoryWatch(
-                locate(cfg.cgroup_root),
+                *self.memory,
                 self.capture,
                 cfg.fast_flush_at,
                 self.reporter,

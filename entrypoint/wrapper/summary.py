@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import resource
 import threading
-from dataclasses import asdict, dataclass, field
 from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
 SAMPLE_INTERVAL = 0.5
