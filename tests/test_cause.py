@@ -365,33 +365,48 @@ def memory_cgroup() -> Iterator[Path]:
 
 
 ALLOCATE = """
-import sys
+import os, sys
+cgroup, go = sys.argv[1], sys.argv[2]
 with open('/proc/self/oom_score_adj', 'w') as f:  # the OOM killer's first choice, not the wrapper
     f.write('1000')
+def usage():
+    with open(cgroup + '/memory.usage_in_bytes') as f:
+        return int(f.read())
 blocks = []
-for i in range(1, 10000):
+while usage() < 0.93 * 160 * 1024 * 1024:  # the wrapper's share counts too
     blocks.append(bytearray(1024 * 1024))
-    if i % 8 == 0:
-        print(f'allocated {i} MiB', flush=True)
+print(f'near the limit with {len(blocks)} MiB', flush=True)
+while not os.path.exists(go):  # the test's go-ahead: a live chunk was stored at the fast pace
+    pass
+for i in range(1, 10000):
+    print(f'allocating {i} MiB more', flush=True)
+    blocks.append(bytearray(1024 * 1024))
 """
 
 
 def test_real_oom_kill_in_a_v1_memory_cgroup(moto: StoreView, tmp_path: Path, memory_cgroup: Path) -> None:
     launcher = f'echo $$ > {memory_cgroup}/cgroup.procs && exec "$@"'
-    cmd = ["sh", "-c", launcher, "sh", *WRAPPER, *wrap_args(tmp_path), "--", PY, "-c", ALLOCATE]
-    proc = subprocess.run(cmd, env=moto.env, capture_output=True, timeout=300)
-    assert proc.returncode == 137, proc.stderr
+    go = tmp_path / "go"
+    command = [PY, "-c", ALLOCATE, str(memory_cgroup), str(go)]
+    cmd = ["sh", "-c", launcher, "sh", *WRAPPER, *wrap_args(tmp_path, "--log-flush-interval", "1h"), "--", *command]
+    proc = subprocess.Popen(cmd, env=moto.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # with a 1 h interval only the fast pace near the limit stores a live chunk while COMMAND runs
+    wait_until(lambda: chunk_keys(moto), timeout=60, what="a live chunk near the memory limit")
+    go.touch()
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 137, err
     summary = summary_of(moto)
     assert summary["cause"] == "oom-kill", summary
+    assert str(summary["fast_flush"]).startswith("memory use at 9"), summary
     detail = summary["cause_detail"]
     assert isinstance(detail, dict)
     assert (detail["cgroup"], detail["memory_limit_bytes"], detail["signal"]) == ("v1", 160 * MiB, 9)
     assert detail["counter"] == "memory.oom_control oom_kill"
     assert detail["counters_moved"]["oom_kill"] >= 1
-    assert detail["memory_peak_bytes"] <= 160 * MiB
-    assert "COMMAND was killed by the kernel's OOM killer at the 160.0 MiB memory limit" in proc.stderr.decode()
-    lines = proc.stdout.decode().splitlines()
-    assert lines and lines[-1].startswith("allocated ")  # COMMAND got somewhere before the kill
+    assert 0.93 * 160 * MiB <= detail["memory_peak_bytes"] <= 160 * MiB
+    assert "COMMAND was killed by the kernel's OOM killer at the 160.0 MiB memory limit" in err.decode()
+    lines = out.decode().splitlines()
+    assert lines[0].startswith("near the limit")  # then killed: waiting, or allocating more
     _name, log = untar_single(moto.read(PREFIX + "main-log.tgz"))
-    assert log == proc.stdout  # the log up to the kill, byte for byte
-    assert b"".join(moto.read(k) for k in chunk_keys(moto)) == proc.stdout
+    assert log == out  # the log up to the kill, byte for byte
+    assert b"".join(moto.read(k) for k in chunk_keys(moto)) == out
