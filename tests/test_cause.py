@@ -87,6 +87,16 @@ def test_v2_is_found_at_the_root_and_read(tmp_path: Path) -> None:
     assert Cgroup(root, 2).read().limit is None  # type: ignore[union-attr]
 
 
+def test_reclaimable_page_cache_does_not_count_toward_the_threshold(tmp_path: Path) -> None:
+    root = fake_v2(tmp_path / "cg", limit=100 * MiB, current=95 * MiB)
+    (root / "memory.stat").write_text(f"anon {50 * MiB}\nfile {45 * MiB}\ninactive_file {40 * MiB}\n")
+    memory = Cgroup(root, 2).read()
+    assert memory is not None and memory.fraction() == 0.55
+    capture = FakeCapture(5.0)
+    MemoryWatch(Cgroup(root, 2), memory, capture, 0.9, Reporter()).tick()
+    assert capture.flush_interval == 5.0
+
+
 def test_v2_child_cgroup_from_proc_self_cgroup(tmp_path: Path) -> None:
     root = fake_v2(tmp_path / "cg", limit=1)
     child = fake_v2(root / "pod" / "ctr", limit=50 * MiB)
@@ -369,9 +379,12 @@ import os, sys
 cgroup, go = sys.argv[1], sys.argv[2]
 with open('/proc/self/oom_score_adj', 'w') as f:  # the OOM killer's first choice, not the wrapper
     f.write('1000')
-def usage():
+def usage():  # the working set, as the wrapper counts it
     with open(cgroup + '/memory.usage_in_bytes') as f:
-        return int(f.read())
+        used = int(f.read())
+    with open(cgroup + '/memory.stat') as f:
+        stat = dict(line.split() for line in f)
+    return used - int(stat.get('total_inactive_file', 0))
 blocks = []
 while usage() < 0.93 * 160 * 1024 * 1024:  # the wrapper's share counts too
     blocks.append(bytearray(1024 * 1024))

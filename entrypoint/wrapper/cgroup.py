@@ -33,12 +33,14 @@ class Memory(NamedTuple):
     peak: Optional[int]  # v2 memory.peak (5.19+), v1 memory.max_usage_in_bytes
     counters: dict[str, int]  # oom, oom_kill, oom_group_kill, failcnt
     pressure: Optional[float] = None  # PSI "some avg10" in percent (v2 only)
+    inactive_file: int = 0  # page cache the kernel reclaims first (memory.stat)
 
     def fraction(self) -> Optional[float]:
-        """Usage as a fraction of the limit; None without a limit or a usage."""
+        """The working set (usage less inactive page cache, as the kubelet counts it) as a
+        fraction of the limit; None without a limit or a usage."""
         if self.limit is None or self.current is None or self.limit <= 0:
             return None
-        return self.current / self.limit
+        return max(0, self.current - self.inactive_file) / self.limit
 
     def moved(self, before: Optional[Memory]) -> dict[str, int]:
         """The counters that grew since ``before`` (all of them when there is no earlier reading)."""
@@ -70,6 +72,7 @@ class Cgroup:
             _int(_text(self.path / "memory.peak")),
             counters,
             _pressure(self.path / "memory.pressure"),
+            _keyed(self.path / "memory.stat").get("inactive_file", 0),
         )
 
     def _read_v1(self) -> Memory:
@@ -85,6 +88,8 @@ class Cgroup:
             _int(_text(self.path / "memory.usage_in_bytes")),
             _int(_text(self.path / "memory.max_usage_in_bytes")),
             counters,
+            None,
+            _keyed(self.path / "memory.stat").get("total_inactive_file", 0),
         )
 
 
