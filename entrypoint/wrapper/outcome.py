@@ -56,7 +56,7 @@ def cause_of(
     cgroup read before and after (None where there is no cgroup to read). ``peak`` is the
     highest usage sampled, used when the cgroup keeps no peak of its own."""
     sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
-    how = f"signal {sig} ({_signame(sig)})" if sig else f"exit code {os.waitstatus_to_exitcode(status)}"
+    how = f"signal {sig}" if sig else f"exit code {os.waitstatus_to_exitcode(status)}"
     detail: dict[str, Any] = {"signal": sig} if sig else {"exit_code": os.waitstatus_to_exitcode(status)}
     moved = after.moved(before) if after is not None else {}
     if after is not None:
@@ -83,7 +83,7 @@ def cause_of(
     if terminated:
         return Cause("terminated", f"was stopped after the wrapper got SIGTERM ({how})", detail)
     if sig:
-        return Cause("signal", f"was killed by {how}", detail)
+        return Cause("signal", f"was killed by {how} ({_signame(sig)})", detail)
     return Cause("exit", f"ended with {how}", detail)
 
 
