@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: set[str]) -> int:
     """Run COMMAND with the parsed option values; ``on_command_line``: options given as flags."""
+    from .wrapper.cgroup import locate
     from .wrapper.hardening import protect
     from .wrapper.supervisor import Supervisor, policy_of, start
 
@@ -55,12 +56,14 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
         if not preflight_strict(cfg, reporter):
             supervisor.restore_signals()
             return exitcodes.USAGE
+    cgroup = locate(cfg.cgroup_root)  # its OOM counters are read before COMMAND can move them
+    baseline = cgroup.read() if cgroup is not None else None
     failed = start(supervisor, reporter)  # the one place COMMAND is spawned
     if failed is not None:
         return failed
     from .wrapper.run import Run  # the rest of the machinery loads while COMMAND runs
 
-    return Run(cfg, reporter, supervisor, inputs=inputs, tekton=tekton).execute()
+    return Run(cfg, reporter, supervisor, inputs=inputs, tekton=tekton, memory=(cgroup, baseline)).execute()
 
 
 def _tekton_deadline(cfg: Config, reporter: Reporter) -> Optional[TektonDeadline]:

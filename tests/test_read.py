@@ -479,6 +479,7 @@ def test_summary_table_and_json(store: StoreView, tmp_path: Path) -> None:
     objects = Objects(store)
     summary = {
         "exit_code": 3,
+        "cause": "oom-kill",
         "wall_seconds": 75.0,
         "cpu_user_seconds": 1.25,
         "cpu_system_seconds": 0.25,
@@ -491,8 +492,8 @@ def test_summary_table_and_json(store: StoreView, tmp_path: Path) -> None:
     got = read(["summary", "run-1"], store.env)
     assert got.returncode == 0, got.stderr
     lines = [line.split() for line in got.stdout.decode().splitlines()]
-    assert lines[0] == ["TASK", "STEP", "EXIT", "DURATION", "CPU", "PEAK", "MEM", "STORED", "MISSING"]
-    assert lines[1][:8] == ["task-1", "main", "3", "1m15s", "1.5s", "10.0", "MiB", lines[1][7]]
+    assert lines[0] == ["TASK", "STEP", "EXIT", "CAUSE", "DURATION", "CPU", "PEAK", "MEM", "STORED", "MISSING"]
+    assert lines[1][:9] == ["task-1", "main", "3", "oom-kill", "1m15s", "1.5s", "10.0", "MiB", lines[1][8]]
     assert lines[1][-1] == "0"
     assert lines[2][:3] == ["task-2", "main", "running"]
 
@@ -504,7 +505,7 @@ def test_summary_table_and_json(store: StoreView, tmp_path: Path) -> None:
     row = rows[0]
     stored = sum(len(store.read(k)) for k in store.keys(PREFIX))
     assert row["bytes_stored"] == stored
-    assert (row["exit_code"], row["wall_seconds"], row["cpu_seconds"]) == (3, 75.0, 1.5)
+    assert (row["exit_code"], row["cause"], row["wall_seconds"], row["cpu_seconds"]) == (3, "oom-kill", 75.0, 1.5)
     assert (row["peak_rss_bytes"], row["objects_missing"]) == (10 * MiB, 0)
 
 
@@ -516,6 +517,7 @@ def test_summary_of_what_the_wrapper_recorded(store: StoreView, tmp_path: Path) 
     assert len(rows) == 1
     row = rows[0]
     assert (row["pipelinetask"], row["step"], row["exit_code"], row["summary"]) == ("task-1", "main", 3, True)
+    assert row["cause"] == recorded["cause"] == "exit"
     assert row["wall_seconds"] == recorded["wall_seconds"]
     assert row["cpu_seconds"] == pytest.approx(recorded["cpu_user_seconds"] + recorded["cpu_system_seconds"])
     assert row["objects_missing"] == 0

@@ -117,6 +117,30 @@ OPTIONS: tuple[Option, ...] = (
         help="Upload unsent log data at least this often.",
     ),
     _opt(
+        "--fast-flush-at",
+        env=["OBJECTSTORE_FAST_FLUSH_AT"],
+        default="90%",
+        show_default=True,
+        metavar="PERCENT",
+        help="Upload the live log every second once the memory cgroup's usage passes this share of "
+        "its limit (1%-100%), or memory pressure is high, or after a SIGTERM.",
+    ),
+    _opt(
+        "--cgroup-root",
+        env=["OBJECTSTORE_CGROUP_ROOT"],
+        default="/sys/fs/cgroup",
+        show_default=True,
+        metavar="DIR",
+        help="Where the cgroup filesystem is mounted (memory limit, peak and OOM kills are read there).",
+    ),
+    _opt(
+        "--termination-log",
+        env=["OBJECTSTORE_TERMINATION_LOG"],
+        metavar="FILE",
+        help="When the kernel's OOM killer killed COMMAND, add that to this termination message file "
+        "(JSON, as Tekton's). [default: /tekton/termination inside a Tekton step, else off]",
+    ),
+    _opt(
         "--spool-dir",
         env=["OBJECTSTORE_SPOOL_DIR"],
         metavar="DIR",

@@ -1,4 +1,4 @@
-"""``summary``: per task and step, the exit code, duration, CPU, peak memory, bytes stored and
+"""``summary``: per task and step, the exit code and its cause, duration, CPU, peak memory, bytes stored and
 objects missing, from ``<step>-summary.json`` where the wrapper wrote one, and from the listing.
 """
 
@@ -12,7 +12,7 @@ from ..store import ObjectInfo
 from ..units import format_size
 from .locate import Reader, TaskView
 
-COLUMNS = ("TASK", "STEP", "EXIT", "DURATION", "CPU", "PEAK MEM", "STORED", "MISSING")
+COLUMNS = ("TASK", "STEP", "EXIT", "CAUSE", "DURATION", "CPU", "PEAK MEM", "STORED", "MISSING")
 
 
 def _number(doc: Optional[dict[str, Any]], *names: str) -> Optional[float]:
@@ -51,6 +51,7 @@ def step_row(view: TaskView, step: str, steps: list[str], objects: list[ObjectIn
     elif view.manifests().sources:
         step_keys = [k for k in view.manifests().missing if any(k.startswith(o) for o in own)]
         missing = len(step_keys)
+    cause = (summary or {}).get("cause")
     user = _number(summary, "cpu_user_seconds")
     system = _number(summary, "cpu_system_seconds")
     return {
@@ -58,6 +59,7 @@ def step_row(view: TaskView, step: str, steps: list[str], objects: list[ObjectIn
         "pipelinetask": view.task,
         "step": step,
         "exit_code": status,
+        "cause": cause if isinstance(cause, str) else None,
         "wall_seconds": _number(summary, "wall_seconds", "duration_seconds"),
         "cpu_seconds": None if user is None and system is None else (user or 0.0) + (system or 0.0),
         "peak_rss_bytes": _number(summary, "peak_rss_bytes"),
@@ -89,6 +91,7 @@ def table(rows: list[dict[str, Any]], out: TextIO) -> None:
             r["pipelinetask"],
             r["step"],
             str(r["exit_code"]),
+            r["cause"] or "-",
             duration(r["wall_seconds"]),
             duration(r["cpu_seconds"]),
             "-" if r["peak_rss_bytes"] is None else format_size(r["peak_rss_bytes"]),

@@ -20,6 +20,10 @@ DEFAULT_SPOOL_LIMIT = 1024**3
 MIN_SPOOL_LIMIT = 1024**2
 PREFLIGHT_MODES = ("off", "warn", "strict")
 TEKTON_TIMEOUT_MODES = ("auto", "off")
+DEFAULT_FAST_FLUSH_AT = 0.9
+DEFAULT_CGROUP_ROOT = Path("/sys/fs/cgroup")
+TEKTON_TERMINATION = Path("/tekton/termination")  # Tekton's terminationMessagePath for steps
+TEKTON_RUN = Path("/tekton/run")  # mounted into every Tekton step
 
 
 class Config(NamedTuple):
@@ -48,6 +52,9 @@ class Config(NamedTuple):
     step_results_dir: Optional[Path] = None  # Tekton step results, stored under <step>/
     fetch_results: tuple[FetchSpec, ...] = ()  # inputs to download before COMMAND starts
     tekton_timeout: str = "auto"  # auto: plan for the Tekton entrypoint's step -timeout; off
+    fast_flush_at: float = DEFAULT_FAST_FLUSH_AT  # fraction of the memory limit: flush every second
+    cgroup_root: Path = DEFAULT_CGROUP_ROOT  # the cgroup filesystem (memory limit, OOM kills)
+    termination_log: Optional[Path] = None  # where an OOM kill is written for Tekton's message
 
 
 class FetchSpec(NamedTuple):
@@ -187,6 +194,9 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         step_results_dir=_path(values, "step_results_dir"),
         fetch_results=tuple(parse_fetch(t) for t in values.get("fetch_result") or ()),
         tekton_timeout=_tekton_timeout(values),
+        fast_flush_at=fast_flush_at(values.get("fast_flush_at")),
+        cgroup_root=Path(values.get("cgroup_root") or DEFAULT_CGROUP_ROOT),
+        termination_log=termination_log(values.get("termination_log")),
     )
 
 
@@ -195,6 +205,27 @@ def _tekton_timeout(values: Mapping[str, Any]) -> str:
     if mode not in TEKTON_TIMEOUT_MODES:
         raise ConfigError(f"--tekton-timeout: {mode!r} is not one of auto, off")
     return mode
+
+
+def fast_flush_at(raw: Optional[str]) -> float:
+    """``--fast-flush-at``: ``90%`` or ``90``, from 1 to 100 percent, as a fraction."""
+    if raw is None:
+        return DEFAULT_FAST_FLUSH_AT
+    text = str(raw).strip().removesuffix("%").strip()
+    try:
+        percent = float(text)
+    except ValueError:
+        percent = -1.0
+    if not 1 <= percent <= 100:
+        raise ConfigError(f"--fast-flush-at: {raw!r} is not a percentage from 1% to 100%; use e.g. 90%")
+    return percent / 100
+
+
+def termination_log(raw: Optional[str]) -> Optional[Path]:
+    """``--termination-log``; by default Tekton's termination message file inside a Tekton step."""
+    if raw:
+        return Path(raw)
+    return TEKTON_TERMINATION if TEKTON_RUN.exists() else None
 
 
 def _path(values: Mapping[str, Any], name: str) -> Optional[Path]:

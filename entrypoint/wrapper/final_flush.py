@@ -31,16 +31,18 @@ from ..report import Reporter
 from ..results import artifacts
 from ..results.queue import submit_results
 from ..settings.step import Config
-from ..settings.tekton import CAUSE, TektonDeadline
+from ..settings.tekton import TektonDeadline
 from ..spool.archiver import LogArchiver
 from ..spool.budget import SpoolBudget
 from ..spool.capture import LogCapture
 from ..store.payload import Payload
 from ..transfer.uploader import Job, Uploader
 from ..units import format_size
-from .outcome import Outcome, log_account
+from .outcome import Cause, Outcome, cause_of, log_account
+from .pressure import MemoryWatch
 from .summary import Summary, children_cpu
 from .supervisor import INTERRUPTS
+from .termination import note_termination
 
 EXIT_MARGIN = 1.0  # seconds kept back from the termination grace for exiting cleanly
 RESERVE_SHARE = 1 / 3  # of the time left for the flush, kept for the summary and the manifest
@@ -66,6 +68,19 @@ class Ended(NamedTuple):
     started_wall: float
     finished_wall: float
     peak_rss: int  # 0: not sampled
+    memory: Optional[MemoryWatch] = None  # the memory cgroup watch (None: not watched)
+    tekton_timeout: bool = False  # stopped ahead of the Tekton step timeout (set by its detection)
+    terminated: bool = False  # the wrapper got SIGTERM before COMMAND's end
+
+    def cause(self) -> Cause:
+        """Why COMMAND ended, from its status, what the wrapper did and the memory cgroup."""
+        watch = self.memory
+        after = watch.end() if watch is not None else None
+        before = watch.first if watch is not None else None
+        peak = watch.peak if watch is not None else None
+        return cause_of(
+            self.status, self.timed_out, self.terminated, before, after, peak, self.tekton_timeout
+        )
 
 
 class Deadlines:
@@ -141,6 +156,9 @@ class FinalFlush:
         found, not_uploaded, queued = submit_results(
             cfg, self.uploader, self.spool, self.reporter, ended.code, self.budget
         )
+        cause = ended._replace(tekton_timeout=self.stopped_for_tekton).cause()
+        if cause.name == "oom-kill" and cfg.termination_log is not None:
+            note_termination(cfg.termination_log, f"{cfg.layout.step}: COMMAND {cause.text}", self.reporter)
         self.capture.close()
         total = self.capture.total
         mtime = ended.finished_wall if cfg.archive_mtime is None else cfg.archive_mtime
@@ -160,7 +178,7 @@ class FinalFlush:
         )
         account = log_account(self.capture)
         offloads = [o.to_dict() for o in offloaded]
-        summary = self._summary(ended, outcome, account, found, not_uploaded, queued, offloads)
+        summary = self._summary(ended, outcome, account, found, not_uploaded, queued, offloads, cause)
         if not self.aborted:
             data = json.dumps(summary.to_dict(), indent=2).encode() + b"\n"
             summary_job = self._store_last(SUMMARY, data, deadlines.summary)
@@ -180,7 +198,7 @@ class FinalFlush:
         else:
             self._not_tried(MANIFEST, outcome)
         self.uploader.stop()
-        self._report(summary, outcome, account, self.clock() - deadlines.started)
+        self._report(summary, outcome, account, self.clock() - deadlines.started, cause)
         return outcome.exit_code
 
     def _summary(
@@ -192,6 +210,7 @@ class FinalFlush:
         not_uploaded: Sequence[Any],
         queued: Sequence[Any],
         offloads: list[dict[str, Any]],
+        cause: Cause,
     ) -> Summary:
         cfg = self.cfg
         user, system = children_cpu()
@@ -211,6 +230,8 @@ class FinalFlush:
             cpu_system_seconds=round(system, 3),
             peak_rss_bytes=ended.peak_rss or None,
             log_bytes=account.captured_bytes,
+            cause=cause.name,
+            cause_detail=cause.detail,
             results=found,
             results_skipped=[s.name for s in not_uploaded],
             signals_received=list(ended.signals_received),
@@ -222,14 +243,9 @@ class FinalFlush:
                 "upload_retries": sum(j.retries for j in self.uploader.jobs()),
                 "step_results": [q.result.name for q in queued if q.step],
                 "results_offloaded": offloads,
-                **self._cause(),
+                **(ended.memory.summary() if ended.memory is not None else {}),
             },
         )
-
-    def _cause(self) -> dict[str, str]:
-        """Why COMMAND was stopped, where the wrapper knows more than the exit code: the one place
-        the summary's ``cause`` is set (only ``tekton-timeout`` so far)."""
-        return {"cause": CAUSE} if self.stopped_for_tekton else {}
 
     def _last_job(self, suffix: str, data: bytes) -> Job:
         kind = suffix.split(".")[0]
@@ -276,17 +292,14 @@ class FinalFlush:
                     f"{left:.1f}s; a second one gives it up"
                 )
 
-    def _report(self, summary: Summary, outcome: Outcome, account: LogAccount, flush_seconds: float) -> None:
+    def _report(
+        self, summary: Summary, outcome: Outcome, account: LogAccount, flush_seconds: float, cause: Cause
+    ) -> None:
         if summary.results_skipped:
             names = ", ".join(map(repr, summary.results_skipped))
             self.reporter.warn(f"{len(summary.results_skipped)} result(s) skipped: {names}")
         stored = [j for j in self.uploader.jobs() if j.stored]
-        how = f"signal {summary.signal}" if summary.signal else f"exit code {outcome.command_code}"
-        ended = f"ended with {how}"
-        if self.stopped_for_tekton:
-            ended = f"was stopped before the Tekton step timeout ({how})"
-        elif summary.timed_out:
-            ended = f"was stopped by --timeout ({how})"
+        ended = cause.text
         # None: COMMAND ended before the first sample of its memory (every 0.5 s)
         peak = "not sampled" if summary.peak_rss_bytes is None else format_size(summary.peak_rss_bytes)
         self.reporter.info(

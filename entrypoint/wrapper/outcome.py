@@ -4,19 +4,94 @@ COMMAND's code passes through; the upload-failure code (74) replaces a 0 when ob
 missing and ``--ignore-upload-errors`` is not set. Every document the final flush stores (the
 summary, then the manifest) records the exit code as it stands when that document is written,
 assuming the document itself is stored; a document that is not stored records nothing.
+
+The cause (``cause_of``) says why COMMAND ended, one of ``CAUSES``, with the details that prove
+it; the summary records it and the end-of-step line says it in words.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 from dataclasses import dataclass, field
+from typing import Any, Optional
 
 from .. import exitcodes
 from ..formats.manifest import LogAccount
 from ..report import Reporter
 from ..spool.capture import LogCapture
 from ..transfer.uploader import Job
+from ..units import format_size
+from .cgroup import OOM_COUNTERS, Memory
 
 MISSING_LINES = 10  # "not stored" lines on stderr; the manifest has them all
+
+# Why COMMAND ended (the summary's ``cause``; documented, stable):
+# exit            COMMAND exited by itself
+# signal          COMMAND was killed by a signal from outside (nothing below explains it)
+# oom-kill        the kernel's OOM killer: COMMAND died of SIGKILL while the cgroup counted an OOM kill
+# timeout         our --timeout stopped it
+# tekton-timeout  stopped ahead of the Tekton step timeout (set by the caller; not detected here)
+# terminated      the wrapper got SIGTERM (pod deletion, cancellation, eviction)
+CAUSES = ("exit", "signal", "oom-kill", "timeout", "tekton-timeout", "terminated")
+
+
+@dataclass(frozen=True)
+class Cause:
+    name: str  # one of CAUSES
+    text: str  # in words, for the end-of-step line
+    detail: dict[str, Any] = field(default_factory=dict)  # what proves it
+
+
+def cause_of(
+    status: int,
+    timed_out: bool,
+    terminated: bool,
+    before: Optional[Memory] = None,
+    after: Optional[Memory] = None,
+    peak: Optional[int] = None,
+    tekton_timeout: bool = False,
+) -> Cause:
+    """Why COMMAND ended: from its wait status, what the wrapper did and saw, and the memory
+    cgroup read before and after (None where there is no cgroup to read). ``peak`` is the
+    highest usage sampled, used when the cgroup keeps no peak of its own."""
+    sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+    how = f"signal {sig}" if sig else f"exit code {os.waitstatus_to_exitcode(status)}"
+    detail: dict[str, Any] = {"signal": sig} if sig else {"exit_code": os.waitstatus_to_exitcode(status)}
+    moved = after.moved(before) if after is not None else {}
+    if after is not None:
+        top = max((p for p in (after.peak, peak) if p is not None), default=None)
+        detail.update(cgroup=f"v{after.version}", memory_limit_bytes=after.limit, memory_peak_bytes=top)
+        if moved:
+            detail["counters_moved"] = moved
+    if tekton_timeout:
+        return Cause("tekton-timeout", f"was stopped ahead of the Tekton step timeout ({how})", detail)
+    if timed_out:
+        return Cause("timeout", f"was stopped by --timeout ({how})", detail)
+    oom = [c for c in OOM_COUNTERS if c in moved]
+    if not oom and after is not None and "oom_kill" not in after.counters and "failcnt" in moved:
+        oom = ["failcnt"]  # an old v1 kernel without the oom_kill count
+    if sig == signal.SIGKILL and oom and after is not None:
+        detail["counter"] = f"{'memory.events' if after.version == 2 else 'memory.oom_control'} {oom[0]}"
+        if oom[0] == "failcnt":
+            detail["counter"] = "memory.failcnt"
+        limit = after.limit
+        at = f" at the {format_size(limit)} memory limit" if limit else ""
+        top = detail.get("memory_peak_bytes")
+        seen = f", peak {format_size(top)}" if top else ""
+        return Cause("oom-kill", f"was killed by the kernel's OOM killer{at}{seen}", detail)
+    if terminated:
+        return Cause("terminated", f"was stopped after the wrapper got SIGTERM ({how})", detail)
+    if sig:
+        return Cause("signal", f"was killed by {how} ({_signame(sig)})", detail)
+    return Cause("exit", f"ended with {how}", detail)
+
+
+def _signame(sig: int) -> str:
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"SIG{sig}"
 
 
 @dataclass

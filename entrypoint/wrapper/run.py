@@ -25,7 +25,9 @@ from ..spool.chunk import Chunk
 from ..store import Store, open_store
 from ..store.payload import Payload
 from ..transfer.uploader import Job, Uploader
+from .cgroup import Cgroup, Memory
 from .final_flush import Ended, FinalFlush
+from .pressure import MemoryWatch
 from .summary import TreeSampler
 from .supervisor import Supervisor
 
@@ -54,9 +56,11 @@ class Run:
         supervisor: Supervisor,
         inputs: Sequence[dict[str, Any]] = (),
         tekton: Optional[TektonDeadline] = None,
+        memory: tuple[Optional[Cgroup], Optional[Memory]] = (None, None),
     ) -> None:
         assert supervisor.pid, "COMMAND is spawned before the run is wired"
         self.cfg = cfg
+        self.memory = memory  # the memory cgroup and its reading before COMMAND started
         self.reporter = reporter
         self.supervisor = supervisor
         clock = supervisor.clock
@@ -101,7 +105,15 @@ class Run:
             started_wall = time.time() - (sup.clock() - sup.started_at)  # COMMAND's spawn, in wall time
             # after the spawn: the S3 client is imported (and the bucket checked) in the background
             self.uploader.start(cfg.preflight, cfg.layout.task_prefix)
-            sampler = TreeSampler(sup.pid).start()
+            watch = MemoryWatch(
+                *self.memory,
+                self.capture,
+                cfg.fast_flush_at,
+                self.reporter,
+                terminated=lambda: sup.terminated_at is not None,
+                wake=sup.wake,
+            )
+            sampler = TreeSampler(sup.pid, on_tick=watch.tick).start()
             if cfg.embedded_default:
                 self.reporter.info(f"no --endpoint set: storing objects in {cfg.store.describe()}")
             code = sup.run()
@@ -115,6 +127,8 @@ class Run:
                 started_wall,
                 finished_wall,
                 sampler.stop(),
+                watch,
+                terminated=sup.terminated_at is not None,
             )
             final = self.flush.run(ended)
             sup.finish()  # the leftovers' grace ran during the flush

@@ -3,12 +3,15 @@
 CPU time comes from ``getrusage(RUSAGE_CHILDREN)`` once everything is reaped (the wrapper is a
 subreaper, so orphaned descendants count too). Peak RSS is the largest sum of the tree's resident
 memory seen by a sampler thread (every 0.5 s; None for a COMMAND that ends before the first sample).
+The same thread calls ``on_tick`` after each sample (the memory cgroup watch). ``cause`` says why
+COMMAND ended (``outcome.CAUSES``) and ``cause_detail`` what proves it.
 """
 
 from __future__ import annotations
 
 import resource
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
@@ -18,9 +21,12 @@ SAMPLE_INTERVAL = 0.5
 class TreeSampler:
     """Samples the resident memory of a process and its descendants in a background thread."""
 
-    def __init__(self, pid: int, interval: float = SAMPLE_INTERVAL) -> None:
+    def __init__(
+        self, pid: int, interval: float = SAMPLE_INTERVAL, on_tick: Callable[[], None] = lambda: None
+    ) -> None:
         self.pid = pid
         self.interval = interval
+        self.on_tick = on_tick
         self.peak = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
@@ -42,6 +48,7 @@ class TreeSampler:
         except psutil.Error:
             return
         while not self._stop.is_set():
+            self.on_tick()
             total = 0
             try:
                 for proc in [root, *root.children(recursive=True)]:
@@ -71,6 +78,8 @@ class Summary:
     cpu_system_seconds: float
     peak_rss_bytes: Optional[int]  # None: COMMAND ended before the first sample
     log_bytes: int
+    cause: str = "exit"  # why COMMAND ended: one of outcome.CAUSES
+    cause_detail: dict[str, Any] = field(default_factory=dict)  # signal, memory limit and peak, counter
     results: list[str] = field(default_factory=list)
     results_skipped: list[str] = field(default_factory=list)
     signals_received: list[int] = field(default_factory=list)
