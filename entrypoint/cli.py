@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import __version__, exitcodes
@@ -48,13 +50,24 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
 
         if not preflight_strict(cfg, reporter):
             return exitcodes.USAGE
+    spool = _spool(cfg.spool_dir)  # an unusable spool must not cost COMMAND its output
     supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg))
     failed = start(supervisor, reporter)  # the one place COMMAND is spawned
     if failed is not None:
+        shutil.rmtree(spool, ignore_errors=True)
         return failed
     from .wrapper.run import Run  # the rest of the machinery loads while COMMAND runs
 
-    return Run(cfg, reporter, supervisor, inputs=inputs).execute()
+    return Run(cfg, reporter, supervisor, inputs=inputs, spool=spool).execute()
+
+
+def _spool(parent: Optional[Path]) -> Path:
+    from .spool.directory import SpoolDirError, make_spool
+
+    try:
+        return make_spool(parent)
+    except SpoolDirError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _warn_unknown_variables(debug: bool) -> None:

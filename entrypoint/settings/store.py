@@ -165,8 +165,8 @@ def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
         sse = sse_mod.resolve(values, s3=endpoint is not None, https=bool(endpoint and endpoint.secure))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    connect_timeout = float(positive_duration(values, "connect_timeout", 5.0))  # wrapper options; the
-    read_timeout = float(positive_duration(values, "read_timeout", 30.0))  # reader gets the defaults
+    connect_timeout = float(ranged_option(values, "connect_timeout", 5.0))  # wrapper options; the
+    read_timeout = float(ranged_option(values, "read_timeout", 30.0))  # reader gets the defaults
     return StoreConfig(
         bucket=bucket,
         endpoint=endpoint,
@@ -190,10 +190,11 @@ def check_bucket_for(name: str) -> str:
         raise ConfigError(str(exc).replace("--bucket", "--fetch-result", 1)) from None
 
 
-def positive_duration(values: Mapping[str, Any], name: str, default: Optional[float]) -> Any:
-    value = values.get(name)
-    if value is None:
-        return default
-    if float(value) <= 0:
-        raise ConfigError(f"--{name.replace('_', '-')}: must be greater than 0")
-    return float(value)
+def ranged_option(values: Mapping[str, Any], name: str, default: Optional[float]) -> Any:
+    """The size or duration option ``name`` (``default`` when unset), within its documented range."""
+    from .ranges import RangeError, ranged
+
+    try:
+        return ranged(values, name, default)
+    except RangeError as exc:
+        raise ConfigError(str(exc)) from None

@@ -1,0 +1,196 @@
+"""Hostile input (issue 18): what can be checked before COMMAND starts is refused before it starts,
+with exit 2 and one line naming the option and the fix; COMMAND never runs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from conftest import clean_env, run_wrapper
+
+IDENTITY = ["--pipelinerun", "run-h", "--pipelinetask", "task-h"]
+
+
+def _cap_memory() -> None:
+    """An unbounded read (``/dev/zero``) must fail the test, not exhaust the machine's memory."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def refused(tmp_path: Path, argv: list[str], env: dict[str, str] | None = None) -> str:
+    """Run the wrapper with ``argv``; assert exit 2, COMMAND not run, one stderr line; return it.
+    ``--pod-labels`` in ``argv``: the names come from that file."""
+    marker = tmp_path / "ran"
+    base = clean_env(OBJECTSTORE_ENDPOINT=f"file://{tmp_path}/s", **(env or {}))
+    identity = [] if "--pod-labels" in argv else IDENTITY
+    proc = run_wrapper(
+        [*identity, *argv, "--", "touch", str(marker)], base, cwd=tmp_path, timeout=60, preexec_fn=_cap_memory
+    )
+    lines = proc.stderr.decode(errors="replace").splitlines()
+    assert proc.returncode == 2, lines
+    assert not marker.exists(), "COMMAND ran"
+    assert len(lines) == 1, lines
+    assert "Traceback" not in lines[0]
+    prefix = "tekton-uploader: error: "
+    assert lines[0].startswith(prefix), lines
+    return lines[0][len(prefix) :]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--log-chunk-size", "0"], "--log-chunk-size: must be at least 1KiB; give a value from 1KiB to 5GiB"),
+        (["--log-chunk-size", "6GiB"], "--log-chunk-size: must be at most 5GiB"),
+        (["--log-flush-interval", "0"], "--log-flush-interval: must be greater than 0"),
+        (["--log-flush-interval", "720h"], "--log-flush-interval: must be at most 24h"),
+        (["--timeout", "720h"], "--timeout: must be at most 500h"),
+        (["--timeout", "0"], "--timeout: must be greater than 0"),
+        (["--flush-timeout", "9999999999"], "--flush-timeout: must be at most 24h"),
+        (["--connect-timeout", "9999999999"], "--connect-timeout: must be at most 1h"),
+        (["--read-timeout", "9999999999"], "--read-timeout: must be at most 1h"),
+        (["--kill-after", "9999999999"], "--kill-after: must be at most 24h"),
+        (["--termination-grace", "9999999999"], "--termination-grace: must be at most 24h"),
+        (["--spool-limit", "2000TiB"], "--spool-limit: must be at most 1024TiB"),
+        (["--offload-results-over", "2GiB"], "--offload-results-over: must be at most 1GiB"),
+    ],
+)
+def test_sizes_and_durations_out_of_range_are_refused_before_command(
+    tmp_path: Path, argv: list[str], needle: str
+) -> None:
+    assert needle in refused(tmp_path, argv)
+
+
+def test_zero_from_the_environment_is_refused_too(tmp_path: Path) -> None:
+    line = refused(tmp_path, [], {"OBJECTSTORE_LOG_FLUSH_INTERVAL": "0"})
+    assert "--log-flush-interval: must be greater than 0" in line
+
+
+def test_every_size_and_duration_option_has_a_documented_range() -> None:
+    from entrypoint.options.wrapper import OPTIONS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    for option in OPTIONS:
+        if option.kind in ("size", "duration"):
+            low, high = option.limits
+            assert low and high, f"{option.name} has no range"
+            assert f"{low} to {high}" in str(option.click_kwargs()["help"])
+            row = next(line for line in readme.splitlines() if line.startswith(f"| `{option.flags[0]} "))
+            assert f"{low} to {high}" in row, row
+
+
+def test_reader_durations_have_a_range(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "entrypoint.read", "logs", "r/t", "--follow", "--interval", "720h"],
+        env=clean_env(OBJECTSTORE_ENDPOINT=f"file://{tmp_path}/s"),
+        capture_output=True,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert b"give a value from 10ms to 1h" in proc.stderr
+
+
+# -- secrets with a line break --------------------------------------------------------------------
+
+TOKEN = "FwoGZXIvYXdzEJr8Qm3vT1xK9pLw2ZbN4cY7"
+
+
+@pytest.mark.parametrize(
+    ("env", "option"),
+    [
+        ({"OBJECTSTORE_ACCESS_KEY": "AKIAEXAMPLE", "OBJECTSTORE_SECRET_KEY": "s3cr3t-value-xyz",
+          "OBJECTSTORE_SESSION_TOKEN": TOKEN + "\r\nX-Evil: 1"}, "--session-token"),
+        ({"OBJECTSTORE_ACCESS_KEY": "AKIAEXAMPLE", "OBJECTSTORE_SECRET_KEY": TOKEN + "\rmore"},
+         "--secret-key"),
+        ({"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value-xyz",
+          "AWS_SESSION_TOKEN": TOKEN + "\nX-Evil: 1"}, "AWS_SESSION_TOKEN"),
+    ],
+)
+def test_secret_with_a_line_break_is_refused_before_command(
+    tmp_path: Path, env: dict[str, str], option: str
+) -> None:
+    line = refused(tmp_path, ["--endpoint", "http://127.0.0.1:9"], env)
+    assert line.startswith(f"{option}: ") and "line break" in line, line
+    assert "FwoGZXIv" not in line and "X-Evil" not in line and "s3cr3t" not in line
+
+
+def test_line_wrapped_token_file_is_refused_before_command(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text(TOKEN[:20] + "\n" + TOKEN[20:] + "\n")
+    env = {"OBJECTSTORE_ACCESS_KEY": "AKIAEXAMPLE", "OBJECTSTORE_SECRET_KEY": "s3cr3t-value-xyz",
+           "OBJECTSTORE_SESSION_TOKEN_FILE": str(token)}
+    line = refused(tmp_path, ["--endpoint", "http://127.0.0.1:9"], env)
+    assert line.startswith("--session-token-file: ") and str(token) in line, line
+    assert TOKEN[:8] not in line and TOKEN[20:28] not in line
+
+
+def test_redactor_blanks_every_form_of_a_secret() -> None:
+    from entrypoint import redact
+
+    secret = TOKEN + "\r\nX-Evil: 1/é"
+    redact.add(secret)
+    try:
+        for form in (
+            secret,
+            repr(secret),
+            repr(secret.encode()),
+            f"Invalid header value {secret.encode()!r}",
+            __import__("json").dumps(secret),
+            __import__("urllib.parse").parse.quote(secret, safe=""),
+            TOKEN,  # one line of it alone
+        ):
+            out = redact.redact(f"error: {form} end")
+            assert "FwoGZXIv" not in out and "Evil" not in out, out
+            assert out.startswith("error: ") and out.endswith(" end"), out
+    finally:
+        redact.clear()
+
+
+# -- files the wrapper reads: regular files only, with a size cap ---------------------------------
+
+KEYS = {"OBJECTSTORE_ACCESS_KEY": "AKIAEXAMPLE", "OBJECTSTORE_SECRET_KEY": "s3cr3t-value-xyz"}
+
+
+def _special(tmp_path: Path, kind: str) -> Path:
+    if kind == "fifo":
+        fifo = tmp_path / "fifo"
+        os.mkfifo(fifo)
+        return fifo
+    return Path("/dev/zero")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "zero"])
+@pytest.mark.parametrize(
+    ("option", "argv", "env"),
+    [
+        ("--pod-labels", ["--endpoint", "http://127.0.0.1:9", "--pod-labels", "{f}"], KEYS),
+        ("--secret-key-file", ["--endpoint", "http://127.0.0.1:9", "--secret-key-file", "{f}"],
+         {"OBJECTSTORE_ACCESS_KEY": "AKIAEXAMPLE"}),
+        ("--session-token-file", ["--endpoint", "http://127.0.0.1:9", "--session-token-file", "{f}"], KEYS),
+        ("AWS_SHARED_CREDENTIALS_FILE", ["--endpoint", "http://127.0.0.1:9"], {"AWS_SHARED_CREDENTIALS_FILE": "{f}"}),
+        ("--sse-c-key-file", ["--endpoint", "https://127.0.0.1:9", "--sse", "c", "--sse-c-key-file", "{f}"], KEYS),
+        ("--ca-bundle", ["--endpoint", "https://127.0.0.1:9", "--ca-bundle", "{f}"], KEYS),
+    ],
+)
+def test_special_files_are_refused_without_reading_them(
+    tmp_path: Path, kind: str, option: str, argv: list[str], env: dict[str, str]
+) -> None:
+    special = str(_special(tmp_path, kind))
+    argv = [a.replace("{f}", special) for a in argv]
+    env = {k: v.replace("{f}", special) for k, v in env.items()}
+    line = refused(tmp_path, argv, env)  # a hang or an unbounded read fails the test by its timeout
+    assert line.startswith(f"{option}: {special} is a "), line
+    assert "not a regular file; give a regular file" in line, line
+
+
+def test_a_huge_labels_file_is_refused(tmp_path: Path) -> None:
+    labels = tmp_path / "labels"
+    with open(labels, "wb") as f:
+        f.truncate(2 * 1024 * 1024)
+    line = refused(tmp_path, ["--pod-labels", str(labels)])
+    assert line == f"--pod-labels: {labels} is larger than 1MiB; is it the right file?"
