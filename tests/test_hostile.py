@@ -194,3 +194,35 @@ def test_a_huge_labels_file_is_refused(tmp_path: Path) -> None:
         f.truncate(2 * 1024 * 1024)
     line = refused(tmp_path, ["--pod-labels", str(labels)])
     assert line == f"--pod-labels: {labels} is larger than 1MiB; is it the right file?"
+
+
+# -- the spool directory --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["file", "/proc", "/proc/sub"])
+def test_unusable_spool_dir_is_refused_before_command(tmp_path: Path, where: str) -> None:
+    spool = tmp_path / "a-file" if where == "file" else Path(where)
+    if where == "file":
+        spool.write_text("x")
+    line = refused(tmp_path, ["--spool-dir", str(spool)])
+    assert line.startswith(f"--spool-dir: cannot create {spool}: "), line
+    assert line.endswith("; give a writable directory with --spool-dir (OBJECTSTORE_SPOOL_DIR)"), line
+
+
+def test_spool_lost_mid_run_keeps_output_and_reports_missing_objects(tmp_path: Path) -> None:
+    spool = tmp_path / "spool"
+    script = (
+        f"echo before; ls -d {spool}/tekton-uploader-* >/dev/null || exit 9; "  # made before COMMAND
+        f"rm -rf {spool}/*; for i in 1 2 3 4 5; do echo after$i; done"
+    )
+    env = clean_env(OBJECTSTORE_ENDPOINT=f"file://{tmp_path}/s")
+    argv = [*IDENTITY, "--spool-dir", str(spool), "--results-dir", str(tmp_path / "none"), "--", "sh", "-c"]
+    proc = run_wrapper([*argv, script], env, cwd=tmp_path, timeout=60)
+    assert proc.stdout == b"before\n" + b"".join(b"after%d\n" % i for i in range(1, 6))
+    err = proc.stderr.decode()
+    assert proc.returncode == 74, err  # COMMAND succeeded, objects are missing: the documented code
+    assert "not stored: artifacts/run-h/task-h/main-log.tgz" in err, err
+    assert "Traceback" not in err
+    proc = run_wrapper([*argv, script + "; exit 3"], env, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 3
+    assert proc.stdout.endswith(b"after5\n")

@@ -27,6 +27,8 @@ def make_spool(parent: Optional[Path]) -> Path:
     option = "--spool-dir" if parent is not None else "spool directory"
     try:
         if parent is not None:
+            if parent.exists() and not parent.is_dir():
+                raise NotADirectoryError(20, "it is not a directory")
             parent.mkdir(parents=True, exist_ok=True)
         spool = Path(tempfile.mkdtemp(prefix="tekton-uploader-", dir=parent))
     except (OSError, ValueError) as exc:  # also tempfile's "No usable temporary directory"
