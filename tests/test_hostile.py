@@ -226,3 +226,52 @@ def test_spool_lost_mid_run_keeps_output_and_reports_missing_objects(tmp_path: P
     proc = run_wrapper([*argv, script + "; exit 3"], env, cwd=tmp_path, timeout=60)
     assert proc.returncode == 3
     assert proc.stdout.endswith(b"after5\n")
+
+
+# -- the reader and --fetch-result write to a device or a pipe in place -------------------------
+
+
+def _stored_result(tmp_path: Path, data: bytes) -> dict[str, str]:
+    env = clean_env(OBJECTSTORE_ENDPOINT=f"file://{tmp_path}/s")
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "model").write_bytes(data)
+    proc = run_wrapper([*IDENTITY, "--results-dir", str(results), "-q", "--", "true"], env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    return env
+
+
+def test_get_to_a_device_writes_in_place_and_keeps_the_device(tmp_path: Path) -> None:
+    import stat
+    import subprocess
+    import sys
+
+    env = _stored_result(tmp_path, b"model bytes\n" * 1000)
+    null = tmp_path / "null"  # a node of our own: the machine's /dev/null is not put at risk
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    reader = subprocess.Popen(["cat", str(fifo)], stdout=subprocess.PIPE)
+    for target in (null, fifo):
+        proc = subprocess.run(
+            [sys.executable, "-m", "entrypoint.read", "get", "run-h/task-h", "model", "-o", str(target)],
+            env=env, capture_output=True, cwd=tmp_path, timeout=60, check=False,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    got, _ = reader.communicate(timeout=60)
+    assert got == b"model bytes\n" * 1000
+    assert stat.S_ISCHR(os.stat(null).st_mode), "the device was replaced by a regular file"
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+    assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")]
+
+
+def test_fetch_result_to_a_device_keeps_the_device(tmp_path: Path) -> None:
+    import stat
+
+    env = _stored_result(tmp_path, b"input\n")
+    null = tmp_path / "null"
+    os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    argv = ["--pipelinerun", "run-h", "--pipelinetask", "task-2", "--results-dir", str(tmp_path / "none")]
+    proc = run_wrapper([*argv, "--fetch-result", f"task-h/model={null}", "-q", "--", "true"], env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_ISCHR(os.stat(null).st_mode), "the device was replaced by a regular file"
