@@ -275,3 +275,62 @@ def test_fetch_result_to_a_device_keeps_the_device(tmp_path: Path) -> None:
     proc = run_wrapper([*argv, "--fetch-result", f"task-h/model={null}", "-q", "--", "true"], env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert stat.S_ISCHR(os.stat(null).st_mode), "the device was replaced by a regular file"
+
+
+# -- names, buckets and regions -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["--step", " "], "--step: step ' ' is only white space"),
+        (["--step", "\u3000"], "is only white space"),
+        (["--step", "\uff05\uff12\uff45"], "percent-encodes a path separator, a control character, '.' or '..'"),
+        (["--step", "\uff05\uff12\uff45\uff05\uff12\uff45"], "percent-encodes"),
+        (["--key-prefix", "a/ /b"], "--key-prefix: "),
+        (["--bucket", "xn--bucket"], "--bucket: invalid bucket name 'xn--bucket': must not use a form S3 reserves"),
+        (["--bucket", "sthree-logs"], "must not use a form S3 reserves"),
+        (["--bucket", "logs-s3alias"], "must not use a form S3 reserves"),
+        (["--bucket", "logs--ol-s3"], "must not use a form S3 reserves"),
+        (["--bucket", "logs.mrap"], "must not use a form S3 reserves"),
+        (["--endpoint", "http://127.0.0.1:9", "--region", "bad region"], "--region: 'bad region' is not a region name"),
+    ],
+)
+def test_names_no_store_accepts_are_refused_before_command(tmp_path: Path, argv: list[str], needle: str) -> None:
+    assert needle in refused(tmp_path, argv, KEYS), needle
+
+
+def test_region_from_aws_region_is_checked(tmp_path: Path) -> None:
+    line = refused(tmp_path, ["--endpoint", "http://127.0.0.1:9"], {**KEYS, "AWS_REGION": "bad region"})
+    assert line.startswith("--region: 'bad region' is not a region name"), line
+
+
+# -- keys longer than S3's 1024 bytes -------------------------------------------------------------
+
+
+def test_a_key_prefix_making_keys_too_long_is_refused_before_command(tmp_path: Path) -> None:
+    prefix = "/".join(["p" * 200] * 5)  # 1004 bytes: every key of the step passes 1024
+    line = refused(tmp_path, ["--key-prefix", prefix])
+    assert line.startswith("--key-prefix: the longest key of this step (ending "), line
+    assert "bytes, over S3's limit of 1024; shorten --key-prefix" in line, line
+
+
+def test_a_result_whose_key_is_too_long_is_missing_not_retried(tmp_path: Path) -> None:
+    import json
+
+    results = tmp_path / "results"
+    results.mkdir()
+    long_name = "r" * 250
+    (results / long_name).write_bytes(b"too long")
+    (results / "fine").write_bytes(b"ok")
+    prefix = "/".join(["p" * 200] * 4)  # the step's keys fit (840 bytes); <prefix>/.../<250 bytes>.tgz does not
+    env = clean_env(OBJECTSTORE_ENDPOINT=f"file://{tmp_path}/s")
+    argv = [*IDENTITY, "--key-prefix", prefix, "--results-dir", str(results)]
+    proc = run_wrapper([*argv, "--", "true"], env, cwd=tmp_path, timeout=60)
+    err = proc.stderr.decode()
+    assert proc.returncode == 74, err
+    assert "over S3's limit of 1024; shorten the result's name or --key-prefix" in err, err
+    task = f"{prefix}/run-h/task-h/"
+    manifest = json.loads((tmp_path / "s" / "mlpipeline" / task / "main-manifest.json").read_bytes())
+    assert [m["key"] for m in manifest["missing"]] == [f"{task}{long_name}.tgz"], manifest["missing"]
+    assert (tmp_path / "s" / "mlpipeline" / task / "fine.tgz").exists()

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
-from ..formats.layout import Layout, name_problem
+from ..formats.layout import KeysTooLong, Layout, name_problem
 from .environment import kfp_endpoint, no_endpoint_problem
 from .store import ConfigError, StoreConfig, build_store_config, check_bucket_for, ranged_option
 
@@ -142,6 +142,9 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
     prefix = str(values.get("key_prefix") if values.get("key_prefix") is not None else "artifacts").strip("/")
     try:
         layout = Layout(prefix, run, task, step)
+    except KeysTooLong as exc:
+        hint = "shorten --key-prefix, --pipelinerun, --pipelinetask or --step"
+        raise ConfigError(f"--key-prefix: {exc}; {hint}") from None
     except ValueError as exc:
         option = "--step" if str(exc).startswith("step") else "--key-prefix"
         raise ConfigError(f"{option}: {exc}; use a plain name") from None
