@@ -334,3 +334,22 @@ def test_a_result_whose_key_is_too_long_is_missing_not_retried(tmp_path: Path) -
     manifest = json.loads((tmp_path / "s" / "mlpipeline" / task / "main-manifest.json").read_bytes())
     assert [m["key"] for m in manifest["missing"]] == [f"{task}{long_name}.tgz"], manifest["missing"]
     assert (tmp_path / "s" / "mlpipeline" / task / "fine.tgz").exists()
+
+
+# -- the 4 KB warning says nothing about refused entries but their names ---------------------------
+
+
+def test_results_size_warning_does_not_look_at_refused_symlink_targets(tmp_path: Path) -> None:
+    outside = tmp_path / "shadow"
+    outside.write_bytes(b"s" * 12345)
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "big").write_bytes(b"b" * 5000)
+    (results / "leak").symlink_to(outside)
+    env = clean_env(OBJECTSTORE_ENDPOINT=f"file://{tmp_path}/s")
+    proc = run_wrapper([*IDENTITY, "--results-dir", str(results), "--", "true"], env, cwd=tmp_path, timeout=60)
+    err = proc.stderr.decode()
+    assert "over Tekton's 4096-byte limit" in err, err
+    assert "results total 5000 bytes" in err and "big (5000 bytes)" in err, err
+    assert "12345" not in err and "leak (" not in err, err
+    assert "result 'leak' skipped: symlink to outside the results dir" in err, err

@@ -36,7 +36,7 @@ def scan(results_dir: Path, reporter: Reporter) -> tuple[list[ResultFile], list[
         return found, skipped
     real_dir = os.path.realpath(results_dir)
     for entry in entries:
-        reason = _skip_reason(entry, real_dir)
+        reason = skip_reason(entry, real_dir)
         if reason:
             reporter.warn(f"result {entry.name!r} skipped: {reason}")
             skipped.append(entry.name)
@@ -46,7 +46,7 @@ def scan(results_dir: Path, reporter: Reporter) -> tuple[list[ResultFile], list[
     return found, skipped
 
 
-def _skip_reason(entry: os.DirEntry[str], real_dir: str) -> str:
+def skip_reason(entry: os.DirEntry[str], real_dir: str) -> str:
     problem = name_problem(entry.name)
     if problem:
         return f"its name {problem}"
