@@ -353,3 +353,29 @@ def test_results_size_warning_does_not_look_at_refused_symlink_targets(tmp_path:
     assert "results total 5000 bytes" in err and "big (5000 bytes)" in err, err
     assert "12345" not in err and "leak (" not in err, err
     assert "result 'leak' skipped: symlink to outside the results dir" in err, err
+
+
+# -- words that fit the run ------------------------------------------------------------------------
+
+
+def test_bucket_removed_mid_run_does_not_say_pass_create_bucket(s3, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import sys
+    import uuid
+
+    bucket = f"gone-{uuid.uuid4().hex[:8]}"  # created by the wrapper (--create-bucket is on by default)
+    remover = (
+        "import time; from minio import Minio; "
+        f"c = Minio({s3.netloc!r}, access_key='test-access-key', secret_key='test-secret-key-do-not-print', "
+        "secure=False, region='us-east-1'); "
+        f"t = time.monotonic() + 30\nwhile not c.bucket_exists({bucket!r}) and time.monotonic() < t: time.sleep(0.05)\n"
+        f"[c.remove_object({bucket!r}, o.object_name) for o in c.list_objects({bucket!r}, recursive=True)]\n"
+        f"c.remove_bucket({bucket!r}); print('removed')"
+    )
+    env = s3.env(bucket)
+    argv = [*IDENTITY, "--results-dir", str(tmp_path / "none"), "--flush-timeout", "5s"]
+    proc = run_wrapper([*argv, "--", sys.executable, "-c", remover], env, timeout=60)
+    err = proc.stderr.decode()
+    assert proc.stdout == b"removed\n", err
+    assert proc.returncode == 74, err
+    assert "pass --create-bucket" not in err, err
+    assert "does not exist any more (--create-bucket is on" in err, err

@@ -54,7 +54,7 @@ from ..settings.store import StoreConfig
 from . import s3_credentials, s3_security
 from .base import Retry, Stored, StoreError, once
 from .payload import Digests, Payload
-from .s3_errors import classify
+from .s3_errors import classify, reword
 from .s3_read import S3Reads
 
 PART_SIZE = 8 * 1024 * 1024  # one part in memory per upload in flight
@@ -118,6 +118,7 @@ class S3Store(S3Reads):
             provider = s3_credentials.build_provider(cfg.auth, cfg.tls)
         except ValueError as exc:
             raise StoreError(str(exc), transient=False, code="TLS") from None
+        self._provider = provider
         self.sse = s3_security.to_minio(cfg.sse)
         self.ssec = s3_security.ssec(cfg.sse)
         # With server-side encryption ETags are not (or not always) MD5 digests of the bytes: rely
@@ -147,7 +148,8 @@ class S3Store(S3Reads):
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            raise classify(exc) from None
+            names = s3_credentials.credential_names(self._provider, self.cfg.auth)  # the source used
+            raise reword(classify(exc), names, self.cfg.create_bucket) from None
 
     # -- the bucket ----------------------------------------------------------------------------
     def check(self, prefix: str) -> None:
