@@ -379,3 +379,21 @@ def test_bucket_removed_mid_run_does_not_say_pass_create_bucket(s3, tmp_path: Pa
     assert proc.returncode == 74, err
     assert "pass --create-bucket" not in err, err
     assert "does not exist any more (--create-bucket is on" in err, err
+
+
+def test_unreadable_results_dir_is_a_missing_result(tmp_path: Path) -> None:
+    import json
+
+    not_a_dir = tmp_path / "results"
+    not_a_dir.write_text("a file where the results directory should be")
+    env = clean_env(OBJECTSTORE_ENDPOINT=f"file://{tmp_path}/s")
+    proc = run_wrapper([*IDENTITY, "--results-dir", str(not_a_dir), "--", "true"], env, cwd=tmp_path, timeout=60)
+    err = proc.stderr.decode()
+    assert proc.returncode == 74, err
+    assert f"results dir {not_a_dir} cannot be read: Not a directory" in err, err
+    task = tmp_path / "s" / "mlpipeline" / "artifacts" / "run-h" / "task-h"
+    manifest = json.loads((task / "main-manifest.json").read_bytes())
+    assert manifest["complete"] is False
+    assert [(m["kind"], m["key"]) for m in manifest["missing"]] == [("results-dir", "artifacts/run-h/task-h/*.tgz")]
+    proc = run_wrapper([*IDENTITY, "--results-dir", str(not_a_dir), "--", "sh", "-c", "exit 3"], env, cwd=tmp_path)
+    assert proc.returncode == 3  # COMMAND's own failure wins

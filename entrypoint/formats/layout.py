@@ -80,8 +80,12 @@ class KeysTooLong(ValueError):
     """The step's own keys (log, chunks, summary, manifest) would pass ``MAX_KEY_BYTES``."""
 
 
-class KeyTooLong(OSError):
-    """One object's key (a result's) passes ``MAX_KEY_BYTES``: never sent, reported missing."""
+class NotSent(OSError):
+    """An object the wrapper knows it cannot store: never sent, reported missing with this reason."""
+
+
+class KeyTooLong(NotSent):
+    """One object's key (a result's) passes ``MAX_KEY_BYTES``."""
 
 
 def key_length_problem(key: str) -> str | None:

@@ -23,8 +23,13 @@ class ResultFile:
     path: Path  # what is read (a symlink's target inside the directory, else the file)
 
 
+class UnreadableResults(OSError):
+    """The results directory exists but cannot be read: every result in it is missing."""
+
+
 def scan(results_dir: Path, reporter: Reporter) -> tuple[list[ResultFile], list[str]]:
-    """The result files to archive, and the entries skipped (each also warned about)."""
+    """The result files to archive, and the entries skipped (each also warned about). No
+    directory: no results. One that cannot be read: ``UnreadableResults`` (a missing result)."""
     found: list[ResultFile] = []
     skipped: list[str] = []
     try:
@@ -32,8 +37,7 @@ def scan(results_dir: Path, reporter: Reporter) -> tuple[list[ResultFile], list[
     except FileNotFoundError:
         return found, skipped
     except OSError as exc:
-        reporter.warn(f"results dir {results_dir}: {exc.strerror}; no results archived")
-        return found, skipped
+        raise UnreadableResults(f"results dir {results_dir} cannot be read: {exc.strerror}") from None
     real_dir = os.path.realpath(results_dir)
     for entry in entries:
         reason = skip_reason(entry, real_dir)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..formats.layout import KeyTooLong, key_length_problem
+from ..formats.layout import KeyTooLong, NotSent, key_length_problem
 from ..formats.manifest import Skipped
 from ..report import Reporter
 from ..settings.step import Config
@@ -66,8 +66,10 @@ class ResultArchive:
         self.held = 0
 
 
-def _refuse(problem: str) -> Callable[[], Payload]:
+def _refuse(problem: str, hint: bool = True) -> Callable[[], Payload]:
     def build() -> Payload:
+        if not hint:
+            raise NotSent(problem)
         raise KeyTooLong(f"{problem}; shorten the result's name or --key-prefix")
 
     return build
@@ -95,7 +97,13 @@ def submit_results(
     not_uploaded: list[Skipped] = []
     reason = "not a regular file in the results directory, or an unusable name"
     for directory, step in dirs:
-        found, skipped = results.scan(directory, reporter)
+        try:
+            found, skipped = results.scan(directory, reporter)
+        except results.UnreadableResults as exc:  # a missing-result condition, listed in the manifest
+            key = cfg.layout.step_result_key("*") if step else cfg.layout.result_key("*")
+            problem = str(exc)
+            uploader.submit(Job(key=key, build=_refuse(problem, hint=False), kind="results-dir"))
+            continue
         for result in found:
             key = cfg.layout.step_result_key(result.name) if step else cfg.layout.result_key(result.name)
             archive = ResultArchive(
