@@ -397,3 +397,26 @@ def test_unreadable_results_dir_is_a_missing_result(tmp_path: Path) -> None:
     assert [(m["kind"], m["key"]) for m in manifest["missing"]] == [("results-dir", "artifacts/run-h/task-h/*.tgz")]
     proc = run_wrapper([*IDENTITY, "--results-dir", str(not_a_dir), "--", "sh", "-c", "exit 3"], env, cwd=tmp_path)
     assert proc.returncode == 3  # COMMAND's own failure wins
+
+
+# -- integrity: an ETag mismatch is decided per object, never by a count -------------------------
+
+
+def test_etag_mismatches_are_never_accepted_after_a_count(s3, bucket: str) -> None:  # type: ignore[no-untyped-def]
+    from conftest import ACCESS_KEY, SECRET_KEY
+
+    from entrypoint.settings.store import Credentials, S3Endpoint, StoreConfig
+    from entrypoint.store import StoreError
+    from entrypoint.store.s3 import S3Store
+
+    cfg = StoreConfig(
+        bucket=bucket,
+        endpoint=S3Endpoint(s3.netloc, False),
+        credentials=Credentials(ACCESS_KEY, SECRET_KEY),
+        region="us-east-1",
+    )
+    store = S3Store(cfg)
+    for _ in range(10):  # today: the third mismatch made every later ETag trusted
+        with pytest.raises(StoreError, match="BadDigest"):
+            store._checked_etag("0" * 32, "f" * 32, "PUT k")
+    store._checked_etag("0" * 32, "f" * 32, "PUT k", opaque=True)  # the server said: KMS-encrypted
