@@ -14,6 +14,7 @@ import json
 import re
 import threading
 import urllib.parse
+from collections.abc import Iterable
 
 MASK = "***"
 _MIN_LENGTH = 4  # shorter values would blank out ordinary words
@@ -62,7 +63,20 @@ def _forms(text: str) -> set[str]:
 
 def redact(text: str) -> str:
     """``text`` with every registered secret, and secret-looking URL parameters, replaced."""
-    for secret in _secrets:
+    return _mask(text, _secrets)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` (not the registered ones) replaced, by the same rules.
+
+    For the library, whose secrets belong to one ``ObjectStoreConfig`` rather than the process.
+    """
+    values = {f for s in secrets if s and len(s.strip()) >= _MIN_LENGTH for f in _forms(s.strip())}
+    return _mask(text, tuple(sorted(values, key=len, reverse=True)))
+
+
+def _mask(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:  # longest first
         if secret in text:
             text = text.replace(secret, MASK)
     return _QUERY_SECRET.sub(rf"\g<1>{MASK}", text)
