@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
 from . import __version__, exitcodes
@@ -58,12 +60,16 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
             return exitcodes.USAGE
     cgroup = locate(cfg.cgroup_root)  # its OOM counters are read before COMMAND can move them
     baseline = cgroup.read() if cgroup is not None else None
+    spool = _spool(cfg.spool_dir)  # an unusable spool must not cost COMMAND its output
     failed = start(supervisor, reporter)  # the one place COMMAND is spawned
     if failed is not None:
+        shutil.rmtree(spool, ignore_errors=True)
         return failed
     from .wrapper.run import Run  # the rest of the machinery loads while COMMAND runs
 
-    return Run(cfg, reporter, supervisor, inputs=inputs, tekton=tekton, memory=(cgroup, baseline)).execute()
+    return Run(
+        cfg, reporter, supervisor, inputs=inputs, tekton=tekton, memory=(cgroup, baseline), spool=spool
+    ).execute()
 
 
 def _tekton_deadline(cfg: Config, reporter: Reporter) -> Optional[TektonDeadline]:
@@ -79,6 +85,15 @@ def _tekton_deadline(cfg: Config, reporter: Reporter) -> Optional[TektonDeadline
             f"({tekton.step_timeout:g}s) to stop COMMAND and store its output before the step's SIGKILL"
         )
     return tekton
+
+
+def _spool(parent: Optional[Path]) -> Path:
+    from .spool.directory import SpoolDirError, make_spool
+
+    try:
+        return make_spool(parent)
+    except SpoolDirError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _warn_unknown_variables(debug: bool) -> None:

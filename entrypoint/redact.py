@@ -3,13 +3,17 @@
 Every secret the wrapper reads (secret key, session token, web identity token, SSE-C key,
 credentials handed out by STS or instance metadata) is registered here as soon as it is read.
 Every line the wrapper writes to stderr passes through ``redact``: even a secret that reaches a
-message by accident (an exception text quoting a URL, say) is printed as ``***``.
+message by accident (an exception text quoting a URL, say) is printed as ``***``, in every form
+it can take there: as it is, as ``repr()`` and JSON escape it (``\\r\\n``), percent-encoded, as the
+bytes' ``repr()``, and each of its lines alone (a line-wrapped token file).
 """
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+import urllib.parse
 from collections.abc import Iterable
 
 MASK = "***"
@@ -31,10 +35,30 @@ def add(value: str | bytes | None) -> None:
     if len(text) < _MIN_LENGTH:
         return
     global _secrets
+    forms = _forms(text)
     with _lock:
-        if text not in _secrets:
+        new = forms - set(_secrets)
+        if new:
             # longest first, so a secret containing another is blanked as a whole
-            _secrets = tuple(sorted((*_secrets, text), key=len, reverse=True))
+            _secrets = tuple(sorted((*_secrets, *new), key=len, reverse=True))
+
+
+_PIECE_MIN = 8  # a line of a multi-line secret shorter than this is left alone (it could be a word)
+
+
+def _forms(text: str) -> set[str]:
+    """``text`` and the ways a message can quote it (escaped, encoded, one line of it)."""
+    forms = {
+        text,
+        repr(text)[1:-1],
+        json.dumps(text)[1:-1],
+        json.dumps(text, ensure_ascii=False)[1:-1],
+        repr(text.encode("utf-8", "surrogateescape"))[2:-1],
+        urllib.parse.quote(text, safe=""),
+        urllib.parse.quote_plus(text, safe=""),
+    }
+    forms.update(p for p in re.split(r"[\x00-\x1f\x7f]+", text) if len(p.strip()) >= _PIECE_MIN)
+    return {f for f in forms if len(f) >= _MIN_LENGTH}
 
 
 def redact(text: str) -> str:
@@ -47,7 +71,7 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
 
     For the library, whose secrets belong to one ``ObjectStoreConfig`` rather than the process.
     """
-    values = {s.strip() for s in secrets if s and len(s.strip()) >= _MIN_LENGTH}
+    values = {f for s in secrets if s and len(s.strip()) >= _MIN_LENGTH for f in _forms(s.strip())}
     return _mask(text, tuple(sorted(values, key=len, reverse=True)))
 
 

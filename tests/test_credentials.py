@@ -120,6 +120,20 @@ def test_wrong_secret_is_refused_by_the_server(srv: SecureS3, bkt: str, tmp_path
     assert secret.encode() not in proc.stderr + proc.stdout
 
 
+def test_wrong_secret_hint_names_the_source_used(srv: SecureS3, bkt: str, tmp_path: Path, auth: None) -> None:
+    """Keys from AWS_*: the hint names AWS_SECRET_ACCESS_KEY, not --secret-key (issue 18)."""
+    access, _ = srv.user_key()
+    secret = "wrong-secret-" + uuid.uuid4().hex
+    env = wrapper_env(tmp_path / "home", AWS_ACCESS_KEY_ID=access, AWS_SECRET_ACCESS_KEY=secret)
+    proc = run_wrapper(
+        [*wrapper_args(tmp_path, srv.plain.endpoint, bkt, "--flush-timeout", "5s"), "--", "echo", "hello"], env
+    )
+    err = proc.stderr.decode()
+    assert proc.returncode == 74, err
+    assert "SignatureDoesNotMatch: the server rejected the request signature; check AWS_SECRET_ACCESS_KEY" in err
+    assert "--secret-key" not in err and secret not in err
+
+
 # -- files ---------------------------------------------------------------------------------------
 
 

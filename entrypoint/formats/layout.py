@@ -19,6 +19,7 @@ import urllib.parse
 from typing import NamedTuple
 
 CHUNK_DIGITS = 8
+MAX_KEY_BYTES = 1024  # S3's limit on an object key (UTF-8)
 LIBRARY_LOGS = "_logs"
 OLD_LIBRARY_LOGS = "logs"  # read, never written
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -64,6 +65,8 @@ def name_problem(value: str) -> str | None:
         return "is empty"
     if value in (".", ".."):
         return f"is {value!r}"
+    if not unicodedata.normalize("NFKC", value).strip():
+        return "is only white space"
     if _CONTROL.search(value) or any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in value):
         return "contains control characters"
     folded = unicodedata.normalize("NFKC", value)
@@ -71,9 +74,8 @@ def name_problem(value: str) -> str | None:
         return "contains a path separator"
     if folded in (".", ".."):
         return f"normalises to {folded!r}"
-    decoded = _percent_decoded(value)
-    if decoded != value:
-        unfolded = unicodedata.normalize("NFKC", decoded)
+    for decoded in {_percent_decoded(value), _percent_decoded(folded)} - {value, folded}:
+        unfolded = unicodedata.normalize("NFKC", decoded)  # also NFKC first, then decoding (fullwidth "%2e")
         separator = any(c in text for c in "/\\" for text in (decoded, unfolded))
         if separator or unfolded in (".", "..") or _CONTROL.search(decoded):
             return "percent-encodes a path separator, a control character, '.' or '..'"
@@ -108,6 +110,25 @@ class _Names(NamedTuple):
     step: str
 
 
+class KeysTooLong(ValueError):
+    """The step's own keys (log, chunks, summary, manifest) would pass ``MAX_KEY_BYTES``."""
+
+
+class NotSent(OSError):
+    """An object the wrapper knows it cannot store: never sent, reported missing with this reason."""
+
+
+class KeyTooLong(NotSent):
+    """One object's key (a result's) passes ``MAX_KEY_BYTES``."""
+
+
+def key_length_problem(key: str) -> str | None:
+    size = len(key.encode("utf-8", "surrogateescape"))
+    if size <= MAX_KEY_BYTES:
+        return None
+    return f"its key is {size} bytes, over S3's limit of {MAX_KEY_BYTES}"
+
+
 class Layout(_Names):
     """Where a step's objects go; every name is checked (ValueError naming the bad one)."""
 
@@ -119,7 +140,18 @@ class Layout(_Names):
         check_name("pipelinerun", pipelinerun)
         check_name("pipelinetask", pipelinetask)
         check_name("step", step)
-        return super().__new__(cls, prefix, pipelinerun, pipelinetask, step)
+        layout = super().__new__(cls, prefix, pipelinerun, pipelinetask, step)
+        own = (
+            layout.chunk_key(10**CHUNK_DIGITS),  # a chunk number past the padding, the longest
+            layout.log_archive_key(),
+            layout.step_object_key("manifest.json"),
+        )
+        longest = max(own, key=lambda k: len(k.encode("utf-8", "surrogateescape")))
+        problem = key_length_problem(longest)
+        if problem:
+            end = longest[-30:]
+            raise KeysTooLong(f"the longest key of this step (ending {end!r}) is too long: {problem}")
+        return layout
 
     @property
     def task_prefix(self) -> str:

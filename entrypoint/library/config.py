@@ -27,6 +27,7 @@ from ..settings.store import (
     Credentials,
     StoreConfig,
     check_bucket,
+    check_region,
     check_url_style,
     parse_endpoint,
 )
@@ -192,7 +193,7 @@ class ObjectStoreConfig:
             endpoint=endpoint,
             local_dir=local_dir,
             credentials=credentials,
-            region=self.region or None,
+            region=check_region(self.region or None),
             create_bucket=bool(self.create_bucket),
             path_style=self.s3_force_path_style,
         )

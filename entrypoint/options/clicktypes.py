@@ -23,15 +23,22 @@ class Size(click.ParamType):  # type: ignore[type-arg]
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
+    """A duration; with ``limits`` (as written: ``("10ms", "1h")``) one outside them is refused."""
+
     name = "DURATION"
 
+    def __init__(self, limits: tuple[str, str] = ("", "")) -> None:
+        self.limits = limits
+
     def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> float:
-        if isinstance(value, (int, float)):
-            return float(value)
         try:
-            return parse_duration(str(value))
+            seconds = float(value) if isinstance(value, (int, float)) else parse_duration(str(value))
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+        low, high = self.limits
+        if low and not parse_duration(low) <= seconds <= parse_duration(high):
+            self.fail(f"{value!r} is out of range; give a value from {low} to {high}", param, ctx)
+        return seconds
 
 
 def choice(choices: Sequence[str]) -> click.Choice:  # type: ignore[type-arg]

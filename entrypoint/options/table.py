@@ -5,7 +5,8 @@ only then), so the commands keep their familiar decorator stacks while the wrapp
 parse the same table without importing click (see ``fastparse.py``).
 
 Kinds: ``text`` (a string), ``flag`` (``--x``), ``bool`` (``--x/--no-x``), ``size`` (``8MiB``),
-``duration`` (``5s``), ``choice`` (one of ``choices``, case-insensitive). Any other ``type`` (a
+``duration`` (``5s``; a size or a duration also gives ``limits``, its documented range, which
+``settings`` enforces), ``choice`` (one of ``choices``, case-insensitive). Any other ``type`` (a
 click type object) is passed to click as it is; the fast parser leaves such options to click.
 """
 
@@ -32,6 +33,7 @@ class Option:
         "flags",
         "has_default",
         "kind",
+        "limits",
         "multiple",
         "name",
         "off_flags",
@@ -46,6 +48,7 @@ class Option:
         default: object = ...,
         multiple: bool = False,
         choices: Sequence[str] = (),
+        limits: tuple[str, str] = ("", ""),
         **extra: object,
     ) -> None:
         self.decls = decls
@@ -73,6 +76,7 @@ class Option:
         self.has_default = default is not ...
         self.default = default if self.has_default else (False if kind == "flag" else None)
         self.multiple = multiple
+        self.limits = limits  # (lowest, highest) a size or duration may be, as written on the command line
         self.extra = extra
 
     def convert(self, raw: str) -> object:
@@ -102,6 +106,8 @@ class Option:
         from . import clicktypes
 
         kw: dict[str, object] = dict(self.extra)
+        if self.limits[0]:
+            kw["help"] = f"{kw.get('help', '')} [range: {self.limits[0]} to {self.limits[1]}]".strip()
         kw["envvar"] = list(self.env)
         kw["show_envvar"] = True
         if self.kind == "flag":

@@ -192,26 +192,26 @@ def ls_command(target: Optional[str], as_json: bool, output: str, **values: Any)
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the step ends.")
 @click.option(
     "--interval",
-    type=Duration(),
+    type=Duration(("10ms", "1h")),
     default="1s",
     show_default=True,
-    help="How often --follow asks the store for new output.",
+    help="How often --follow asks the store for new output. [range: 10ms to 1h]",
 )
 @click.option(
     "--wait",
-    type=Duration(),
+    type=Duration(("0", "24h")),
     default="10m",
     show_default=True,
     help="With --follow: how long to wait for the step to store its first log output "
-    "(a step that has not started yet; says so in one line), then exit 1.",
+    "(a step that has not started yet; says so in one line), then exit 1. [range: 0 to 24h]",
 )
 @click.option(
     "--summary-wait",
-    type=Duration(),
+    type=Duration(("0", "24h")),
     default="5m",
     show_default=True,
     help="With --follow: once the log is complete, how long to wait for <step>-summary.json "
-    "(the step's exit code; the wrapper stores it last, within its --flush-timeout).",
+    "(the step's exit code; the wrapper stores it last, within its --flush-timeout). [range: 0 to 24h]",
 )
 @reader_options
 @click.argument("target", metavar="PIPELINERUN[/PIPELINETASK]")

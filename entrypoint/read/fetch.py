@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import BinaryIO
@@ -39,7 +40,22 @@ def get_result(reader: Reader, view: TaskView, result: str, out: BinaryIO) -> tu
 
 
 def get_result_to_file(reader: Reader, view: TaskView, result: str, path: Path) -> tuple[str, str]:
-    """Write to a temporary file next to ``path`` and rename it once complete and verified."""
+    """Write to a temporary file next to ``path`` and rename it once complete and verified.
+
+    The atomic replace is for regular files (or a new name) only: a device, a FIFO or a terminal
+    (``/dev/null``, ``/dev/stdout``) is written in place, never replaced by a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        mode = 0
+    if mode and not stat.S_ISREG(mode):
+        if stat.S_ISDIR(mode):
+            raise ReadError(f"-o: {path} is a directory; give a file name", OUTPUT)
+        try:
+            with open(path, "wb") as out:  # a device or pipe: no truncation, no rename
+                return get_result(reader, view, result, out)
+        except OSError as exc:
+            raise ReadError(f"-o: cannot write {path}: {exc.strerror or exc}", OUTPUT) from None
     directory = path.parent if str(path.parent) else Path(".")
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)

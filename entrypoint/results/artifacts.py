@@ -24,6 +24,7 @@ from typing import Any, Optional
 
 from ..report import Reporter
 from ..settings.step import Config
+from .files import skip_reason
 from .queue import Queued
 
 TEKTON_LIMIT = 4096  # bytes of results per container (the termination message)
@@ -92,16 +93,19 @@ def _replace(path: Path, data: bytes) -> None:
 
 
 def sizes(dirs: list[tuple[Path, str]]) -> list[tuple[str, int]]:
-    """(name, bytes) of every regular file (symlinks followed) in the results directories."""
+    """(name, bytes) of every result file the wrapper accepts (``files.skip_reason``) in the
+    results directories. A refused entry (a symlink to ``/etc/shadow``, say) is not looked at:
+    its size is nobody's business, and its name was already warned about."""
     found: list[tuple[str, int]] = []
     for directory, prefix in dirs:
         try:
             entries = list(os.scandir(directory))
+            real_dir = os.path.realpath(directory)
         except OSError:
             continue
         for entry in entries:
             try:
-                if entry.is_file():
+                if not skip_reason(entry, real_dir) and entry.is_file():
                     found.append((prefix + entry.name, entry.stat().st_size))
             except OSError:
                 pass

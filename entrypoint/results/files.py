@@ -23,8 +23,13 @@ class ResultFile:
     path: Path  # what is read (a symlink's target inside the directory, else the file)
 
 
+class UnreadableResults(OSError):
+    """The results directory exists but cannot be read: every result in it is missing."""
+
+
 def scan(results_dir: Path, reporter: Reporter) -> tuple[list[ResultFile], list[str]]:
-    """The result files to archive, and the entries skipped (each also warned about)."""
+    """The result files to archive, and the entries skipped (each also warned about). No
+    directory: no results. One that cannot be read: ``UnreadableResults`` (a missing result)."""
     found: list[ResultFile] = []
     skipped: list[str] = []
     try:
@@ -32,11 +37,10 @@ def scan(results_dir: Path, reporter: Reporter) -> tuple[list[ResultFile], list[
     except FileNotFoundError:
         return found, skipped
     except OSError as exc:
-        reporter.warn(f"results dir {results_dir}: {exc.strerror}; no results archived")
-        return found, skipped
+        raise UnreadableResults(f"results dir {results_dir} cannot be read: {exc.strerror}") from None
     real_dir = os.path.realpath(results_dir)
     for entry in entries:
-        reason = _skip_reason(entry, real_dir)
+        reason = skip_reason(entry, real_dir)
         if reason:
             reporter.warn(f"result {entry.name!r} skipped: {reason}")
             skipped.append(entry.name)
@@ -46,7 +50,7 @@ def scan(results_dir: Path, reporter: Reporter) -> tuple[list[ResultFile], list[
     return found, skipped
 
 
-def _skip_reason(entry: os.DirEntry[str], real_dir: str) -> str:
+def skip_reason(entry: os.DirEntry[str], real_dir: str) -> str:
     problem = name_problem(entry.name)
     if problem:
         return f"its name {problem}"

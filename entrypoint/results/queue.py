@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..formats.layout import KeyTooLong, NotSent, key_length_problem
 from ..formats.manifest import Skipped
 from ..report import Reporter
 from ..settings.step import Config
@@ -64,6 +66,15 @@ class ResultArchive:
         self.held = 0
 
 
+def _refuse(problem: str, hint: bool = True) -> Callable[[], Payload]:
+    def build() -> Payload:
+        if not hint:
+            raise NotSent(problem)
+        raise KeyTooLong(f"{problem}; shorten the result's name or --key-prefix")
+
+    return build
+
+
 def submit_results(
     cfg: Config, uploader: Uploader, spool: Path, reporter: Reporter, code: int, budget: SpoolBudget
 ) -> tuple[list[str], list[Skipped], list[Queued]]:
@@ -86,16 +97,23 @@ def submit_results(
     not_uploaded: list[Skipped] = []
     reason = "not a regular file in the results directory, or an unusable name"
     for directory, step in dirs:
-        found, skipped = results.scan(directory, reporter)
+        try:
+            found, skipped = results.scan(directory, reporter)
+        except results.UnreadableResults as exc:  # a missing-result condition, listed in the manifest
+            key = cfg.layout.step_result_key("*") if step else cfg.layout.result_key("*")
+            problem = str(exc)
+            uploader.submit(Job(key=key, build=_refuse(problem, hint=False), kind="results-dir"))
+            continue
         for result in found:
             key = cfg.layout.step_result_key(result.name) if step else cfg.layout.result_key(result.name)
             archive = ResultArchive(
                 result, spool / f"result-{len(queued):05d}.tgz", cfg.archive_mtime, budget
             )
+            too_long = key_length_problem(key)  # checked as found: never sent, reported missing
             job = uploader.submit(
                 Job(
                     key=key,
-                    build=archive.build,
+                    build=archive.build if too_long is None else _refuse(too_long),
                     content_type="application/gzip",
                     on_done=archive.done,
                     kind="step-result" if step else "result",

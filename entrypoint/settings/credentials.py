@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 from .. import redact
+from .files import check_regular, read_small_file
 
 _FILE_LIMIT = 64 * 1024
+_SHARED_LIMIT = 1024 * 1024  # the shared credentials file: many profiles, still small
 
 NONE_FOUND_HINT = (
     "set --access-key and --secret-key (or OBJECTSTORE_ACCESS_KEY / OBJECTSTORE_SECRET_KEY, or their "
@@ -100,12 +102,9 @@ class CredentialChain(NamedTuple):
 def read_secret_file(path: Path, option: str) -> str:
     """A secret from a file; ValueError naming ``option`` when unreadable or empty."""
     try:
-        with open(path, "rb") as f:
-            data = f.read(_FILE_LIMIT + 1)
-    except OSError as exc:
+        data = read_small_file(path, option, _FILE_LIMIT)
+    except FileNotFoundError as exc:
         raise ValueError(f"{option}: cannot read {path}: {exc.strerror}") from None
-    if len(data) > _FILE_LIMIT:
-        raise ValueError(f"{option}: {path} is larger than {_FILE_LIMIT // 1024}KiB; is it the right file?")
     try:
         text = data.decode("utf-8").strip()
     except UnicodeDecodeError:
@@ -113,7 +112,27 @@ def read_secret_file(path: Path, option: str) -> str:
     if not text:
         raise ValueError(f"{option}: {path} is empty")
     redact.add(text)
+    check_header_value(text, option, f"{path} holds")
     return text
+
+
+_AWS_SECRETS = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_ACCESS_KEY",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SECRET_KEY",
+    "AWS_SESSION_TOKEN",
+)
+
+
+def check_header_value(value: str, option: str, what: str = "the value holds") -> None:
+    """ValueError naming ``option`` (never the value) when ``value`` cannot go into an HTTP header:
+    a line break or other control character (a line-wrapped token file, an injected header)."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValueError(
+            f"{option}: {what} a line break or another control character, which a request header cannot "
+            "carry; give the value on one line (a file may end with one newline)"
+        )
 
 
 def resolve(values: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> CredentialChain:
@@ -129,6 +148,7 @@ def resolve(values: Mapping[str, Any], environ: Mapping[str, str] = os.environ) 
         if value is not None:
             if name != "access_key":
                 redact.add(value)
+            check_header_value(value, option)
             parts[name] = Secret(option, value=value)
         elif file is not None:
             from_file = Secret(option, file=Path(file))
@@ -145,6 +165,13 @@ def resolve(values: Mapping[str, Any], environ: Mapping[str, str] = os.environ) 
         notes=tuple(notes),
     )
     access, secret, token = parts["access_key"], parts["secret_key"], parts["session_token"]
+    if not (access or secret or token):  # the AWS chain: check what it would use, before COMMAND
+        for variable in _AWS_SECRETS:
+            if environ.get(variable):
+                if "ACCESS_KEY" not in variable or "SECRET" in variable:
+                    redact.add(environ[variable])
+                check_header_value(environ[variable], variable)
+        check_aws_files(environ)
     if access or secret or token:
         if access is None:
             raise ValueError(
@@ -160,6 +187,14 @@ def resolve(values: Mapping[str, Any], environ: Mapping[str, str] = os.environ) 
     if not chain.anonymous and not chain.instance_metadata and not aws_chain_may_apply(environ):
         raise ValueError(f"no credentials for the S3 endpoint: {NONE_FOUND_HINT}")
     return chain
+
+
+def check_aws_files(environ: Mapping[str, str]) -> None:
+    """The files minio's AWS providers read later, refused now when they are not regular files
+    (``/dev/zero`` would be read without end, a FIFO would block)."""
+    for variable in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONFIG_FILE"):
+        if environ.get(variable):
+            check_regular(Path(environ[variable]), variable)
 
 
 def shared_credentials_file(environ: Mapping[str, str] = os.environ) -> str:
@@ -184,8 +219,10 @@ def aws_chain_may_apply(environ: Mapping[str, str]) -> bool:
 
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        parser.read(shared_credentials_file(environ), encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError):
+        path = Path(shared_credentials_file(environ))
+        data = read_small_file(path, "AWS_SHARED_CREDENTIALS_FILE", _SHARED_LIMIT)
+        parser.read_string(data.decode("utf-8"))
+    except (OSError, configparser.Error, UnicodeDecodeError):
         return False
     name = profile(environ)
     return bool(

@@ -75,9 +75,11 @@ def read_customer_key(path: Path) -> bytes:
     import base64
     import binascii
 
+    from .files import read_small_file
+
     try:
-        data = path.read_bytes()[: 4 * KEY_BYTES]
-    except OSError as exc:
+        data = read_small_file(path, "--sse-c-key-file", 4 * KEY_BYTES, truncate=True)
+    except FileNotFoundError as exc:
         raise ValueError(f"--sse-c-key-file: cannot read {path}: {exc.strerror}") from None
     key: Optional[bytes] = data if len(data) == KEY_BYTES else None
     if key is None:

@@ -11,19 +11,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
-from ..formats.layout import Layout, name_problem
+from ..formats.layout import KeysTooLong, Layout, name_problem
 from .environment import kfp_endpoint, no_endpoint_problem
-from .store import ConfigError, StoreConfig, build_store_config, check_bucket_for, positive_duration
+from .store import ConfigError, StoreConfig, build_store_config, check_bucket_for, ranged_option
 
 DEFAULT_POD_LABELS = "/etc/podinfo/labels"
 DEFAULT_SPOOL_LIMIT = 1024**3
-MIN_SPOOL_LIMIT = 1024**2
 PREFLIGHT_MODES = ("off", "warn", "strict")
 TEKTON_TIMEOUT_MODES = ("auto", "off")
 DEFAULT_FAST_FLUSH_AT = 0.9
 DEFAULT_CGROUP_ROOT = Path("/sys/fs/cgroup")
 TEKTON_TERMINATION = Path("/tekton/termination")  # Tekton's terminationMessagePath for steps
 TEKTON_RUN = Path("/tekton/run")  # mounted into every Tekton step
+LABELS_LIMIT = 1024 * 1024  # the downward-API labels file (Kubernetes caps labels far below)
 
 
 class Config(NamedTuple):
@@ -75,12 +75,14 @@ class FetchSpec(NamedTuple):
 
 def read_pod_labels(path: Path) -> dict[str, str]:
     """Parse a downward-API labels file (lines ``key="value"``). Missing file: no labels."""
+    from .files import read_small_file
+
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        text = read_small_file(path, "--pod-labels", LABELS_LIMIT).decode("utf-8", "replace")
     except FileNotFoundError:
         return {}
-    except OSError as exc:
-        raise ConfigError(f"--pod-labels: cannot read {path}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     labels: dict[str, str] = {}
     for line in text.splitlines():
         key, sep, raw = line.partition("=")
@@ -149,25 +151,21 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
     prefix = str(values.get("key_prefix") if values.get("key_prefix") is not None else "artifacts").strip("/")
     try:
         layout = Layout(prefix, run, task, step)
+    except KeysTooLong as exc:
+        hint = "shorten --key-prefix, --pipelinerun, --pipelinetask or --step"
+        raise ConfigError(f"--key-prefix: {exc}; {hint}") from None
     except ValueError as exc:
         option = "--step" if str(exc).startswith("step") else "--key-prefix"
         raise ConfigError(f"{option}: {exc}; use a plain name") from None
-    chunk = int(values.get("log_chunk_size") or 8 * 1024 * 1024)
-    if chunk < 1024:
-        raise ConfigError("--log-chunk-size: must be at least 1KiB")
-    interval = float(values.get("log_flush_interval") or 5.0)
-    if interval <= 0:
-        raise ConfigError("--log-flush-interval: must be greater than 0")
+    chunk = int(ranged_option(values, "log_chunk_size", 8 * 1024 * 1024))
+    interval = float(ranged_option(values, "log_flush_interval", 5.0))
     spool = values.get("spool_dir")
-    spool_limit = values.get("spool_limit")
-    spool_limit = DEFAULT_SPOOL_LIMIT if spool_limit is None else int(spool_limit)
-    if spool_limit < MIN_SPOOL_LIMIT:
-        raise ConfigError("--spool-limit: must be at least 1MiB")
+    spool_limit = int(ranged_option(values, "spool_limit", DEFAULT_SPOOL_LIMIT))
     chunk = min(chunk, spool_limit // 8)  # room in the spool for several chunks and their archive
     preflight = str(values.get("preflight") or "warn").lower()
     if preflight not in PREFLIGHT_MODES:
         raise ConfigError(f"--preflight: {preflight!r} is not one of off, warn, strict")
-    grace = positive_duration(values, "termination_grace", 30.0)
+    grace = ranged_option(values, "termination_grace", 30.0)
     return Config(
         command=tuple(command),
         store=store,
@@ -176,9 +174,9 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         log_chunk_size=chunk,
         log_flush_interval=interval,
         spool_dir=Path(spool) if spool else None,
-        flush_timeout=positive_duration(values, "flush_timeout", 300.0),
-        timeout=positive_duration(values, "timeout", None),
-        kill_after=positive_duration(values, "kill_after", grace / 2),  # the rest is the flush's
+        flush_timeout=ranged_option(values, "flush_timeout", 300.0),
+        timeout=ranged_option(values, "timeout", None),
+        kill_after=ranged_option(values, "kill_after", grace / 2),  # the rest is the flush's
         termination_grace=grace,
         signal_child_only=bool(values.get("signal_child_only")),
         quiet=bool(values.get("quiet")),
@@ -234,12 +232,8 @@ def _path(values: Mapping[str, Any], name: str) -> Optional[Path]:
 
 
 def _offload(values: Mapping[str, Any]) -> Optional[int]:
-    value = values.get("offload_results_over")
-    if value is None:
-        return None
-    if int(value) < 0:
-        raise ConfigError("--offload-results-over: must not be negative")
-    return int(value)
+    value = ranged_option(values, "offload_results_over", None)
+    return None if value is None else int(value)
 
 
 def parse_fetch(text: str) -> FetchSpec:

@@ -71,6 +71,21 @@ class StoreConfig(NamedTuple):
         return f"{self.local_dir}/{self.bucket}"
 
 
+_RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
+_RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
+_REGION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def check_region(region: Optional[str]) -> Optional[str]:
+    """``region`` (None: unset) when a server could accept it: letters, digits, '-', '_', '.'."""
+    if region is None or _REGION.match(region):
+        return region
+    raise ConfigError(
+        f"--region: {region!r} is not a region name (letters, digits, '-', '_' and '.', such as "
+        "us-east-1); fix --region (OBJECTSTORE_REGION / AWS_REGION)"
+    )
+
+
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
@@ -82,6 +97,11 @@ def check_bucket(name: str) -> str:
         )
     elif ".." in name or ".-" in name or "-." in name:
         problem = "must not contain '..', '.-' or '-.'"
+    elif name.startswith(_RESERVED_PREFIXES) or name.endswith(_RESERVED_SUFFIXES):
+        problem = (
+            "must not use a form S3 reserves (prefixes xn--, sthree-, amzn-s3-demo-; suffixes "
+            "-s3alias, --ol-s3, .mrap, --x-s3, --table-s3)"
+        )
     else:
         import ipaddress
 
@@ -165,14 +185,14 @@ def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
         sse = sse_mod.resolve(values, s3=endpoint is not None, https=bool(endpoint and endpoint.secure))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    connect_timeout = float(positive_duration(values, "connect_timeout", 5.0))  # wrapper options; the
-    read_timeout = float(positive_duration(values, "read_timeout", 30.0))  # reader gets the defaults
+    connect_timeout = float(ranged_option(values, "connect_timeout", 5.0))  # wrapper options; the
+    read_timeout = float(ranged_option(values, "read_timeout", 30.0))  # reader gets the defaults
     return StoreConfig(
         bucket=bucket,
         endpoint=endpoint,
         local_dir=local_dir,
         credentials=credentials,
-        region=values.get("region") or None,
+        region=check_region(values.get("region") or None),
         create_bucket=bool(values.get("create_bucket", True)),
         path_style=values.get("path_style"),
         connect_timeout=connect_timeout,
@@ -190,10 +210,11 @@ def check_bucket_for(name: str) -> str:
         raise ConfigError(str(exc).replace("--bucket", "--fetch-result", 1)) from None
 
 
-def positive_duration(values: Mapping[str, Any], name: str, default: Optional[float]) -> Any:
-    value = values.get(name)
-    if value is None:
-        return default
-    if float(value) <= 0:
-        raise ConfigError(f"--{name.replace('_', '-')}: must be greater than 0")
-    return float(value)
+def ranged_option(values: Mapping[str, Any], name: str, default: Optional[float]) -> Any:
+    """The size or duration option ``name`` (``default`` when unset), within its documented range."""
+    from .ranges import RangeError, ranged
+
+    try:
+        return ranged(values, name, default)
+    except RangeError as exc:
+        raise ConfigError(str(exc)) from None

@@ -49,10 +49,13 @@ def resolve(values: Mapping[str, Any], https: bool) -> TLSConfig:
 def check_bundle(path: Path) -> None:
     """A readable file with at least one PEM certificate (parsed for real when first used)."""
     hint = "point --ca-bundle (or AWS_CA_BUNDLE / SSL_CERT_FILE) at a PEM file of CA certificates"
+    from .files import read_small_file
+
     try:
-        with open(path, "rb") as f:
-            data = f.read(_SCAN_LIMIT)
-    except OSError as exc:
+        data = read_small_file(path, "--ca-bundle", _SCAN_LIMIT, truncate=True)
+    except FileNotFoundError as exc:
         raise ValueError(f"--ca-bundle: cannot read {path}: {exc.strerror}; {hint}") from None
+    except ValueError as exc:
+        raise ValueError(f"{exc}; {hint}") from None
     if _PEM_MARK not in data:
         raise ValueError(f"--ca-bundle: {path} holds no PEM certificate; {hint}")

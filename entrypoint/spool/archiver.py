@@ -6,7 +6,7 @@ import os
 import queue
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import BinaryIO, Optional
 
 from ..formats import archive
 from ..store.payload import GzipMember, Payload
@@ -27,10 +27,14 @@ class LogArchiver:
         self.member_name = member_name
         self._budget = budget
         self.members = directory / "log-members.gz"
-        self._out = open(self.members, "wb")  # noqa: SIM115 - closed in finish()
+        self._error: Optional[OSError] = None
+        self._out: Optional[BinaryIO] = None
+        try:  # COMMAND runs already: a lost spool costs the log archive only, never COMMAND's output
+            self._out = open(self.members, "wb")  # noqa: SIM115 - closed in finish()
+        except OSError as exc:
+            self._error = exc
         # each chunk's member is also read on its own (``GzipMember``) by a later upload
         self._queue: queue.Queue[Optional[Chunk]] = queue.Queue()
-        self._error: Optional[OSError] = None
         self._thread = threading.Thread(target=self._work, name="log-archiver", daemon=True)
         self._thread.start()
 
@@ -43,24 +47,25 @@ class LogArchiver:
             if chunk is None:
                 return
             member: Optional[GzipMember] = None
+            out = self._out
             try:
-                if self._error is None:
+                if self._error is None and out is not None:
                     if self._budget is not None:
                         self._budget.start_archiving(chunk.size)
-                    offset = self._out.tell()
+                    offset = out.tell()
                     fd = os.open(chunk.path, os.O_RDONLY | os.O_CLOEXEC)
                     try:
-                        size = archive.gzip_file(fd, self._out)
+                        size = archive.gzip_file(fd, out)
                     finally:
                         os.close(fd)
-                    self._out.flush()  # uploads read the member through a file of their own
+                    out.flush()  # uploads read the member through a file of their own
                     if size == chunk.size:
-                        member = GzipMember(self.members, offset, self._out.tell() - offset, size)
+                        member = GzipMember(self.members, offset, out.tell() - offset, size)
             except OSError as exc:
                 self._error = exc
             finally:
                 if self._budget is not None:
-                    self._budget.end_archiving(self._out.tell())
+                    self._budget.end_archiving(out.tell() if out is not None else 0)
                 chunk.done(archived=True, member=member)
             if member is not None:  # at most one chunk is both compressed and raw (held by its upload)
                 chunk.wait_unheld(HOLD_WAIT)
@@ -69,7 +74,8 @@ class LogArchiver:
         """Wait for the queued chunks, then describe the whole archive (called in a worker)."""
         self._queue.put(None)
         self._thread.join()
-        self._out.close()
+        if self._out is not None:
+            self._out.close()
         if self._error is not None:
             raise self._error
         header = archive.gzip_member(archive.tar_header(self.member_name, total, mtime))

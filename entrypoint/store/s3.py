@@ -26,8 +26,9 @@ SHA-256 (above; multipart parts: MinIO's client, over plain http), which S3 and 
 Because some servers verify neither (moto, the test server, does not), the store also compares
 the ETag the server returns with the MD5 of what was sent (per part, and the multipart ETag at
 the end) and resends on a mismatch. With server-side encryption configured, ETags are not
-compared (they are not MD5 digests under SSE-KMS and SSE-C); other servers whose ETags are not
-MD5 digests are recognised after repeated mismatches and then trusted on their own checks. SSE
+compared (they are not MD5 digests under SSE-KMS and SSE-C), nor for an object the server says
+it encrypted with KMS or a customer key, nor when the bucket's default encryption is KMS; the
+decision is per object, never from a count of mismatches (which would accept corrupt copies). SSE
 headers go on every request that needs them, as the MinIO client's ``put_object`` sends them
 (SSE-C: on every part too).
 """
@@ -54,14 +55,13 @@ from ..settings.store import StoreConfig
 from . import s3_credentials, s3_security
 from .base import Retry, Stored, StoreError, once
 from .payload import Digests, Payload
-from .s3_errors import classify
+from .s3_errors import classify, reword
 from .s3_read import S3Reads
 
 PART_SIZE = 8 * 1024 * 1024  # one part in memory per upload in flight
 STREAM_PUT_MAX = 1024 * 1024 * 1024  # larger: multipart (a retry resends one part, not the object)
 STREAM_READ = 1024 * 1024  # bytes per read while hashing or sending a streaming PUT
 MAX_PARTS = 10_000
-ETAG_MISMATCHES_TO_TRUST = 3  # consecutive mismatches of one request: the server's ETags are opaque
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
 
@@ -118,11 +118,13 @@ class S3Store(S3Reads):
             provider = s3_credentials.build_provider(cfg.auth, cfg.tls)
         except ValueError as exc:
             raise StoreError(str(exc), transient=False, code="TLS") from None
+        self._provider = provider
         self.sse = s3_security.to_minio(cfg.sse)
         self.ssec = s3_security.ssec(cfg.sse)
         # With server-side encryption ETags are not (or not always) MD5 digests of the bytes: rely
         # on the server's own Content-MD5 check alone.
         self.trust_server_checksums = self.sse is not None
+        self._default_kms: Optional[bool] = None  # the bucket's default encryption is KMS
         self._sse_headers: dict[str, str] = dict(self.sse.headers()) if self.sse is not None else {}
         self._ssec_headers: dict[str, str] = dict(self.ssec.headers()) if self.ssec is not None else {}
         self.client = Minio(
@@ -147,7 +149,8 @@ class S3Store(S3Reads):
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            raise classify(exc) from None
+            names = s3_credentials.credential_names(self._provider, self.cfg.auth)  # the source used
+            raise reword(classify(exc), names, self.cfg.create_bucket) from None
 
     # -- the bucket ----------------------------------------------------------------------------
     def check(self, prefix: str) -> None:
@@ -204,22 +207,30 @@ class S3Store(S3Reads):
             return self._put_streaming(key, payload, content_type, retry)
         return self._put_multipart(key, payload, content_type, part_size, retry)
 
-    def _checked_etag(self, got: Optional[str], expected: str, what: str, mismatches: list[int]) -> None:
+    def _checked_etag(self, got: Optional[str], expected: str, what: str, opaque: bool = False) -> None:
+        """A mismatch is resent (``BadDigest``), decided per object from what is known, never
+        from a count of failures: ETags are not compared under configured SSE, or for an object
+        the server says it encrypted with KMS or a customer key (``opaque``), or when the bucket's
+        default encryption is KMS (asked once, at the first mismatch)."""
         got = (got or "").strip('"').lower()
-        if not got or got == expected or self.trust_server_checksums:
-            return
-        mismatches[0] += 1
-        if mismatches[0] >= ETAG_MISMATCHES_TO_TRUST:
-            self.trust_server_checksums = True
-            self._warn(
-                f"server ETags are not MD5 digests (encryption?); relying on its Content-MD5 check ({what})"
-            )
+        if not got or got == expected or self.trust_server_checksums or opaque or self._bucket_kms():
             return
         raise StoreError(
             f"BadDigest: {what}: server ETag {got}, but the bytes sent have MD5 {expected}; sending again",
             transient=True,
             code="BadDigest",
         )
+
+    def _bucket_kms(self) -> bool:
+        if self._default_kms is None:
+            try:
+                config = self.client.get_bucket_encryption(self.bucket)
+                rule = config.rule if config is not None else None
+                algorithm = rule.sse_algorithm if rule is not None else ""
+                self._default_kms = str(algorithm or "").startswith("aws:kms")
+            except Exception:  # unknown: keep checking (a corrupt copy is never accepted)
+                self._default_kms = False
+        return self._default_kms
 
     def preload(self, payload: Payload) -> Payload:
         """Read ``payload`` once ahead of ``put``: its digests, and its bytes when it goes up as
@@ -259,19 +270,21 @@ class S3Store(S3Reads):
             "Content-MD5": _md5_b64(digests.md5),
             **self._sse_headers,
         }
-        mismatches = [0]
         sha256 = digests.sha256.hex()
 
         def request() -> None:
-            etag = self._bucket_call(lambda: self._request(key, body, size, dict(headers), sha256))
-            self._checked_etag(etag, digests.md5.hex(), f"PUT {key}", mismatches)
+            etag, opaque = self._bucket_call(lambda: self._request(key, body, size, dict(headers), sha256))
+            self._checked_etag(etag, digests.md5.hex(), f"PUT {key}", opaque)
 
         retry(request, f"PUT {key}")
         return Stored(key, size, sha256)
 
-    def _request(self, key: str, body: bytes | Payload, size: int, extra: dict[str, str], sha256: str) -> str:
+    def _request(
+        self, key: str, body: bytes | Payload, size: int, extra: dict[str, str], sha256: str
+    ) -> tuple[str, bool]:
         """Send one PUT of ``body`` (bytes, or a payload streamed from a fresh reader) as MinIO's
-        ``_url_open`` would; its ETag.
+        ``_url_open`` would; its ETag, and whether the server says it is not an MD5 digest (KMS or
+        customer-key encryption).
 
         Signed by MinIO's signer over MinIO's URL and headers, with the payload's SHA-256 the
         caller computed once (MinIO's own request path would hash the body again for every
@@ -313,7 +326,11 @@ class S3Store(S3Reads):
                     retries=False,  # a streamed body cannot be replayed by the pool: retries are ours
                 )
         if response.status in (200, 204, 206):
-            return str(response.headers.get("etag", "")).replace('"', "")
+            sse = str(response.headers.get("x-amz-server-side-encryption", ""))
+            opaque = sse.startswith("aws:kms") or bool(
+                response.headers.get("x-amz-server-side-encryption-customer-algorithm")
+            )
+            return str(response.headers.get("etag", "")).replace('"', ""), opaque
         content_type = response.headers.get("content-type", "")
         if "application/xml" not in content_type.split(";") or not response.data:
             text = response.data.decode(errors="replace") if response.data else None
@@ -367,7 +384,6 @@ class S3Store(S3Reads):
             )
         expected = f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(parts)}"
         tries = [0]
-        mismatches = [0]
 
         def complete() -> None:
             tries[0] += 1
@@ -383,7 +399,7 @@ class S3Store(S3Reads):
                 etag = self._call(self.client.stat_object, self.bucket, key, ssec=self.ssec).etag
                 if (etag or "").strip('"') != expected and not self.trust_server_checksums:
                     raise
-            self._checked_etag(etag, expected, f"complete {key}", mismatches)
+            self._checked_etag(etag, expected, f"complete {key}")
 
         retry(complete, f"complete upload of {key}")
         return Stored(key, size, whole.hexdigest())
@@ -392,13 +408,12 @@ class S3Store(S3Reads):
         self, key: str, upload_id: str, number: int, data: bytes, md5: bytes
     ) -> Callable[[], str]:
         headers = {"Content-MD5": _md5_b64(md5), **self._ssec_headers}  # SSE-C: the key on every part
-        mismatches = [0]
 
         def request() -> str:
             etag = str(
                 self._call(self.client._upload_part, self.bucket, key, data, dict(headers), upload_id, number)
             )
-            self._checked_etag(etag, md5.hex(), f"PUT {key} part {number}", mismatches)
+            self._checked_etag(etag, md5.hex(), f"PUT {key} part {number}")
             return etag
 
         return request

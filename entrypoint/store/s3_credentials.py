@@ -20,6 +20,7 @@ from ..settings.credentials import (
     ExplicitCredentials,
     profile,
     read_secret_file,
+    shared_credentials_file,
     sts_endpoint,
 )
 from .base import StoreError
@@ -252,3 +253,26 @@ class ChainProvider:
             )
 
 
+
+
+def credential_names(provider: Any, chain: Optional[CredentialChain]) -> tuple[str, str, str]:
+    """What to check for (access key, secret key, session token) given the source that supplied
+    the credentials; empty strings: the options' own names (given as values) fit."""
+    if isinstance(provider, FileCredentialsProvider) and chain is not None and chain.explicit is not None:
+        given = chain.explicit
+        parts = (given.access_key, given.secret_key, given.session_token or given.secret_key)
+        named = tuple(f"{p.option}-file {p.file}" if p.value is None else p.option for p in parts)
+        return named[0], named[1], named[2]
+    source = getattr(provider, "source", "") if isinstance(provider, ChainProvider) else ""
+    if source == "AWS_* variables":
+        return "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"
+    if source.startswith("shared credentials file"):
+        where = f"in {shared_credentials_file()} [{profile()}] (AWS_SHARED_CREDENTIALS_FILE, AWS_PROFILE)"
+        return tuple(f"{name} {where}" for name in _SHARED_NAMES)  # type: ignore[return-value]
+    if source:
+        what = f"the credentials from {source} (the role and its trust policy)"
+        return what, what, what
+    return "", "", ""
+
+
+_SHARED_NAMES = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")

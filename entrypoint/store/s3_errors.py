@@ -125,3 +125,29 @@ def classify(exc: BaseException) -> StoreError:
     return StoreError(f"{type(exc).__name__}: {exc}", transient=False, code="Unexpected")
 
 
+
+
+# The hints that name a credential take the names of the source actually used
+# (``s3_credentials.credential_names``): naming --secret-key when the keys came from AWS_* misleads.
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId": ("the server does not know this access key; check {0}", 0),
+    "SignatureDoesNotMatch": ("the server rejected the request signature; check {0}", 1),
+    "InvalidToken": ("the session token is invalid; check {0}", 2),
+}
+
+
+def reword(error: StoreError, source: tuple[str, str, str], create_bucket: bool) -> StoreError:
+    """``error`` with a hint that fits this run: the credential names it was ``source``d from
+    (access key, secret key, session token), and a bucket gone although ``--create-bucket`` is on."""
+    text = None
+    if error.code in _CREDENTIAL_CODES and source[0]:
+        template, which = _CREDENTIAL_CODES[error.code]
+        text = f"{error.code}: {template.format(source[which])}"
+    elif error.code == "NoSuchBucket" and create_bucket:
+        text = (
+            "NoSuchBucket: the bucket does not exist any more (--create-bucket is on: it was there or "
+            "created when the run started, so it was removed during the run); check who deletes it"
+        )
+    if text is None:
+        return error
+    return StoreError(text, transient=error.transient, code=error.code, whole_store=error.whole_store)

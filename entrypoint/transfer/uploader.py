@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from ..formats.layout import NotSent
 from ..formats.manifest import Entry
 from ..report import Reporter
 from ..store import Store, Stored, StoreError
@@ -361,6 +362,10 @@ class Uploader:
             if job.build_error is not None:
                 raise job.build_error
             payload = job.prepared or job.build()
+        except NotSent as exc:
+            job.error = str(exc)
+            self._reporter.error(f"{job.key if len(job.key) <= 80 else job.key[:60] + '...'}: {job.error}")
+            return
         except OSError as exc:
             job.error = f"cannot read: {exc.strerror or exc}"
             self._reporter.error(f"{job.key}: {job.error}")

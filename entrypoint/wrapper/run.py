@@ -9,7 +9,6 @@ the results, the log archive, the summary and the manifest, and computes the exi
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from ..spool.archiver import LogArchiver
 from ..spool.budget import SpoolBudget
 from ..spool.capture import LogCapture
 from ..spool.chunk import Chunk
+from ..spool.directory import make_spool
 from ..store import Store, open_store
 from ..store.payload import Payload
 from ..transfer.uploader import Job, Uploader
@@ -57,6 +57,7 @@ class Run:
         inputs: Sequence[dict[str, Any]] = (),
         tekton: Optional[TektonDeadline] = None,
         memory: tuple[Optional[Cgroup], Optional[Memory]] = (None, None),
+        spool: Path | None = None,
     ) -> None:
         assert supervisor.pid, "COMMAND is spawned before the run is wired"
         self.cfg = cfg
@@ -64,8 +65,7 @@ class Run:
         self.reporter = reporter
         self.supervisor = supervisor
         clock = supervisor.clock
-        self.spool = _make_spool(cfg.spool_dir)
-        (self.spool / "chunks").mkdir()
+        self.spool = spool if spool is not None else make_spool(cfg.spool_dir)  # cli.py makes it first
         self.budget = SpoolBudget(cfg.spool_limit)
         self.capture = LogCapture(
             self.spool / "chunks",
@@ -148,8 +148,3 @@ class Run:
         if remaining > 0:
             time.sleep(remaining)
 
-
-def _make_spool(parent: Path | None) -> Path:
-    if parent is not None:
-        parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix="tekton-uploader-", dir=parent))
