@@ -197,6 +197,28 @@ def test_a_body_damaged_in_flight_is_refused_by_the_server_or_caught_by_the_etag
         assert first[2] == 200  # accepted: the ETag (MD5 of the damaged bytes) gave it away
 
 
+def test_the_wrapper_sends_again_a_body_damaged_in_flight(
+    real_s3: S3Server, view: StoreView, tmp_path: Path
+) -> None:
+    """End to end through the fault proxy, which inverts the first body byte of the first PUT of
+    one result (tests/faultproxy.py ``corrupt``): MinIO and SeaweedFS refuse that PUT themselves
+    (400: Content-MD5 / signed SHA-256); moto stores it, and the wrapper's ETag check catches it.
+    Either way the wrapper sends it again, and the stored result is byte-exact."""
+    model = gen(MiB, seed=51)
+    with FaultProxy("127.0.0.1", real_s3.port) as proxy:
+        proxy.set_mode("corrupt", count=1, match="model.tgz")
+        env = {**view.env, "OBJECTSTORE_ENDPOINT": proxy.endpoint}
+        proxied = StoreView(view.kind, env, view.bucket, real_s3, None)
+        proc = wrap(proxied, tmp_path, ["true"], {"model": model})
+        puts = [(r.fault, r.status) for r in proxy.requests() if r.method == "PUT" and "model.tgz" in r.target]
+    assert proc.returncode == 0, proc.stderr
+    first = 400 if quirks_of(real_s3).checks_content_md5 else 200
+    assert puts == [("corrupt", first), (None, 200)], puts
+    assert untar_single(view.read(PREFIX + "model.tgz")) == ("model", model)
+    assert_manifest_matches_store(view)
+    assert json.loads(view.read(PREFIX + "main-summary.json"))["upload_retries"] == 1
+
+
 # -- the bucket, preflight, credentials ------------------------------------------------------------
 
 
