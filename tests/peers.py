@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 CACHE = Path(os.environ.get("TEKTON_UPLOADER_PEERS") or Path.home() / ".cache" / "tekton-uploader" / "peers")
-BUILD_TIMEOUT = 1800  # a cold MinIO build on two cores takes minutes, not seconds
+BUILD_TIMEOUT = 3600  # a cold MinIO build on two busy cores took over 30 minutes
 
 
 def require_go() -> str:
