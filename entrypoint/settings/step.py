@@ -13,9 +13,9 @@ from typing import Any, NamedTuple, Optional
 
 from ..formats.layout import Layout, name_problem
 from .environment import kfp_endpoint, no_endpoint_problem
+from .podinfo import DEFAULT_POD_LABELS, read_downward, tekton_results_log_key
 from .store import ConfigError, StoreConfig, build_store_config, check_bucket_for, positive_duration
 
-DEFAULT_POD_LABELS = "/etc/podinfo/labels"
 DEFAULT_SPOOL_LIMIT = 1024**3
 MIN_SPOOL_LIMIT = 1024**2
 PREFLIGHT_MODES = ("off", "warn", "strict")
@@ -46,6 +46,8 @@ class Config(NamedTuple):
     offload_results_over: Optional[int] = None  # results larger than this become their URI
     step_results_dir: Optional[Path] = None  # Tekton step results, stored under <step>/
     fetch_results: tuple[FetchSpec, ...] = ()  # inputs to download before COMMAND starts
+    results_log_key: Optional[str] = None  # --tekton-results-logs: the plain-text log's key
+    chains_outputs: bool = False  # --chains-outputs: write R-ARTIFACT_OUTPUTS/INPUTS results
 
 
 class FetchSpec(NamedTuple):
@@ -66,26 +68,7 @@ class FetchSpec(NamedTuple):
 
 def read_pod_labels(path: Path) -> dict[str, str]:
     """Parse a downward-API labels file (lines ``key="value"``). Missing file: no labels."""
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"--pod-labels: cannot read {path}: {exc.strerror}") from None
-    labels: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, raw = line.partition("=")
-        if not sep:
-            continue
-        raw = raw.strip()
-        try:
-            import json
-
-            value = json.loads(raw) if raw.startswith('"') else raw
-        except ValueError:
-            value = raw.strip('"')
-        labels[key.strip()] = str(value)
-    return labels
+    return read_downward(path, "--pod-labels")
 
 
 def resolve_identity(
@@ -183,6 +166,8 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         offload_results_over=_offload(values),
         step_results_dir=_path(values, "step_results_dir"),
         fetch_results=tuple(parse_fetch(t) for t in values.get("fetch_result") or ()),
+        results_log_key=tekton_results_log_key(values, step),
+        chains_outputs=bool(values.get("chains_outputs")),
     )
 
 
