@@ -8,6 +8,7 @@ no Tekton Results or Chains server runs in these tests.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -85,8 +86,6 @@ def test_results_log_is_the_archive_member_byte_for_byte(store: StoreView, tmp_p
     assert plain == member
     assert plain.count(b"\n") == 3000
     entry = next(e for e in manifest(store)["objects"] if e["key"] == key)
-    import hashlib
-
     assert entry["kind"] == "results-log"
     assert entry["size"] == len(plain) and entry["sha256"] == hashlib.sha256(plain).hexdigest()
 
@@ -158,7 +157,7 @@ def test_missing_identifiers_are_exit_2_before_command(store: StoreView, tmp_pat
     for what in ("--namespace", "$POD_NAMESPACE", "the Results result", "--tekton-results-result",
                  "the TaskRun UID", "--taskrun-uid", str(tmp_path / "labels")):  # fmt: skip
         assert what in err
-    assert store.keys() == []
+    assert store.keys("") == []
 
 
 def test_a_bad_identifier_is_exit_2(store: StoreView, tmp_path: Path) -> None:
@@ -175,4 +174,4 @@ def test_off_by_default(store: StoreView, tmp_path: Path) -> None:
     env = {**store.env, "POD_NAMESPACE": "team-a"}
     proc = run_wrapper([*files, "--results-dir", str(tmp_path / "r"), "-q", "--", "echo", "x"], env)
     assert proc.returncode == 0, proc.stderr
-    assert all(k.startswith(PREFIX) for k in store.keys())
+    assert all(k.startswith(PREFIX) for k in store.keys(""))

@@ -426,3 +426,58 @@ def test_image_wrapper_path_is_the_one_the_image_installs() -> None:
     """The script Task's shebang names this path; the image must have the wrapper there."""
     containerfile = (REPO / "Containerfile").read_text(encoding="utf-8")
     assert IMAGE_WRAPPER in containerfile
+
+
+# --------------------------------------------------------------------------------------------
+# Tekton Results blob logs (tekton/task-results-logs.yaml); no Results server runs here: the key
+# is the one Results' blob reader lists (LOGS_PATH/<namespace>/<result>/<taskrun-uid>/).
+
+
+def test_results_logs_task_in_a_standalone_taskrun_keys_the_log_by_the_taskrun_uid(
+    runner: Runner, s3: S3Server, bucket: str
+) -> None:
+    taskrun = runner.run_task(
+        "tekton-uploader-results-logs", store_params(s3, bucket), taskrun="results-run-1"
+    )
+    assert_succeeded(taskrun)
+    # No annotation, no PipelineRun: the Result is the TaskRun's own UID.
+    key = f"logs/default/{taskrun.uid}/{taskrun.uid}/step-main.log"
+    assert s3.keys(bucket, "logs/") == [key]
+    log = Stored(s3, bucket, "results-run-1", "tekton-uploader-results-logs").log()
+    assert s3.read(bucket, key) == log
+    # stdout and stderr are two pipes: their lines interleave in arrival order
+    assert sorted(log.splitlines()) == [b"building in namespace default", b"done", b"warnings go to stderr"]
+
+
+def test_results_logs_task_takes_the_result_from_the_annotation_then_the_pipelinerun_uid(
+    runner: Runner, s3: S3Server, bucket: str
+) -> None:
+    labels = {
+        "tekton.dev/pipelineRun": "nightly-1",
+        "tekton.dev/pipelineRunUID": "pr-uid-1",
+        "tekton.dev/pipelineTask": "build",
+        "tekton.dev/taskRun": "nightly-1-build",
+    }
+    annotations = {"results.tekton.dev/result": "default/results/res-7"}
+    params = {**store_params(s3, bucket), "results-logs-path": "tekton-results/logs"}
+    first = runner.run_task(
+        "tekton-uploader-results-logs", params, taskrun="nightly-1-build", labels=labels, annotations=annotations
+    )
+    second = runner.run_task(
+        "tekton-uploader-results-logs",
+        params,
+        taskrun="nightly-1-test",
+        labels={**labels, "tekton.dev/pipelineTask": "test", "tekton.dev/taskRun": "nightly-1-test"},
+    )
+    assert_succeeded(first)
+    assert_succeeded(second)
+    assert s3.keys(bucket, "tekton-results/") == sorted(
+        [
+            f"tekton-results/logs/default/res-7/{first.uid}/step-main.log",
+            f"tekton-results/logs/default/pr-uid-1/{second.uid}/step-main.log",
+        ]
+    )
+    for task, run in (("build", first), ("test", second)):
+        log = Stored(s3, bucket, "nightly-1", task).log()
+        result = "res-7" if task == "build" else "pr-uid-1"
+        assert s3.read(bucket, f"tekton-results/logs/default/{result}/{run.uid}/step-main.log") == log
