@@ -175,3 +175,98 @@ def test_off_by_default(store: StoreView, tmp_path: Path) -> None:
     proc = run_wrapper([*files, "--results-dir", str(tmp_path / "r"), "-q", "--", "echo", "x"], env)
     assert proc.returncode == 0, proc.stderr
     assert all(k.startswith(PREFIX) for k in store.keys(""))
+
+
+# -- Tekton Chains type-hinted results -------------------------------------------------------
+
+
+def stored_digest(store: StoreView, key: str) -> str:
+    return "sha256:" + hashlib.sha256(store.read(key)).hexdigest()
+
+
+def test_chains_outputs_name_each_stored_result_with_its_digest(store: StoreView, tmp_path: Path) -> None:
+    results, steps = tmp_path / "results", tmp_path / "step-results"
+    script = (
+        f"open('{results}/model', 'w').write('weights'); open('{results}/report', 'w').write('ok'); "
+        f"open('{steps}/metrics', 'w').write('acc=1')"
+    )
+    results.mkdir()
+    steps.mkdir()
+    provenance = tmp_path / "provenance.json"
+    proc = run_wrapper(
+        [*IDENTITY, "--results-dir", str(results), "--step-results-dir", str(steps), "--chains-outputs",
+         "--artifacts-file", str(provenance), "--", PY, "-c", script],
+        store.env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    bucket = store.bucket
+    keys = {"model": PREFIX + "model.tgz", "report": PREFIX + "report.tgz"}
+    for name, key in keys.items():
+        assert json.loads((results / f"{name}-ARTIFACT_OUTPUTS").read_bytes()) == {
+            "uri": f"s3://{bucket}/{key}",
+            "digest": stored_digest(store, key),
+            "isBuildArtifact": "true",
+        }
+    step_key = PREFIX + "main/metrics.tgz"
+    assert json.loads((steps / "metrics-ARTIFACT_OUTPUTS").read_bytes())["digest"] == stored_digest(
+        store, step_key
+    )
+    # The same digests as the manifest and the provenance file.
+    by_key = {e["key"]: e for e in manifest(store)["objects"]}
+    doc = json.loads(provenance.read_bytes())
+    for name, key in keys.items():
+        assert stored_digest(store, key) == "sha256:" + by_key[key]["sha256"]
+        output = next(o for o in doc["outputs"] if o["name"] == name)
+        assert "sha256:" + output["values"][0]["digest"]["sha256"] == stored_digest(store, key)
+    # Tekton results, never stored as results of their own.
+    assert not [k for k in store.keys("") if "ARTIFACT" in k]
+    assert b"wrote 3 Tekton Chains result(s)" in proc.stderr
+    assert sorted(p.name for p in results.iterdir()) == [
+        "model", "model-ARTIFACT_OUTPUTS", "report", "report-ARTIFACT_OUTPUTS"
+    ]  # fmt: skip
+
+    # A later step of the same pod shares /tekton/results: it stores the results again, not the hints.
+    again = run_wrapper(
+        [*IDENTITY, "--results-dir", str(results), "--step", "second", "-q", "--", "true"], store.env
+    )
+    assert again.returncode == 0, again.stderr
+    assert not [k for k in store.keys("") if "ARTIFACT" in k]
+    assert again.stderr == b""
+
+
+def test_chains_inputs_name_each_fetched_result_with_the_producers_digest(
+    store: StoreView, tmp_path: Path
+) -> None:
+    produced = tmp_path / "produced"
+    produced.mkdir()
+    (produced / "model").write_bytes(b"model bytes")
+    proc = run_wrapper([*IDENTITY, "--results-dir", str(produced), "-q", "--", "true"], store.env)
+    assert proc.returncode == 0, proc.stderr
+    results = tmp_path / "results"
+    proc = run_wrapper(
+        ["--pipelinerun", "run-1", "--pipelinetask", "consume", "--results-dir", str(results),
+         "--fetch-result", f"task-1/model={tmp_path / 'in' / 'model'}", "--chains-outputs", "-q",
+         "--", "cat", str(tmp_path / "in" / "model")],
+        store.env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == b"model bytes"
+    key = PREFIX + "model.tgz"
+    assert json.loads((results / "model-ARTIFACT_INPUTS").read_bytes()) == {
+        "uri": f"s3://{store.bucket}/{key}",
+        "digest": stored_digest(store, key),
+    }
+    assert sorted(p.name for p in results.iterdir()) == ["model-ARTIFACT_INPUTS"]
+
+
+def test_chains_results_count_toward_the_4096_byte_warning(store: StoreView, tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    results.mkdir()
+    command = ["--", PY, "-c", f"open('{results}/data', 'w').write('x' * 4000)"]
+    plain = run_wrapper([*IDENTITY, "--results-dir", str(results), "-q", *command], store.env)
+    assert plain.returncode == 0 and b"over Tekton's 4096-byte limit" not in plain.stderr
+    hinted = run_wrapper([*IDENTITY, "--results-dir", str(results), "--chains-outputs", "-q", *command], store.env)
+    assert hinted.returncode == 0, hinted.stderr
+    size = (results / "data-ARTIFACT_OUTPUTS").stat().st_size
+    assert f"results total {4000 + size} bytes, over Tekton's 4096-byte limit".encode() in hinted.stderr
+    assert b"data-ARTIFACT_OUTPUTS" in hinted.stderr  # among the biggest

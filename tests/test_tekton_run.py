@@ -481,3 +481,33 @@ def test_results_logs_task_takes_the_result_from_the_annotation_then_the_pipelin
         log = Stored(s3, bucket, "nightly-1", task).log()
         result = "res-7" if task == "build" else "pr-uid-1"
         assert s3.read(bucket, f"tekton-results/logs/default/{result}/{run.uid}/step-main.log") == log
+
+
+# --------------------------------------------------------------------------------------------
+# Tekton Chains type hints (tekton/task-chains.yaml); no Chains controller runs here: the result
+# is the object Chains reads (a `*ARTIFACT_OUTPUTS` result with uri and digest).
+
+
+def test_chains_task_declares_the_type_hinted_result_the_wrapper_writes(
+    runner: Runner, s3: S3Server, bucket: str
+) -> None:
+    labels = {"tekton.dev/pipelineRun": "chains-run", "tekton.dev/pipelineTask": "build"}
+    taskrun = runner.run_task(
+        "tekton-uploader-chains", store_params(s3, bucket), taskrun="chains-run-build", labels=labels
+    )
+    assert_succeeded(taskrun)
+    key = "artifacts/chains-run/build/model.tgz"
+    stored = s3.read(bucket, key)
+    assert untar_single(stored) == ("model", b"model v1")
+    assert taskrun.results["model"] == "model v1"
+    hint = json.loads(taskrun.results["model-ARTIFACT_OUTPUTS"])
+    assert hint == {
+        "uri": f"s3://{bucket}/{key}",
+        "digest": f"sha256:{hashlib.sha256(stored).hexdigest()}",
+        "isBuildArtifact": "true",
+    }
+    declared = runner.catalog.tasks["tekton-uploader-chains"]["spec"]["results"]
+    properties = next(r for r in declared if r["name"] == "model-ARTIFACT_OUTPUTS")["properties"]
+    assert sorted(properties) == sorted(hint)  # every key written is declared, and no other
+    assert sum(len(v.encode()) for v in taskrun.results.values()) < 4096
+    assert not [k for k in s3.keys(bucket) if "ARTIFACT" in k]

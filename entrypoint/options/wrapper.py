@@ -118,6 +118,13 @@ OPTIONS: tuple[Option, ...] = (
         "wrote there. [default: off]",
     ),
     _opt(
+        "--chains-outputs",
+        env=["OBJECTSTORE_CHAINS_OUTPUTS"],
+        is_flag=True,
+        help="After storing the results, write for each stored result R the result R-ARTIFACT_OUTPUTS "
+        "(uri, sha256 digest) that Tekton Chains reads, and R-ARTIFACT_INPUTS for each fetched one.",
+    ),
+    _opt(
         "--offload-results-over",
         env=["OBJECTSTORE_OFFLOAD_RESULTS_OVER"],
         type="size",
