@@ -122,6 +122,7 @@ def click_command() -> click.Command:
           <prefix>/<pipelinerun>/<pipelinetask>/<step>-summary.json
           <prefix>/<pipelinerun>/<pipelinetask>/<step>-manifest.json
           <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
+          <PREFIX>/<namespace>/<result>/<taskrun-uid>/step-<step>.log  (--tekton-results-logs)
         """
         ctx = click.get_current_context()
         source = click.core.ParameterSource.COMMANDLINE

@@ -66,7 +66,14 @@ def clean_env(**extra: str) -> dict[str, str]:
     """Environment for processes under test: no AWS/OBJECTSTORE settings leak in from the machine,
     and nothing that says "inside a pod or container" (KUBERNETES_SERVICE_HOST, the image's
     variable): there, no --endpoint is an error, and the tests of the embedded default run anyway."""
-    dropped = ("PIPELINERUN", "PIPELINETASK", "KUBERNETES_SERVICE_HOST", "TEKTON_UPLOADER_IN_IMAGE")
+    dropped = (
+        "PIPELINERUN",
+        "PIPELINETASK",
+        "KUBERNETES_SERVICE_HOST",
+        "TEKTON_UPLOADER_IN_IMAGE",
+        "POD_NAMESPACE",
+        "HOSTNAME",
+    )
     env = {
         k: v
         for k, v in os.environ.items()

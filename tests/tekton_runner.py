@@ -17,10 +17,13 @@ For each step of a Task, in Tekton's order:
 4. container paths are mapped into a temporary pod root: ``/tekton/results``,
    ``/tekton/scripts``, every ``volumeMount`` (downward-API volumes are written as the kubelet
    writes them), and the image's wrapper ``/opt/tekton-uploader/bin/tekton-uploader`` maps to the
-   wrapper under test. The wrapper is told where the container's ``/tekton/results`` and
-   ``/etc/podinfo/labels`` are through ``OBJECTSTORE_RESULTS_DIR``/``OBJECTSTORE_POD_LABELS``
-   (pointing at the mapped paths; the labels file exists only if the YAML mounts it): they stand
-   in for the container's filesystem. Every other setting comes from the YAML;
+   wrapper under test. The wrapper is told where the container's ``/tekton/results``,
+   ``/etc/podinfo/labels`` and ``/etc/podinfo/annotations`` are through
+   ``OBJECTSTORE_RESULTS_DIR``/``OBJECTSTORE_POD_LABELS``/``OBJECTSTORE_POD_ANNOTATIONS``
+   (pointing at the mapped paths; the podinfo files exist only if the YAML mounts them): they
+   stand in for the container's filesystem. Every other setting comes from the YAML. The pod's
+   labels include ``tekton.dev/taskRunUID`` (and in a PipelineRun ``tekton.dev/pipelineRunUID``),
+   as Tekton sets them; its annotations are the caller's;
 5. a ``script:`` is written to a file under ``/tekton/scripts`` and executed through its shebang
    line by the kernel (without one, Tekton's ``#!/bin/sh`` + ``set -e`` preamble is added); a
    step with neither ``command`` nor ``script`` runs the image's ENTRYPOINT, which must be known
@@ -71,6 +74,7 @@ ARTIFACTS_VARIABLE = "step.artifacts.path"
 def artifacts_path(step: str) -> str:
     return f"{STEPS_DIR}/step-{step}/artifacts/provenance.json"
 POD_LABELS = "/etc/podinfo/labels"
+POD_ANNOTATIONS = "/etc/podinfo/annotations"
 DEFAULT_SCRIPT_PREAMBLE = "#!/bin/sh\nset -e\n"
 
 
@@ -525,6 +529,7 @@ class TaskRunResult:
     root: Path
     steps: list[StepRun]
     results: dict[str, str]
+    uid: str = ""  # the TaskRun's UID (context.taskRun.uid, the tekton.dev/taskRunUID label)
 
     @property
     def succeeded(self) -> bool:
@@ -630,6 +635,7 @@ class Runner:
         *,
         taskrun: str,
         labels: Mapping[str, str] | None = None,
+        annotations: Mapping[str, str] | None = None,
     ) -> TaskRunResult:
         doc = self.catalog.tasks[task] if isinstance(task, str) else task
         name = doc["metadata"]["name"]
@@ -646,7 +652,9 @@ class Runner:
                 "tekton.dev/task": name,
             }
         )
-        pod = _Pod(self, taskrun, pod_labels, spec)
+        uid = str(uuid.uuid4())
+        pod_labels.setdefault("tekton.dev/taskRunUID", uid)  # as Tekton labels every TaskRun's pod
+        pod = _Pod(self, taskrun, pod_labels, spec, annotations or {})
         strings, arrays = _split(values)
         strings |= {
             f"results.{r['name']}.path": f"{RESULTS_DIR}/{r['name']}" for r in spec.get("results", [])
@@ -654,7 +662,7 @@ class Runner:
         strings |= {
             "context.taskRun.name": taskrun,
             "context.taskRun.namespace": self.namespace,
-            "context.taskRun.uid": str(uuid.uuid4()),
+            "context.taskRun.uid": pod_labels["tekton.dev/taskRunUID"],
             "context.task.name": name,
             "context.task.retry-count": "0",
         }
@@ -670,7 +678,7 @@ class Runner:
             path = pod.root / RESULTS_DIR.lstrip("/") / r["name"]
             if path.is_file():
                 results[r["name"]] = path.read_text(encoding="utf-8")
-        return TaskRunResult(taskrun, name, pod.root, runs, results)
+        return TaskRunResult(taskrun, name, pod.root, runs, results, pod_labels["tekton.dev/taskRunUID"])
 
     def _resolve_ref(
         self, step: Doc, strings: Mapping[str, str], arrays: Mapping[str, list[str]], where: str
@@ -720,12 +728,13 @@ class Runner:
         given: dict[str, ParamValue] = {p["name"]: p["value"] for p in pipelinerun["spec"].get("params", [])}
         given |= dict(overrides or {})
         spec = pipeline["spec"]
+        run_uid = str(uuid.uuid4())
         values = _param_values(spec.get("params", []), given, f"Pipeline {pipeline_name}")
         strings, arrays = _split(values)
         strings |= {
             "context.pipelineRun.name": run_name,
             "context.pipelineRun.namespace": self.namespace,
-            "context.pipelineRun.uid": str(uuid.uuid4()),
+            "context.pipelineRun.uid": run_uid,
             "context.pipeline.name": pipeline_name,
             "context.pipelineTask.retries": "0",
         }
@@ -750,6 +759,7 @@ class Runner:
                 "tekton.dev/memberOf": "tasks",
                 "tekton.dev/pipeline": pipeline_name,
                 "tekton.dev/pipelineRun": run_name,
+                "tekton.dev/pipelineRunUID": run_uid,
                 "tekton.dev/pipelineTask": pt["name"],
                 "tekton.dev/task": task["metadata"]["name"],
                 "tekton.dev/taskRun": taskrun,
@@ -821,10 +831,13 @@ def _substitute_tree(
 class _Pod:
     """The temporary root of one TaskRun's pod: container paths live under it."""
 
-    def __init__(self, runner: Runner, taskrun: str, labels: Mapping[str, str], spec: Doc):
+    def __init__(
+        self, runner: Runner, taskrun: str, labels: Mapping[str, str], spec: Doc, annotations: Mapping[str, str]
+    ):
         self.runner = runner
         self.name = f"{taskrun}-pod"
         self.labels = dict(labels)
+        self.annotations = dict(annotations)
         self.root = runner.workdir / taskrun
         if self.root.exists():
             raise RunnerError(f"TaskRun {taskrun} already ran in {runner.workdir}")
@@ -851,7 +864,7 @@ class _Pod:
                 if field_path == "metadata.labels":
                     content = format_labels(self.labels)
                 elif field_path == "metadata.annotations":
-                    content = format_labels({})
+                    content = format_labels(self.annotations)
                 elif field_path in ("metadata.name", "metadata.namespace"):
                     content = self._field(field_path)
                 else:
@@ -906,6 +919,7 @@ class _Pod:
             # Stand-ins for the container's filesystem (see the module docstring).
             "OBJECTSTORE_RESULTS_DIR": RESULTS_DIR,
             "OBJECTSTORE_POD_LABELS": POD_LABELS,
+            "OBJECTSTORE_POD_ANNOTATIONS": POD_ANNOTATIONS,
         }
         process |= own
         return own, process
@@ -947,7 +961,12 @@ class _Pod:
         step = {k: _substitute_tree(k, v, values, arrays, roots, where) for k, v in step.items()}
         own, env = self._env(step)
         mounts = self._mount(step)
-        paths = {**self.paths, **mounts, POD_LABELS: self.host(POD_LABELS)}
+        paths = {
+            **self.paths,
+            **mounts,
+            POD_LABELS: self.host(POD_LABELS),
+            POD_ANNOTATIONS: self.host(POD_ANNOTATIONS),
+        }
         env = {k: self._to_host(v, paths) for k, v in env.items()}
         args = [self._to_host(expand_k8s(a, own), paths) for a in step.get("args", [])]
         if "script" in step:

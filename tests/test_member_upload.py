@@ -122,3 +122,28 @@ def test_an_attempt_reading_the_raw_file_holds_it_and_the_next_attempt_reads_the
     assert payload.read_all() == data  # attempt 2 decompresses the member
     assert payload.read_all() == data  # and so does attempt 3
     archiver.finish(len(data), 0.0)
+
+
+def test_the_plain_log_goes_up_multipart_from_the_members_equal_to_the_archives_member(
+    s3: S3Server, bucket: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--tekton-results-logs: ``LogArchiver.plain()`` is the whole log decompressed from the
+    chunks' members; over ``STREAM_PUT_MAX`` (5 GiB is far above it) the store's multipart path
+    sends it. Both payloads (plain and archive) may be built, in either order, from two workers."""
+    from conftest import untar_single
+
+    monkeypatch.setattr(s3mod, "PART_SIZE", 5 * MiB)
+    monkeypatch.setattr(s3mod, "STREAM_PUT_MAX", 5 * MiB)
+    data = log_text(13 * MiB + 11, seed=8)
+    chunks, archiver = archived_chunks(tmp_path, data, 3 * MiB)
+    assert len(chunks) == 5 and not any(c.path.exists() for c in chunks)
+    plain = archiver.plain()
+    archive = archiver.finish(len(data), 0.0)
+    assert archiver.plain().size == plain.size == len(data)  # asked again: the same payload
+    pool = RecordingPool()
+    store = s3mod.S3Store(store_config(s3, bucket), http_client=pool)
+    stored = store.put("logs/ns/r/uid/step-main.log", plain, "text/plain", quick())
+    assert stored.sha256 == hashlib.sha256(data).hexdigest()
+    assert sum("uploadId=" in url and method == "PUT" for method, url, _, _ in pool.seen) == 3  # 3 parts
+    assert s3.read(bucket, "logs/ns/r/uid/step-main.log") == data
+    assert untar_single(archive.read_all()) == ("main.log", data)

@@ -203,7 +203,9 @@ def archived_chunks(tmp_path: Path, data: bytes, chunk_size: int) -> tuple[list[
     archiver = LogArchiver(tmp_path, "main.log", budget)
     for chunk in chunks:
         archiver.add(chunk)
-    wait_until(lambda: all(c.archived for c in chunks), timeout=30, what="archiving")
+    # ``archived`` is set just before the raw file is deleted: wait for both
+    done = lambda: all(c.archived and not (c.member and c.path.exists()) for c in chunks)  # noqa: E731
+    wait_until(done, timeout=30, what="archiving")
     return chunks, archiver
 
 

@@ -426,3 +426,88 @@ def test_image_wrapper_path_is_the_one_the_image_installs() -> None:
     """The script Task's shebang names this path; the image must have the wrapper there."""
     containerfile = (REPO / "Containerfile").read_text(encoding="utf-8")
     assert IMAGE_WRAPPER in containerfile
+
+
+# --------------------------------------------------------------------------------------------
+# Tekton Results blob logs (tekton/task-results-logs.yaml); no Results server runs here: the key
+# is the one Results' blob reader lists (LOGS_PATH/<namespace>/<result>/<taskrun-uid>/).
+
+
+def test_results_logs_task_in_a_standalone_taskrun_keys_the_log_by_the_taskrun_uid(
+    runner: Runner, s3: S3Server, bucket: str
+) -> None:
+    taskrun = runner.run_task(
+        "tekton-uploader-results-logs", store_params(s3, bucket), taskrun="results-run-1"
+    )
+    assert_succeeded(taskrun)
+    # No annotation, no PipelineRun: the Result is the TaskRun's own UID.
+    key = f"logs/default/{taskrun.uid}/{taskrun.uid}/step-main.log"
+    assert s3.keys(bucket, "logs/") == [key]
+    log = Stored(s3, bucket, "results-run-1", "tekton-uploader-results-logs").log()
+    assert s3.read(bucket, key) == log
+    # stdout and stderr are two pipes: their lines interleave in arrival order
+    assert sorted(log.splitlines()) == [b"building in namespace default", b"done", b"warnings go to stderr"]
+
+
+def test_results_logs_task_takes_the_result_from_the_annotation_then_the_pipelinerun_uid(
+    runner: Runner, s3: S3Server, bucket: str
+) -> None:
+    labels = {
+        "tekton.dev/pipelineRun": "nightly-1",
+        "tekton.dev/pipelineRunUID": "pr-uid-1",
+        "tekton.dev/pipelineTask": "build",
+        "tekton.dev/taskRun": "nightly-1-build",
+    }
+    annotations = {"results.tekton.dev/result": "default/results/res-7"}
+    params = {**store_params(s3, bucket), "results-logs-path": "tekton-results/logs"}
+    first = runner.run_task(
+        "tekton-uploader-results-logs", params, taskrun="nightly-1-build", labels=labels, annotations=annotations
+    )
+    second = runner.run_task(
+        "tekton-uploader-results-logs",
+        params,
+        taskrun="nightly-1-test",
+        labels={**labels, "tekton.dev/pipelineTask": "test", "tekton.dev/taskRun": "nightly-1-test"},
+    )
+    assert_succeeded(first)
+    assert_succeeded(second)
+    assert s3.keys(bucket, "tekton-results/") == sorted(
+        [
+            f"tekton-results/logs/default/res-7/{first.uid}/step-main.log",
+            f"tekton-results/logs/default/pr-uid-1/{second.uid}/step-main.log",
+        ]
+    )
+    for task, run in (("build", first), ("test", second)):
+        log = Stored(s3, bucket, "nightly-1", task).log()
+        result = "res-7" if task == "build" else "pr-uid-1"
+        assert s3.read(bucket, f"tekton-results/logs/default/{result}/{run.uid}/step-main.log") == log
+
+
+# --------------------------------------------------------------------------------------------
+# Tekton Chains type hints (tekton/task-chains.yaml); no Chains controller runs here: the result
+# is the object Chains reads (a `*ARTIFACT_OUTPUTS` result with uri and digest).
+
+
+def test_chains_task_declares_the_type_hinted_result_the_wrapper_writes(
+    runner: Runner, s3: S3Server, bucket: str
+) -> None:
+    labels = {"tekton.dev/pipelineRun": "chains-run", "tekton.dev/pipelineTask": "build"}
+    taskrun = runner.run_task(
+        "tekton-uploader-chains", store_params(s3, bucket), taskrun="chains-run-build", labels=labels
+    )
+    assert_succeeded(taskrun)
+    key = "artifacts/chains-run/build/model.tgz"
+    stored = s3.read(bucket, key)
+    assert untar_single(stored) == ("model", b"model v1")
+    assert taskrun.results["model"] == "model v1"
+    hint = json.loads(taskrun.results["model-ARTIFACT_OUTPUTS"])
+    assert hint == {
+        "uri": f"s3://{bucket}/{key}",
+        "digest": f"sha256:{hashlib.sha256(stored).hexdigest()}",
+        "isBuildArtifact": "true",
+    }
+    declared = runner.catalog.tasks["tekton-uploader-chains"]["spec"]["results"]
+    properties = next(r for r in declared if r["name"] == "model-ARTIFACT_OUTPUTS")["properties"]
+    assert sorted(properties) == sorted(hint)  # every key written is declared, and no other
+    assert sum(len(v.encode()) for v in taskrun.results.values()) < 4096
+    assert not [k for k in s3.keys(bucket) if "ARTIFACT" in k]

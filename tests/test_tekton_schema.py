@@ -280,7 +280,7 @@ def by_name(kind: str, name: str) -> Doc:
 
 def test_the_reference_has_every_kind_of_document() -> None:
     kinds = sorted(doc["kind"] for _, doc in catalog().documents)
-    assert kinds.count("Task") == 7
+    assert kinds.count("Task") == 9
     assert {"Pipeline", "PipelineRun", "StepAction", "Secret"} <= set(kinds)
     # `kubectl apply -f tekton/` must not create runs or overwrite a real Secret: those live in
     # tekton/examples/ (apply -f is not recursive).
@@ -565,7 +565,7 @@ def test_wrapper_deadline_ends_before_every_step_timeout() -> None:
             )
             assert needed <= parse_duration(step["timeout"]), f"{name}: {options} vs {step['timeout']}"
             checked += 1
-    assert checked == 7
+    assert checked == 9
 
 
 def _identity_forms(task: Doc) -> set[str]:

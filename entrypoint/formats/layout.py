@@ -5,6 +5,7 @@
 <prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
 <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
 <prefix>/_logs/<id>/<chunk>.log                               (the library's Logger, by default)
+<LOGS_PATH>/<namespace>/<result>/<taskrun-uid>/step-<step>.log (--tekton-results-logs: plain text)
 
 ``_logs`` cannot be a PipelineRun's name (Kubernetes names start with a letter or digit), so
 the reader tells the library's logs from pipeline runs. Loggers before 0.2 wrote to
@@ -177,6 +178,25 @@ class Layout(_Names):
     def step_object_key(self, suffix: str) -> str:
         """``<step>-<suffix>`` next to the log archive (one of ``STEP_OBJECTS``)."""
         return f"{self.task_prefix}{step_object_name(self.step, suffix)}"
+
+
+def results_log_key(logs_path: str, namespace: str, result: str, record: str, step: str) -> str:
+    """Tekton Results' blob log of one step: ``<LOGS_PATH>/<namespace>/<result>/<record>/step-<step>.log``.
+
+    Results' blob reader (``LOGS_TYPE=blob``) lists ``LOGS_PATH/<parent>/<result>/<record>/``
+    (parent: the namespace; record: the TaskRun's UID) and concatenates every object under it.
+    ``logs_path`` is ``LOGS_PATH`` without its leading ``/``. ValueError names a bad component.
+    """
+    parts = [p for p in logs_path.strip("/").split("/") if p]
+    for part in parts:
+        check_name("Tekton Results logs path segment", part)
+    names = [
+        check_name("namespace", namespace),
+        check_name("Tekton Results result", result),
+        check_name("TaskRun UID", record),
+        check_name("step log name", f"step-{step}.log"),
+    ]
+    return "/".join([*parts, *names])
 
 
 def library_log_prefix(key_prefix: str, log_id: str) -> str:

@@ -53,6 +53,41 @@ OPTIONS: tuple[Option, ...] = (
         help="Downward-API labels file read when the names are not given.",
     ),
     _opt(
+        "--pod-annotations",
+        env=["OBJECTSTORE_POD_ANNOTATIONS"],
+        default="/etc/podinfo/annotations",
+        show_default=True,
+        metavar="FILE",
+        help="Downward-API annotations file (read with --tekton-results-logs).",
+    ),
+    _opt(
+        "--tekton-results-logs",
+        env=["OBJECTSTORE_TEKTON_RESULTS_LOGS"],
+        metavar="PREFIX",
+        help="At the end, also store the whole log as plain text for Tekton Results' blob log reader: "
+        "PREFIX/<namespace>/<result>/<taskrun-uid>/step-<step>.log (PREFIX: Results' LOGS_PATH). "
+        "[default: off]",
+    ),
+    _opt(
+        "--namespace",
+        env=["OBJECTSTORE_NAMESPACE", "POD_NAMESPACE"],
+        metavar="NAME",
+        help="The pod's namespace, for --tekton-results-logs. [default: the service account's]",
+    ),
+    _opt(
+        "--tekton-results-result",
+        env=["OBJECTSTORE_TEKTON_RESULTS_RESULT"],
+        metavar="NAME",
+        help="The Tekton Results result name, for --tekton-results-logs. [default: from the pod's "
+        "annotations and labels]",
+    ),
+    _opt(
+        "--taskrun-uid",
+        env=["OBJECTSTORE_TASKRUN_UID"],
+        metavar="UID",
+        help="The TaskRun's UID, for --tekton-results-logs. [default: the tekton.dev/taskRunUID label]",
+    ),
+    _opt(
         "--step",
         env=["OBJECTSTORE_STEP"],
         default="main",
@@ -82,6 +117,13 @@ OPTIONS: tuple[Option, ...] = (
         help="Write the stored results as Tekton artifact outputs (uri, sha256 digest) to PATH "
         "($(step.artifacts.path)), and the --fetch-result ones as inputs, merged with what COMMAND "
         "wrote there. [default: off]",
+    ),
+    _opt(
+        "--chains-outputs",
+        env=["OBJECTSTORE_CHAINS_OUTPUTS"],
+        is_flag=True,
+        help="After storing the results, write for each stored result R the result R-ARTIFACT_OUTPUTS "
+        "(uri, sha256 digest) that Tekton Chains reads, and R-ARTIFACT_INPUTS for each fetched one.",
     ),
     _opt(
         "--offload-results-over",

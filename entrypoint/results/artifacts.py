@@ -1,5 +1,5 @@
-"""After the results are stored: Tekton artifacts provenance, offloading oversized results, and
-the warning about Tekton's 4096-byte limit.
+"""After the results are stored: Tekton artifacts provenance, Tekton Chains' type-hinted results
+(``chains.py``), offloading oversized results, and the warning about Tekton's 4096-byte limit.
 
 - ``--artifacts-file``: ``{"outputs":[{"name": R, "values":[{"uri": "s3://B/K", "digest":
   {"sha256": HEX}}]}]}`` (HEX: of the stored object, as in the manifest), and the results
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,8 @@ from typing import Any, Optional
 
 from ..report import Reporter
 from ..settings.step import Config
-from .files import skip_reason
+from .chains import write_chains_results
+from .files import replace_file, skip_reason
 from .queue import Queued
 
 TEKTON_LIMIT = 4096  # bytes of results per container (the termination message)
@@ -65,7 +65,7 @@ def offload(queued: list[Queued], bucket: str, over: int, step: str, reporter: R
             continue
         target = uri(bucket, q.job.key)
         try:
-            _replace(q.directory / q.result.name, target.encode())
+            replace_file(q.directory / q.result.name, target.encode())
         except OSError as exc:
             reporter.warn(f"result {name!r} not offloaded: cannot rewrite it ({exc.strerror or exc})")
             continue
@@ -74,22 +74,6 @@ def offload(queued: list[Queued], bucket: str, over: int, step: str, reporter: R
         names = ", ".join(f"{o.name} ({o.size} bytes)" for o in done)
         reporter.info(f"offloaded {len(done)} result(s) to the store, Tekton sees their URI: {names}")
     return done
-
-
-def _replace(path: Path, data: bytes) -> None:
-    """Write ``data`` to a new file and rename it over ``path`` (a symlink is replaced, not followed)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def sizes(dirs: list[tuple[Path, str]]) -> list[tuple[str, int]]:
@@ -188,7 +172,7 @@ def write_provenance(
     data = json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _replace(path, data)
+        replace_file(path, data)
     except OSError as exc:
         reporter.warn(f"--artifacts-file {path}: cannot write it ({exc.strerror or exc})")
         return None
@@ -204,6 +188,8 @@ def tekton_outputs(
     offloaded: list[Offloaded] = []
     if cfg.offload_results_over is not None:
         offloaded = offload(queued, cfg.store.bucket, cfg.offload_results_over, step, reporter)
+    if cfg.chains_outputs:  # before the sizes: they count toward Tekton's limit
+        write_chains_results(queued, cfg.store.bucket, cfg.results_dir, inputs, reporter)
     dirs = [(cfg.results_dir, "")]
     if cfg.step_results_dir is not None:
         dirs.append((cfg.step_results_dir, f"{step}/"))

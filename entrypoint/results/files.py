@@ -1,5 +1,8 @@
 """Tekton results: each regular file of the results directory becomes ``<result>.tgz``.
 
+Files named ``*-ARTIFACT_OUTPUTS``/``*-ARTIFACT_INPUTS`` (Tekton Chains' type hints, written by
+``--chains-outputs``) are left out: they point at stored objects and are no results of their own.
+
 Files are opened with O_NOFOLLOW and checked to be regular *after* opening, so nothing swapped in
 between is read. A symlink is followed only to a regular file in the results directory itself.
 """
@@ -8,6 +11,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +19,14 @@ from ..formats import archive
 from ..formats.layout import name_problem
 from ..report import Reporter
 from ..store.payload import Payload
+
+# Tekton Chains' type-hinted results (``--chains-outputs``): Tekton results, never archived as results.
+CHAINS_OUTPUTS = "-ARTIFACT_OUTPUTS"
+CHAINS_INPUTS = "-ARTIFACT_INPUTS"
+
+
+def is_chains_hint(name: str) -> bool:
+    return name.endswith((CHAINS_OUTPUTS, CHAINS_INPUTS))
 
 
 @dataclass(frozen=True)
@@ -40,6 +52,8 @@ def scan(results_dir: Path, reporter: Reporter) -> tuple[list[ResultFile], list[
         raise UnreadableResults(f"results dir {results_dir} cannot be read: {exc.strerror}") from None
     real_dir = os.path.realpath(results_dir)
     for entry in entries:
+        if is_chains_hint(entry.name):
+            continue  # pointers to stored objects (maybe an earlier step's), not results to store
         reason = skip_reason(entry, real_dir)
         if reason:
             reporter.warn(f"result {entry.name!r} skipped: {reason}")
@@ -85,3 +99,19 @@ def archive_result(result: ResultFile, out_path: Path, mtime: float | None = Non
     finally:
         os.close(fd)
     return Payload.of(out_path)
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file and rename it over ``path`` (a symlink is replaced, not followed)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -13,9 +13,9 @@ from typing import Any, NamedTuple, Optional
 
 from ..formats.layout import KeysTooLong, Layout, name_problem
 from .environment import kfp_endpoint, no_endpoint_problem
+from .podinfo import DEFAULT_POD_LABELS, read_downward, tekton_results_log_key
 from .store import ConfigError, StoreConfig, build_store_config, check_bucket_for, ranged_option
 
-DEFAULT_POD_LABELS = "/etc/podinfo/labels"
 DEFAULT_SPOOL_LIMIT = 1024**3
 PREFLIGHT_MODES = ("off", "warn", "strict")
 TEKTON_TIMEOUT_MODES = ("auto", "off")
@@ -23,7 +23,6 @@ DEFAULT_FAST_FLUSH_AT = 0.9
 DEFAULT_CGROUP_ROOT = Path("/sys/fs/cgroup")
 TEKTON_TERMINATION = Path("/tekton/termination")  # Tekton's terminationMessagePath for steps
 TEKTON_RUN = Path("/tekton/run")  # mounted into every Tekton step
-LABELS_LIMIT = 1024 * 1024  # the downward-API labels file (Kubernetes caps labels far below)
 
 
 class Config(NamedTuple):
@@ -55,6 +54,8 @@ class Config(NamedTuple):
     fast_flush_at: float = DEFAULT_FAST_FLUSH_AT  # fraction of the memory limit: flush every second
     cgroup_root: Path = DEFAULT_CGROUP_ROOT  # the cgroup filesystem (memory limit, OOM kills)
     termination_log: Optional[Path] = None  # where an OOM kill is written for Tekton's message
+    results_log_key: Optional[str] = None  # --tekton-results-logs: the plain-text log's key
+    chains_outputs: bool = False  # --chains-outputs: write R-ARTIFACT_OUTPUTS/INPUTS results
 
 
 class FetchSpec(NamedTuple):
@@ -75,28 +76,7 @@ class FetchSpec(NamedTuple):
 
 def read_pod_labels(path: Path) -> dict[str, str]:
     """Parse a downward-API labels file (lines ``key="value"``). Missing file: no labels."""
-    from .files import read_small_file
-
-    try:
-        text = read_small_file(path, "--pod-labels", LABELS_LIMIT).decode("utf-8", "replace")
-    except FileNotFoundError:
-        return {}
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    labels: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, raw = line.partition("=")
-        if not sep:
-            continue
-        raw = raw.strip()
-        try:
-            import json
-
-            value = json.loads(raw) if raw.startswith('"') else raw
-        except ValueError:
-            value = raw.strip('"')
-        labels[key.strip()] = str(value)
-    return labels
+    return read_downward(path, "--pod-labels")
 
 
 def resolve_identity(
@@ -195,6 +175,8 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         fast_flush_at=fast_flush_at(values.get("fast_flush_at")),
         cgroup_root=Path(values.get("cgroup_root") or DEFAULT_CGROUP_ROOT),
         termination_log=termination_log(values.get("termination_log")),
+        results_log_key=tekton_results_log_key(values, step),
+        chains_outputs=bool(values.get("chains_outputs")),
     )
 
 

@@ -21,6 +21,8 @@ class LogArchiver:
 
     At the end the archive is gzip(tar header) + the members + gzip(tar trailer): the tar header
     needs the log's total size, which is only known then, and costs nothing to compress late.
+    The members, decompressed one after another, are the log itself: ``plain()`` is the archive's
+    member as a payload of its own (the plain-text log for Tekton Results).
     """
 
     def __init__(self, directory: Path, member_name: str, budget: Optional[SpoolBudget] = None) -> None:
@@ -35,6 +37,9 @@ class LogArchiver:
             self._error = exc
         # each chunk's member is also read on its own (``GzipMember``) by a later upload
         self._queue: queue.Queue[Optional[Chunk]] = queue.Queue()
+        self._parts: list[GzipMember] = []  # every member, in log order (``plain()``)
+        self._finish_lock = threading.Lock()
+        self._finished = False
         self._thread = threading.Thread(target=self._work, name="log-archiver", daemon=True)
         self._thread.start()
 
@@ -59,6 +64,7 @@ class LogArchiver:
                     finally:
                         os.close(fd)
                     out.flush()  # uploads read the member through a file of their own
+                    self._parts.append(GzipMember(self.members, offset, out.tell() - offset, size))
                     if size == chunk.size:
                         member = GzipMember(self.members, offset, out.tell() - offset, size)
             except OSError as exc:
@@ -70,14 +76,26 @@ class LogArchiver:
             if member is not None:  # at most one chunk is both compressed and raw (held by its upload)
                 chunk.wait_unheld(HOLD_WAIT)
 
-    def finish(self, total: int, mtime: float) -> Payload:
-        """Wait for the queued chunks, then describe the whole archive (called in a worker)."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._out is not None:
-            self._out.close()
+    def _complete(self) -> None:
+        """Wait for the queued chunks (once; both payloads below may ask, from two workers)."""
+        with self._finish_lock:
+            if not self._finished:
+                self._queue.put(None)
+                self._thread.join()
+                if self._out is not None:
+                    self._out.close()
+                self._finished = True
         if self._error is not None:
             raise self._error
+
+    def plain(self) -> Payload:
+        """The whole log, uncompressed: byte for byte the member of ``finish()``'s archive."""
+        self._complete()
+        return Payload.of(*self._parts)
+
+    def finish(self, total: int, mtime: float) -> Payload:
+        """Wait for the queued chunks, then describe the whole archive (called in a worker)."""
+        self._complete()
         header = archive.gzip_member(archive.tar_header(self.member_name, total, mtime))
         trailer = archive.gzip_member(archive.tar_trailer(total))
         return Payload.of(header, self.members, trailer)

@@ -170,6 +170,15 @@ class FinalFlush:
                 kind="log",
             )
         )
+        if cfg.results_log_key is not None:  # --tekton-results-logs: the same bytes, plain, once
+            self.uploader.submit(
+                Job(
+                    key=cfg.results_log_key,
+                    build=self.archiver.plain,
+                    content_type="text/plain; charset=utf-8",
+                    kind="results-log",
+                )
+            )
         self._wait(self.uploader.jobs(), deadlines.objects)
         self.uploader.abandon()  # what is not stored now is reported missing: no more attempts
         offloaded = artifacts.tekton_outputs(cfg, queued, self.reporter, self.inputs)
