@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterable
 
 MASK = "***"
 _MIN_LENGTH = 4  # shorter values would blank out ordinary words
@@ -38,7 +39,20 @@ def add(value: str | bytes | None) -> None:
 
 def redact(text: str) -> str:
     """``text`` with every registered secret, and secret-looking URL parameters, replaced."""
-    for secret in _secrets:
+    return _mask(text, _secrets)
+
+
+def scrub(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each of ``secrets`` (not the registered ones) replaced, by the same rules.
+
+    For the library, whose secrets belong to one ``ObjectStoreConfig`` rather than the process.
+    """
+    values = {s.strip() for s in secrets if s and len(s.strip()) >= _MIN_LENGTH}
+    return _mask(text, tuple(sorted(values, key=len, reverse=True)))
+
+
+def _mask(text: str, secrets: tuple[str, ...]) -> str:
+    for secret in secrets:  # longest first
         if secret in text:
             text = text.replace(secret, MASK)
     return _QUERY_SECRET.sub(rf"\g<1>{MASK}", text)

@@ -552,6 +552,14 @@ def test_redaction_of_registered_secrets_and_url_parameters() -> None:
     assert redact.redact(text) == "x *** y https://h/?Action=A&WebIdentityToken=***&X-Amz-Security-Token=*** abc"
 
 
+def test_the_library_masks_its_config_secrets_by_the_same_rules() -> None:
+    from entrypoint.library.errors import redact as library_redact
+
+    line = library_redact("key wJalrXUtnFEMI, url ?X-Amz-Signature=abc123&x=1, short ab", ["wJalrXUtnFEMI", "ab"])
+    assert line == "key ***, url ?X-Amz-Signature=***&x=1, short ab"
+    assert library_redact("wJalrXUtnFEMI", []) == "wJalrXUtnFEMI"
+
+
 def test_config_keeps_file_secrets_out_of_reprs(tmp_path: Path) -> None:
     values = {
         "endpoint": "http://127.0.0.1:9",

@@ -1,6 +1,6 @@
 import pytest
 
-from entrypoint.formats.layout import Layout, name_problem
+from entrypoint.formats.layout import STEP_OBJECTS, Layout, chunk_dir, name_problem, result_of, step_of
 
 
 def test_keys() -> None:
@@ -33,3 +33,26 @@ def test_bad_names_rejected(bad: str) -> None:
 @pytest.mark.parametrize("good", ["model", "accuracy.json", "résumé", "模型", "a-b_c.d", "..x", "x.."])
 def test_good_names_accepted(good: str) -> None:
     assert name_problem(good) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "step", "result"),
+    [
+        ("build-log.tgz", "build", None),
+        ("build-summary.json", "build", None),
+        ("my-step-manifest.json", "my-step", None),
+        ("digest.tgz", None, "digest"),
+        ("log.tgz", None, "log"),  # a result called "log", not a step with no name
+        ("-log.tgz", None, "-log"),
+        ("notes.txt", None, None),
+    ],
+)
+def test_the_reader_parses_names_with_the_writers_words(name: str, step: str | None, result: str | None) -> None:
+    assert step_of(name) == step
+    assert result_of(name) == result
+    layout = Layout("p", "run", "task", step or "s")
+    if step is not None:
+        assert layout.task_prefix + name in {layout.step_object_key(w) for w in STEP_OBJECTS}
+    if result is not None and name_problem(result) is None:
+        assert layout.result_key(result) == layout.task_prefix + name
+    assert layout.chunk_prefix() == layout.task_prefix + chunk_dir(layout.step)

@@ -24,6 +24,40 @@ LIBRARY_LOGS = "_logs"
 OLD_LIBRARY_LOGS = "logs"  # read, never written
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+# A step's own objects, named relative to its task's prefix (the reader parses with the same words).
+LOG_ARCHIVE = "log.tgz"  # <step>-log.tgz
+SUMMARY = "summary.json"  # <step>-summary.json
+MANIFEST = "manifest.json"  # <step>-manifest.json, stored last
+STEP_OBJECTS = (LOG_ARCHIVE, SUMMARY, MANIFEST)
+RESULT_EXT = ".tgz"
+CHUNKS = "logs"  # logs/<step>/<chunk>.log
+
+
+def step_object_name(step: str, what: str) -> str:
+    """``<step>-<what>``: one of ``STEP_OBJECTS``, relative to the task prefix."""
+    return f"{step}-{what}"
+
+
+def chunk_dir(step: str) -> str:
+    """``logs/<step>/``, relative to the task prefix."""
+    return f"{CHUNKS}/{step}/"
+
+
+def step_of(name: str) -> str | None:
+    """The step a task-level object name belongs to (``build-log.tgz`` -> ``build``), or None."""
+    for what in STEP_OBJECTS:
+        suffix = f"-{what}"
+        if name.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return None
+
+
+def result_of(name: str) -> str | None:
+    """The result a task-level object name holds (``digest.tgz`` -> ``digest``), or None."""
+    if name.endswith(RESULT_EXT) and step_of(name) is None and len(name) > len(RESULT_EXT):
+        return name[: -len(RESULT_EXT)]
+    return None
+
 
 def name_problem(value: str) -> str | None:
     """Why ``value`` cannot be one component of an object key, or None when it can."""
@@ -94,24 +128,24 @@ class Layout(_Names):
         return "/".join([*parts, self.pipelinerun, self.pipelinetask]) + "/"
 
     def result_key(self, result: str) -> str:
-        return f"{self.task_prefix}{check_name('result', result)}.tgz"
+        return f"{self.task_prefix}{check_name('result', result)}{RESULT_EXT}"
 
     def step_result_key(self, result: str) -> str:
         """A Tekton step result: ``<step>/<result>.tgz`` under the task."""
-        return f"{self.task_prefix}{self.step}/{check_name('result', result)}.tgz"
+        return f"{self.task_prefix}{self.step}/{check_name('result', result)}{RESULT_EXT}"
 
     def log_archive_key(self) -> str:
-        return f"{self.task_prefix}{self.step}-log.tgz"
+        return self.step_object_key(LOG_ARCHIVE)
 
     def chunk_prefix(self) -> str:
-        return f"{self.task_prefix}logs/{self.step}/"
+        return f"{self.task_prefix}{chunk_dir(self.step)}"
 
     def chunk_key(self, seq: int) -> str:
         return f"{self.chunk_prefix()}{seq:0{CHUNK_DIGITS}d}.log"
 
     def step_object_key(self, suffix: str) -> str:
-        """``<step>-<suffix>`` next to the log archive (summary.json, manifest.json)."""
-        return f"{self.task_prefix}{self.step}-{suffix}"
+        """``<step>-<suffix>`` next to the log archive (one of ``STEP_OBJECTS``)."""
+        return f"{self.task_prefix}{step_object_name(self.step, suffix)}"
 
 
 def results_log_key(logs_path: str, namespace: str, result: str, record: str, step: str) -> str:

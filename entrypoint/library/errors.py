@@ -1,10 +1,12 @@
-"""The library's exceptions, and the scrubbing that keeps secrets out of their messages."""
+"""The library's exceptions; their messages pass through the one redactor (``entrypoint.redact``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-MASK = "***"
+from ..redact import MASK, scrub
+
+__all__ = ["MASK", "ObjectStoreConfigError", "ObjectStoreError", "redact"]
 
 
 class ObjectStoreError(Exception):
@@ -25,7 +27,5 @@ class ObjectStoreConfigError(ObjectStoreError, ValueError):
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every occurrence of each (non-trivial) secret replaced by ``***``."""
-    for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):
-        text = text.replace(secret, MASK)
-    return text
+    """``text`` with every occurrence of each secret of a config replaced by ``***``."""
+    return scrub(text, secrets)

@@ -7,7 +7,7 @@ import time
 from ..report import Reporter
 from ..store import Retry, Store, Stored, StoreError, once, open_store
 from ..store.payload import Payload
-from ..transfer.retry import RetryPolicy
+from ..transfer.retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
 from .config import ObjectStoreConfig
 from .errors import ObjectStoreError, redact
 
@@ -26,19 +26,15 @@ def open_for(cfg: ObjectStoreConfig) -> Store:
 
 def prepare(store: Store, cfg: ObjectStoreConfig, timeout: float) -> None:
     """Check (and create, if configured) the bucket; retry transient errors for ``timeout`` s."""
-    policy = RetryPolicy()
-    deadline = time.monotonic() + timeout
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            store.prepare()
-            return
-        except StoreError as exc:
-            delay = policy.delay(attempt)
-            if not exc.transient or time.monotonic() + delay > deadline:
-                raise failure(f"cannot use {store.describe()}", exc, cfg) from None
-            time.sleep(delay)
+    backoff = Backoff()
+    backoff.set_deadline(time.monotonic() + timeout)
+    attempts = Attempts(backoff, RetryPolicy(), SilentReporter())
+    try:
+        attempts(store.prepare, f"checking {store.describe()}")
+    except DeadlinePassed as exc:
+        raise failure(f"cannot use {store.describe()}", exc.last or exc, cfg) from None
+    except StoreError as exc:
+        raise failure(f"cannot use {store.describe()}", exc, cfg) from None
 
 
 def failure(what: str, exc: StoreError, cfg: ObjectStoreConfig) -> ObjectStoreError:

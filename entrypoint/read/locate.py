@@ -12,7 +12,19 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from ..formats.layout import LIBRARY_LOGS, OLD_LIBRARY_LOGS, chunk_seq, name_problem
+from ..formats.layout import (
+    CHUNKS,
+    LIBRARY_LOGS,
+    MANIFEST,
+    OLD_LIBRARY_LOGS,
+    SUMMARY,
+    chunk_dir,
+    chunk_seq,
+    name_problem,
+    result_of,
+    step_object_name,
+    step_of,
+)
 from ..store import ObjectInfo, ReadableStore, StoreError
 from .console import Console
 from .errors import NOT_FOUND, USAGE, ReadError, from_store_error
@@ -166,18 +178,14 @@ class TaskView:
         return self.files().get(name)
 
     def results(self) -> list[str]:
-        return sorted(n[:-4] for n in self.files() if n.endswith(".tgz") and not n.endswith("-log.tgz"))
+        return sorted(r for r in map(result_of, self.files()) if r is not None)
 
     def chunk_prefix(self, step: str) -> str:
-        return f"{self.prefix}logs/{step}/"
+        return f"{self.prefix}{chunk_dir(step)}"
 
     def steps(self) -> list[str]:
-        found = set()
-        for name in self.files():
-            for suffix in ("-log.tgz", "-summary.json", "-manifest.json"):
-                if name.endswith(suffix) and len(name) > len(suffix):
-                    found.add(name[: -len(suffix)])
-        logs = f"{self.prefix}logs/"
+        found = {step for step in map(step_of, self.files()) if step is not None}
+        logs = f"{self.prefix}{CHUNKS}/"
         if any(o.is_prefix and o.key == logs for o in self.top):
             found.update(o.key[len(logs) :].rstrip("/") for o in self.reader.listing(logs) if o.is_prefix)
         return sorted(found)
@@ -186,7 +194,7 @@ class TaskView:
         if self._manifests is None:
             manifests = Manifests()
             for name, info in sorted(self.files().items()):
-                if name.endswith("-manifest.json"):
+                if name.endswith(f"-{MANIFEST}") and step_of(name) is not None:
                     manifests.add(info.key, self.reader.read_small(info), self.prefix)
             for problem in manifests.problems:
                 self.reader.console.warn(problem)
@@ -195,7 +203,7 @@ class TaskView:
 
     def summary(self, step: str) -> Optional[dict[str, Any]]:
         """The step's ``<step>-summary.json``, or None (absent or unreadable: warned)."""
-        info = self.file(f"{step}-summary.json")
+        info = self.file(step_object_name(step, SUMMARY))
         if info is None:
             return None
         try:

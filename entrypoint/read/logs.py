@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
+from ..formats.layout import LOG_ARCHIVE, MANIFEST, SUMMARY, step_object_name
 from ..formats.layout import chunk_seq as layout_chunk_seq
 from ..store import ObjectInfo
 from ..units import format_duration
@@ -161,8 +162,8 @@ class Follow:
                 view.refresh()
             first = False
             files = view.files()
-            archive = files.get(f"{step}-log.tgz")
-            ended = archive is not None or f"{step}-manifest.json" in files
+            archive = files.get(step_object_name(step, LOG_ARCHIVE))
+            ended = archive is not None or step_object_name(step, MANIFEST) in files
             if archive is not None:
                 break  # the archive has everything: print what the chunks have not yet
             chunks = chunks_of(self.reader, view, step, last_key)
@@ -216,11 +217,12 @@ class Follow:
         step = self.step
         deadline = self.clock() + self.summary_wait
         said = False
-        while view.file(f"{step}-summary.json") is None and view.file(f"{step}-manifest.json") is None:
+        summary_name, manifest_name = step_object_name(step, SUMMARY), step_object_name(step, MANIFEST)
+        while view.file(summary_name) is None and view.file(manifest_name) is None:
             if self.clock() >= deadline:
                 break
             if not said:
-                self.reader.console.note_tty(f"log complete; waiting for {step}-summary.json (the exit code)")
+                self.reader.console.note_tty(f"log complete; waiting for {summary_name} (the exit code)")
                 said = True
             self.sleep(max(0.0, min(self.interval, deadline - self.clock())))
             view.refresh()

@@ -1,14 +1,19 @@
-"""Bounded retries of store calls: transient errors only, exponential backoff with jitter."""
+"""Bounded retries of store calls for the reader: a count of attempts, the one backoff policy.
+
+The delays come from ``transfer.retry.RetryPolicy`` (full jitter, capped), as the wrapper's
+uploads do; the reader differs only in what bounds the retries (a count, ``--retries``, rather
+than a flush deadline) and in saying each retry on stderr.
+"""
 
 from __future__ import annotations
 
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from ..store import StoreError
+from ..transfer.retry import RetryPolicy
 from .errors import from_store_error
 
 T = TypeVar("T")
@@ -20,15 +25,9 @@ class Retry:
 
     where: str  # the store, for messages
     retries: int = 4
-    base: float = 0.5
-    cap: float = 5.0
     notify: Callable[[str], None] = lambda _message: None
     sleep: Callable[[float], None] = time.sleep
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay(self, attempt: int) -> float:
-        top = min(self.cap, self.base * 2 ** min(attempt - 1, 30))
-        return self.rng.uniform(top / 2, top)
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
 
     def backoff(self, what: str, exc: StoreError, attempt: int) -> None:
         """After failed attempt number ``attempt``: wait, or raise when the budget is spent."""
@@ -36,7 +35,7 @@ class Retry:
             raise exc
         if attempt > self.retries:
             raise from_store_error(exc, self.where, attempt) from None
-        delay = self.delay(attempt)
+        delay = self.policy.delay(attempt, exc)
         self.notify(f"{what}: {exc}; retrying in {delay:.1f}s ({attempt}/{self.retries})")
         self.sleep(delay)
 

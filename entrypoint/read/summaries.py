@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional, TextIO
 
+from ..formats.layout import RESULT_EXT, STEP_OBJECTS, chunk_dir, step_object_name
 from ..store import ObjectInfo
 from ..units import format_size
 from .locate import Reader, TaskView
@@ -27,14 +28,14 @@ def step_row(view: TaskView, step: str, steps: list[str], objects: list[ObjectIn
     summary = view.summary(step)
     files = view.files()
     own = [
-        f"{view.prefix}logs/{step}/",
-        *(f"{view.prefix}{step}-{s}" for s in ("log.tgz", "summary.json", "manifest.json")),
+        f"{view.prefix}{chunk_dir(step)}",
+        *(f"{view.prefix}{step_object_name(step, s)}" for s in STEP_OBJECTS),
     ]
     results = (summary or {}).get("results")
     if isinstance(results, list):
-        own += [f"{view.prefix}{r}.tgz" for r in results if isinstance(r, str)]
+        own += [f"{view.prefix}{r}{RESULT_EXT}" for r in results if isinstance(r, str)]
     elif len(steps) == 1:  # a single step: the task's results are its results
-        own += [f"{view.prefix}{r}.tgz" for r in view.results()]
+        own += [f"{view.prefix}{r}{RESULT_EXT}" for r in view.results()]
     stored = sum(o.size for o in objects if any(o.key.startswith(k) for k in own))
     code = (summary or {}).get("exit_code")
     if summary is None:

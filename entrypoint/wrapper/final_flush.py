@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Optional, Protocol
 
+from ..formats.layout import MANIFEST, SUMMARY
 from ..formats.manifest import LogAccount, Manifest
 from ..report import Reporter
 from ..results import artifacts
@@ -140,7 +141,7 @@ class FinalFlush:
         summary = self._summary(ended, outcome, account, found, not_uploaded, queued, offloads)
         if not self.aborted:
             data = json.dumps(summary.to_dict(), indent=2).encode() + b"\n"
-            summary_job = self._store_last("summary.json", data, deadlines.summary(), deadlines.summary())
+            summary_job = self._store_last(SUMMARY, data, deadlines.summary(), deadlines.summary())
             if not summary_job.stored:
                 outcome.missing.append(summary_job)
             manifest = Manifest(
@@ -149,7 +150,7 @@ class FinalFlush:
             entries = [j.entry() for j in self.uploader.jobs()]
             self.manifest = manifest.to_dict(entries)
             manifest_job = self._store_last(
-                "manifest.json", manifest.encode(entries), deadlines.end(), deadlines.end()
+                MANIFEST, manifest.encode(entries), deadlines.end(), deadlines.end()
             )
             if not manifest_job.stored:
                 outcome.missing.append(manifest_job)
