@@ -38,7 +38,8 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
     """Run COMMAND with the parsed option values; ``on_command_line``: options given as flags."""
     from .wrapper.cgroup import locate
     from .wrapper.hardening import protect
-    from .wrapper.supervisor import Supervisor, policy_of, start
+    from .wrapper.policy import policy_of
+    from .wrapper.supervisor import Supervisor, start
 
     _warn_unknown_variables(bool(values.get("debug")))
     cfg = build_config(values, command)

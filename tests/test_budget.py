@@ -180,7 +180,7 @@ def test_default_budget_is_consistent_with_kubernetes_grace() -> None:
     leaving the flush 14 s (1 s kept to exit), a third of it (at most 10 s) for summary and manifest."""
     from entrypoint.settings.step import Config
     from entrypoint.wrapper.final_flush import EXIT_MARGIN, Deadlines
-    from entrypoint.wrapper.supervisor import DEFAULT_POLICY
+    from entrypoint.wrapper.policy import DEFAULT_POLICY
 
     class Sup:
         terminated_at = 100.0

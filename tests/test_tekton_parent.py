@@ -25,7 +25,7 @@ from entrypoint.settings.tekton import (
     plan,
 )
 from entrypoint.wrapper.final_flush import Deadlines
-from entrypoint.wrapper.supervisor import policy_of
+from entrypoint.wrapper.policy import policy_of
 
 # What pkg/pod/entrypoint.go gives the second step of a Task with a step timeout.
 CONTROLLER_ARGV = [
@@ -185,8 +185,8 @@ def test_the_final_flush_ends_before_the_step_timeouts_sigkill() -> None:
     deadline = plan(20, elapsed=0.0, now=100.0, kill_after=20)
     flush = Deadlines(116.5, flush_timeout=300, grace=30, sup=NoSignals(), hard_end=deadline.flush_end)
     assert flush.end() == pytest.approx(119.0)  # the exit margin before D, not 300 s later
-    assert flush.reserve == pytest.approx(0.25)  # a tenth of what is left, for summary and manifest
-    assert flush.objects() == pytest.approx(118.75)
+    assert flush.reserve() == pytest.approx(2.5 / 3)  # a third of what is left, for summary and manifest
+    assert flush.objects() == pytest.approx(119.0 - 2.5 / 3)
     assert Deadlines(116.5, 300, 30, NoSignals()).end() == pytest.approx(416.5)  # no step timeout
 
 

@@ -15,6 +15,12 @@ from .table import env_option as _opt
 CONTEXT = {"allow_interspersed_args": False, "help_option_names": ["-h", "--help"], "max_content_width": 100}
 SECRETS = ("secret_key", "session_token")  # warned about when given as flags (visible to ps)
 
+# The defaults of the termination budget, written once: the table below shows them, settings/step.py
+# falls back on them, the supervisor's Policy starts from them (README: "The termination budget").
+FLUSH_TIMEOUT = 300.0  # --flush-timeout
+TERMINATION_GRACE = 30.0  # --termination-grace: Kubernetes' terminationGracePeriodSeconds default
+KILL_AFTER_SHARE = 0.5  # --kill-after: this share of the grace; the rest is the final flush's
+
 EPILOG = """\b
 Exit codes:
   COMMAND's own exit code, or 128+N when COMMAND was killed by signal N
@@ -196,7 +202,7 @@ OPTIONS: tuple[Option, ...] = (
         env=["OBJECTSTORE_FLUSH_TIMEOUT"],
         type="duration",
         limits=("1ms", "24h"),
-        default="5m",
+        default=f"{FLUSH_TIMEOUT / 60:g}m",
         show_default=True,
         help="Longest time to keep uploading after COMMAND exits.",
     ),
@@ -263,14 +269,15 @@ OPTIONS: tuple[Option, ...] = (
         type="duration",
         limits=("1ms", "24h"),
         help="SIGKILL COMMAND's process group this long after a SIGTERM if it is still running "
-        "[default: half of --termination-grace, 15s]; the rest of the grace is the final flush's.",
+        f"[default: half of --termination-grace, {TERMINATION_GRACE * KILL_AFTER_SHARE:g}s]; "
+        "the rest of the grace is the final flush's.",
     ),
     _opt(
         "--termination-grace",
         env=["OBJECTSTORE_TERMINATION_GRACE"],
         type="duration",
         limits=("1ms", "24h"),
-        default="30s",
+        default=f"{TERMINATION_GRACE:g}s",
         show_default=True,
         help="After a SIGTERM, finish the final flush within this (the pod's terminationGracePeriodSeconds).",
     ),

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Optional
 
 from ..formats.layout import KeysTooLong, Layout, name_problem
+from ..options.wrapper import FLUSH_TIMEOUT, KILL_AFTER_SHARE, TERMINATION_GRACE
 from .environment import kfp_endpoint, no_endpoint_problem
 from .podinfo import DEFAULT_POD_LABELS, read_downward, tekton_results_log_key
 from .store import ConfigError, StoreConfig, build_store_config, check_bucket_for, ranged_option
@@ -33,10 +34,10 @@ class Config(NamedTuple):
     log_chunk_size: int
     log_flush_interval: float
     spool_dir: Optional[Path]
-    flush_timeout: float = 300.0
+    flush_timeout: float = FLUSH_TIMEOUT
     timeout: Optional[float] = None
-    kill_after: float = 15.0  # half of termination_grace unless given
-    termination_grace: float = 30.0
+    kill_after: float = TERMINATION_GRACE * KILL_AFTER_SHARE  # a share of termination_grace unless given
+    termination_grace: float = TERMINATION_GRACE
     signal_child_only: bool = False
     quiet: bool = False
     debug: bool = False
@@ -145,7 +146,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
     preflight = str(values.get("preflight") or "warn").lower()
     if preflight not in PREFLIGHT_MODES:
         raise ConfigError(f"--preflight: {preflight!r} is not one of off, warn, strict")
-    grace = ranged_option(values, "termination_grace", 30.0)
+    grace = ranged_option(values, "termination_grace", TERMINATION_GRACE)
     return Config(
         command=tuple(command),
         store=store,
@@ -154,9 +155,9 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         log_chunk_size=chunk,
         log_flush_interval=interval,
         spool_dir=Path(spool) if spool else None,
-        flush_timeout=ranged_option(values, "flush_timeout", 300.0),
+        flush_timeout=ranged_option(values, "flush_timeout", FLUSH_TIMEOUT),
         timeout=ranged_option(values, "timeout", None),
-        kill_after=ranged_option(values, "kill_after", grace / 2),  # the rest is the flush's
+        kill_after=ranged_option(values, "kill_after", grace * KILL_AFTER_SHARE),  # the rest is the flush's
         termination_grace=grace,
         signal_child_only=bool(values.get("signal_child_only")),
         quiet=bool(values.get("quiet")),

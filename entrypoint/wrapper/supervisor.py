@@ -31,11 +31,11 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Optional, Protocol
+from typing import Optional, Protocol
 
 from .. import exitcodes
 from ..report import Reporter
-from ..settings.tekton import TektonDeadline
+from .policy import DEFAULT_POLICY, Policy
 
 READ_SIZE = 1024 * 1024
 PIPE_SIZE = 1024 * 1024
@@ -63,35 +63,6 @@ class Sink(Protocol):
     def write(self, data: memoryview) -> None: ...
     def due(self) -> Optional[float]: ...
     def tick(self, now: float) -> None: ...
-
-
-class Policy(NamedTuple):
-    """How COMMAND is stopped. Durations in seconds; None: never."""
-
-    timeout: Optional[float] = None  # --timeout: SIGTERM COMMAND's group when it passes
-    kill_after: float = 15.0  # --kill-after: SIGKILL the group this long after a SIGTERM
-    signal_child_only: bool = False  # --signal-child-only: forward to COMMAND, not its group
-    leftover_grace: float = 2.0  # leftovers get SIGTERM, then SIGKILL after this
-    drain_grace: float = 1.0  # how long pipes may stay open once every process is gone
-    stop_at: Optional[float] = None  # a time (on the clock) to stop COMMAND at: a Tekton step timeout's
-    timeout_warning: str = ""  # what the warning says when it passes ("": --timeout's)
-
-
-DEFAULT_POLICY = Policy()
-
-
-def policy_of(cfg: Any, tekton: Optional[TektonDeadline] = None) -> Policy:
-    """The stop policy a ``settings.step.Config`` asks for; ``tekton``: the plan for a Tekton step
-    timeout (an explicit ``--timeout`` wins over it)."""
-    policy = Policy(timeout=cfg.timeout, kill_after=cfg.kill_after, signal_child_only=cfg.signal_child_only)
-    if tekton is None or cfg.timeout is not None:
-        return policy
-    before = tekton.ends_at - tekton.stop_at
-    warning = (
-        f"stopping COMMAND {before:.1f}s before the Tekton step timeout ({tekton.step_timeout:g}s) "
-        "SIGKILLs the step, to store its log and results first"
-    )
-    return policy._replace(stop_at=tekton.stop_at, kill_after=tekton.kill_after, timeout_warning=warning)
 
 
 class SpawnError(Exception):
