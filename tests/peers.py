@@ -12,20 +12,21 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pytest
-
 CACHE = Path(os.environ.get("TEKTON_UPLOADER_PEERS") or Path.home() / ".cache" / "tekton-uploader" / "peers")
-BUILD_TIMEOUT = 1800  # a cold MinIO build on two cores takes minutes, not seconds
+BUILD_TIMEOUT = 3600  # a cold MinIO build on two busy cores took over 30 minutes
 
 
 def require_go() -> str:
     go = shutil.which("go") or ("/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
     if go:
         return go
+    import pytest  # here, not above: scripts/test runs this file before the test tools are installed
+
     message = "Go is not installed (needed to build the real peers: https://go.dev/doc/install)"
     if os.environ.get("CI"):
         pytest.fail(message)
@@ -59,23 +60,16 @@ def go_binary(name: str, module: str, version: str, package: str = "") -> Path:
         if install.returncode == 0 and produced:
             produced[0].rename(built)
         else:
-            info = subprocess.run(
-                [go, "mod", "download", "-json", f"{module}@{version}"],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=BUILD_TIMEOUT,
-                check=True,
+            info = _checked(
+                [go, "mod", "download", "-json", f"{module}@{version}"], env, None, name, install.stderr
             )
             source = json.loads(info.stdout)["Dir"]
-            subprocess.run(
+            _checked(
                 [go, "build", "-o", str(built), f"./{package}" if package else "."],
-                cwd=source,
-                env={**env, "GOFLAGS": "-trimpath -mod=mod", "GOWORK": "off"},
-                capture_output=True,
-                text=True,
-                timeout=BUILD_TIMEOUT,
-                check=True,
+                {**env, "GOFLAGS": "-trimpath -mod=mod", "GOWORK": "off"},
+                source,
+                name,
+                install.stderr,
             )
         built.rename(dest)
     (dest.parent / "build-seconds").write_text(f"{time.monotonic() - started:.1f}\n")
@@ -90,4 +84,62 @@ TEKTON_PIPELINE_VERSION = "v1.6.0"  # an LTS release; its go.mod has replace dir
 
 def tekton_entrypoint() -> Path:
     """Tekton's step entrypoint binary (``cmd/entrypoint``), PID 1 of every step container."""
-    return go_binary("entrypoint", TEKTON_PIPELINE, TEKTON_PIPELINE_VERSION, "cmd/entrypoint")
+    return go_binary(*TEKTON)
+
+
+def _checked(argv: list[str], env: dict[str, str], cwd: str | None, name: str, earlier: str):
+    """Run one build step; on failure an error that says which peer and why (the tail of Go's output)."""
+    done = subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+    if done.returncode != 0:
+        tail = "\n".join((earlier + done.stdout + done.stderr).strip().splitlines()[-15:])
+        raise RuntimeError(f"building peer {name} failed: {' '.join(argv)}\n{tail}")
+    return done
+
+
+def build_seconds(binary: Path) -> float | None:
+    """How long the cold build of ``binary`` took (recorded next to it), or None if unknown."""
+    try:
+        return float((binary.parent / "build-seconds").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# -- the pinned peers built ahead of the tests (scripts/test, in the background while pip installs) --
+
+TEKTON = ("entrypoint", TEKTON_PIPELINE, TEKTON_PIPELINE_VERSION, "cmd/entrypoint")
+PEERS = {"tekton-entrypoint": TEKTON}
+
+
+def main(names: list[str]) -> int:
+    """``python tests/peers.py [NAME...]``: build the peers (all by default), each once; print the times."""
+    import concurrent.futures
+
+    wanted = names or sorted(PEERS)
+    unknown = [n for n in wanted if n not in PEERS]
+    if unknown:
+        print(f"peers: unknown peer {', '.join(unknown)}; known: {', '.join(sorted(PEERS))}", file=sys.stderr)
+        return 2
+    if not (shutil.which("go") or os.access("/usr/local/go/bin/go", os.X_OK)):
+        if os.environ.get("CI"):
+            print("peers: Go is not installed, and CI must build the real peers", file=sys.stderr)
+            return 1
+        print("peers: Go is not installed: the tests that need the real peers will skip", file=sys.stderr)
+        return 0
+    failed = 0
+    with concurrent.futures.ThreadPoolExecutor(len(wanted)) as pool:
+        builds = {n: pool.submit(go_binary, *PEERS[n]) for n in wanted}
+        for name, future in builds.items():
+            try:
+                binary = future.result()
+            except Exception as exc:
+                print(f"peers: {exc}", file=sys.stderr)
+                failed += 1
+                continue
+            took = build_seconds(binary)
+            built = f" (cold build {took:.0f} s)" if took is not None else ""
+            print(f"peers: {name} {PEERS[name][2]}: {binary}{built}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
