@@ -126,12 +126,11 @@ def test_slow_printer_has_first_chunk_stored_while_running(store: StoreView, tmp
         stderr=subprocess.PIPE,
     )
     try:
-        started = time.monotonic()
         first_key = PREFIX + "logs/main/00000000.log"
-        wait_until(lambda: first_key in store.keys(PREFIX), timeout=15, what="first chunk")
+        # COMMAND blocks on stdin until we close it: the chunk is stored while it runs, however slow
+        # the machine (how soon is the benchmark's business)
+        wait_until(lambda: first_key in store.keys(PREFIX), timeout=60, what="first chunk")
         assert proc.poll() is None  # still running
-        elapsed = time.monotonic() - started
-        assert elapsed < 10
         assert store.read(first_key) == b"first\n"
         out, _ = proc.communicate(b"", timeout=60)
     finally:
