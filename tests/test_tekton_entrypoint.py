@@ -191,7 +191,7 @@ def test_results_reach_the_termination_message_and_the_store(step: Step, store: 
     manifest = json.loads(store.read(PREFIX + "main-manifest.json"))
     assert manifest["exit_code"] == 0
     summary = summary_of(store)
-    assert summary["timed_out"] is False and "cause" not in summary
+    assert summary["timed_out"] is False and summary["cause"] == "exit"
 
 
 @pytest.mark.parametrize("code", [0, 3, 137])
@@ -204,7 +204,7 @@ def test_exit_codes_pass_through(step: Step, local: StoreView, code: int) -> Non
     assert summary["exit_code"] == code
     assert summary["signal"] == (9 if code == 137 else None)
     assert log_of(local) == step.stdout()
-    assert "cause" not in summary
+    assert summary["cause"] == ("signal" if code == 137 else "exit")  # no Tekton timeout here
 
 
 # -- SIGTERM to PID 1 ---------------------------------------------------------------------------
@@ -274,7 +274,7 @@ def test_explicit_timeout_wins_over_the_step_timeout(step: Step, local: StoreVie
     assert step.wait(timeout=60) == 124, step.stderr()  # the wrapper's own timeout, no waiting for D
     summary = summary_of(local)
     assert summary["timed_out"] is True
-    assert "cause" not in summary
+    assert summary["cause"] == "timeout"  # ours, not the Tekton step timeout
     assert "--timeout passed" in step.stderr()
 
 
