@@ -64,9 +64,10 @@ class LogArchiver:
                     finally:
                         os.close(fd)
                     out.flush()  # uploads read the member through a file of their own
-                    self._parts.append(GzipMember(self.members, offset, out.tell() - offset, size))
+                    part = GzipMember(self.members, offset, out.tell() - offset, size)
+                    self._parts.append(part)
                     if size == chunk.size:
-                        member = GzipMember(self.members, offset, out.tell() - offset, size)
+                        member = part
             except OSError as exc:
                 self._error = exc
             finally:
