@@ -45,6 +45,10 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
     cfg = build_config(values, command)
     reporter = Reporter(quiet=cfg.quiet, debug=cfg.debug)
     protect(cfg, reporter, {name: name in on_command_line for name in SECRETS})
+    if cfg.attempt.ask_store:  # a Tekton step whose pod name says nothing about retries
+        from .wrapper.attempt import settle_attempt
+
+        cfg = settle_attempt(cfg, reporter)
     tekton = _tekton_deadline(cfg, reporter)
     supervisor = Supervisor(cfg.command, reporter, policy=policy_of(cfg, tekton))
     supervisor.install_signals()  # before any thread starts, so that every thread has them blocked
@@ -124,6 +128,12 @@ def click_command() -> click.Command:
           <prefix>/<pipelinerun>/<pipelinetask>/<step>-manifest.json
           <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
           <PREFIX>/<namespace>/<result>/<taskrun-uid>/step-<step>.log  (--tekton-results-logs)
+        \b
+        A Tekton retry (attempt N >= 2, see --attempt) keeps its own objects:
+          <prefix>/<pipelinerun>/<pipelinetask>/<step>-attempt-N-log.tgz  (and <step>-log.tgz)
+          <prefix>/<pipelinerun>/<pipelinetask>/<step>-attempt-N-summary.json
+          <prefix>/<pipelinerun>/<pipelinetask>/<step>-attempt-N-manifest.json
+          <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/attempt-N/<chunk>.log
         """
         ctx = click.get_current_context()
         source = click.core.ParameterSource.COMMANDLINE

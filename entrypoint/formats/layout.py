@@ -4,8 +4,16 @@
 <prefix>/<pipelinerun>/<pipelinetask>/<step>/<result>.tgz   (Tekton step results)
 <prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
 <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
+<prefix>/<pipelinerun>/<pipelinetask>/<step>-attempt-<N>-log.tgz, -summary.json, -manifest.json   (a retry: N >= 2)
+<prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/attempt-<N>/<chunk>.log                       (a retry: N >= 2)
 <prefix>/_logs/<id>/<chunk>.log                               (the library's Logger, by default)
 <LOGS_PATH>/<namespace>/<result>/<taskrun-uid>/step-<step>.log (--tekton-results-logs: plain text)
+
+Attempts (Tekton retries start a new pod for the same TaskRun, so the same names): the first
+attempt keeps the keys above exactly. Attempt N >= 2 writes its own ``<step>-attempt-<N>-*``
+objects and chunks under ``logs/<step>/attempt-<N>/``, and ``<step>-log.tgz`` too (the latest
+attempt's log is there, where Kubeflow Pipelines' UI reads it). A step name ending in
+``-attempt-<digits>`` is refused, so these names never belong to another step.
 
 ``_logs`` cannot be a PipelineRun's name (Kubernetes names start with a letter or digit), so
 the reader tells the library's logs from pipeline runs. Loggers before 0.2 wrote to
@@ -32,24 +40,55 @@ MANIFEST = "manifest.json"  # <step>-manifest.json, stored last
 STEP_OBJECTS = (LOG_ARCHIVE, SUMMARY, MANIFEST)
 RESULT_EXT = ".tgz"
 CHUNKS = "logs"  # logs/<step>/<chunk>.log
+ATTEMPT = "attempt-"  # <step>-attempt-<N>-<what>, logs/<step>/attempt-<N>/
+MAX_ATTEMPT = 10000
+_ATTEMPT_END = re.compile(r"-attempt-[0-9]+$")
+_STEP_OBJECT = re.compile(r"^(?P<step>.+?)(?:-attempt-(?P<n>[1-9][0-9]*))?-(?P<what>log\.tgz|summary\.json|manifest\.json)$")
 
 
-def step_object_name(step: str, what: str) -> str:
-    """``<step>-<what>``: one of ``STEP_OBJECTS``, relative to the task prefix."""
-    return f"{step}-{what}"
+def step_object_name(step: str, what: str, attempt: int = 1) -> str:
+    """``<step>-<what>`` (``<step>-attempt-<N>-<what>`` for attempt N >= 2): one of
+    ``STEP_OBJECTS``, relative to the task prefix."""
+    return f"{step}-{what}" if attempt <= 1 else f"{step}-{ATTEMPT}{attempt}-{what}"
 
 
-def chunk_dir(step: str) -> str:
-    """``logs/<step>/``, relative to the task prefix."""
-    return f"{CHUNKS}/{step}/"
+def chunk_dir(step: str, attempt: int = 1) -> str:
+    """``logs/<step>/`` (``logs/<step>/attempt-<N>/`` for attempt N >= 2), relative to the task prefix."""
+    return f"{CHUNKS}/{step}/" if attempt <= 1 else f"{CHUNKS}/{step}/{ATTEMPT}{attempt}/"
+
+
+def attempt_dir_of(name: str) -> int | None:
+    """The attempt of a directory name under ``logs/<step>/`` (``attempt-2`` -> 2), or None."""
+    if not name.startswith(ATTEMPT):
+        return None
+    digits = name[len(ATTEMPT) :]
+    if not digits.isdigit() or digits.startswith("0") or int(digits) < 2:
+        return None
+    return int(digits)
+
+
+def step_object_of(name: str) -> tuple[str, int, str] | None:
+    """(step, attempt, what) of a task-level step object name (``build-attempt-2-log.tgz`` ->
+    ``("build", 2, "log.tgz")``, ``build-log.tgz`` -> ``("build", 1, "log.tgz")``), or None."""
+    match = _STEP_OBJECT.match(name)
+    if match is None:
+        return None
+    attempt = int(match["n"]) if match["n"] else 1
+    if attempt == 1 and match["n"]:
+        return None  # attempt 1 never has the infix
+    return match["step"], attempt, match["what"]
 
 
 def step_of(name: str) -> str | None:
     """The step a task-level object name belongs to (``build-log.tgz`` -> ``build``), or None."""
-    for what in STEP_OBJECTS:
-        suffix = f"-{what}"
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
+    found = step_object_of(name)
+    return found[0] if found is not None else None
+
+
+def attempt_problem(step: str) -> str | None:
+    """Why ``step`` cannot be a step name: it would read as a retry's objects of another step."""
+    if _ATTEMPT_END.search(step):
+        return "ends in -attempt-<digits>, which names a retry's objects"
     return None
 
 
@@ -109,6 +148,7 @@ class _Names(NamedTuple):
     pipelinerun: str
     pipelinetask: str
     step: str
+    attempt: int = 1  # Tekton retries: the first attempt is 1
 
 
 class KeysTooLong(ValueError):
@@ -135,13 +175,18 @@ class Layout(_Names):
 
     __slots__ = ()
 
-    def __new__(cls, prefix: str, pipelinerun: str, pipelinetask: str, step: str) -> Layout:
+    def __new__(cls, prefix: str, pipelinerun: str, pipelinetask: str, step: str, attempt: int = 1) -> Layout:
         for part in prefix.split("/") if prefix else ():
             check_name("key prefix segment", part)
         check_name("pipelinerun", pipelinerun)
         check_name("pipelinetask", pipelinetask)
         check_name("step", step)
-        layout = super().__new__(cls, prefix, pipelinerun, pipelinetask, step)
+        problem = attempt_problem(step)
+        if problem:
+            raise ValueError(f"step {step!r} {problem}")
+        if not 1 <= attempt <= MAX_ATTEMPT:
+            raise ValueError(f"attempt {attempt} is not from 1 to {MAX_ATTEMPT}")
+        layout = super().__new__(cls, prefix, pipelinerun, pipelinetask, step, attempt)
         own = (
             layout.chunk_key(10**CHUNK_DIGITS),  # a chunk number past the padding, the longest
             layout.log_archive_key(),
@@ -167,17 +212,25 @@ class Layout(_Names):
         return f"{self.task_prefix}{self.step}/{check_name('result', result)}{RESULT_EXT}"
 
     def log_archive_key(self) -> str:
+        """This attempt's own log archive (``<step>-log.tgz`` for the first)."""
         return self.step_object_key(LOG_ARCHIVE)
 
+    def log_archive_keys(self) -> tuple[str, ...]:
+        """Where the log archive is stored: this attempt's own, and for a retry also
+        ``<step>-log.tgz`` (the latest attempt's log, what Kubeflow Pipelines' UI reads)."""
+        latest = f"{self.task_prefix}{step_object_name(self.step, LOG_ARCHIVE)}"
+        own = self.log_archive_key()
+        return (own,) if own == latest else (own, latest)
+
     def chunk_prefix(self) -> str:
-        return f"{self.task_prefix}{chunk_dir(self.step)}"
+        return f"{self.task_prefix}{chunk_dir(self.step, self.attempt)}"
 
     def chunk_key(self, seq: int) -> str:
         return f"{self.chunk_prefix()}{seq:0{CHUNK_DIGITS}d}.log"
 
     def step_object_key(self, suffix: str) -> str:
-        """``<step>-<suffix>`` next to the log archive (one of ``STEP_OBJECTS``)."""
-        return f"{self.task_prefix}{step_object_name(self.step, suffix)}"
+        """``<step>-<suffix>`` next to the log archive (one of ``STEP_OBJECTS``), this attempt's."""
+        return f"{self.task_prefix}{step_object_name(self.step, suffix, self.attempt)}"
 
 
 def results_log_key(logs_path: str, namespace: str, result: str, record: str, step: str) -> str:

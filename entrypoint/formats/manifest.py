@@ -82,6 +82,7 @@ class Manifest:
             "pipelinerun": self.layout.pipelinerun,
             "pipelinetask": self.layout.pipelinetask,
             "step": self.layout.step,
+            "attempt": self.layout.attempt,
             "command_exit_code": self.command_exit_code,
             "exit_code": self.exit_code,
             "complete": not missing and not log.gaps,

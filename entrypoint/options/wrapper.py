@@ -102,6 +102,17 @@ OPTIONS: tuple[Option, ...] = (
         help="Step name, used in <step>-log.tgz and logs/<step>/.",
     ),
     _opt(
+        "--attempt",
+        env=["OBJECTSTORE_ATTEMPT"],
+        default="auto",
+        show_default=True,
+        metavar="auto|N",
+        help="Which attempt of the step this is (Tekton retries run the same step again in a new pod): "
+        "auto reads the pod name ($HOSTNAME, <taskrun>-pod-retryN for retry N: attempt N+1). "
+        "Attempt N >= 2 keeps its own <step>-attempt-N-* objects and logs/<step>/attempt-N/ chunks, "
+        "and stores <step>-log.tgz too. [range: 1 to 10000]",
+    ),
+    _opt(
         "--results-dir",
         env=["OBJECTSTORE_RESULTS_DIR"],
         default="/tekton/results",

@@ -7,16 +7,25 @@ gives the TaskRun's Result, first match wins: the ``results.tekton.dev/result`` 
 name ``<namespace>/results/<name>``: its last part), the ``triggers.tekton.dev/triggers-eventid``
 label, the ``tekton.dev/pipelineRunUID`` label, the ``tekton.dev/taskRunUID`` label. Tekton copies
 a TaskRun's labels and annotations to its pod, where the downward API shows them.
+
+The attempt (``--attempt auto``): Tekton names a TaskRun's pod ``<taskrun>-pod`` and the pod of
+its retry N ``<taskrun>-pod-retryN`` (``pkg/pod/pod.go``: the suffix counts the TaskRun's
+``retriesStatus``; a long TaskRun name is shortened before the suffix, which stays whole). The
+pod's hostname is its name, so ``$HOSTNAME`` ending in ``-retryN`` is attempt N+1. A hostname
+that is not a Tekton pod name (``hostNetwork: true`` gives the node's) says nothing: inside a
+Tekton step the wrapper then asks the store for the step's earlier attempts (``wrapper/attempt.py``).
 """
 
 from __future__ import annotations
 
 import json
+import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
-from ..formats.layout import results_log_key
+from ..formats.layout import MAX_ATTEMPT, results_log_key
 from .files import read_small_file
 from .store import ConfigError
 
@@ -28,6 +37,39 @@ SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/names
 RESULT_ANNOTATION = "results.tekton.dev/result"
 RESULT_LABELS = ("triggers.tekton.dev/triggers-eventid", "tekton.dev/pipelineRunUID", "tekton.dev/taskRunUID")
 TASKRUN_UID_LABEL = "tekton.dev/taskRunUID"
+_RETRY_POD = re.compile(r"-retry([0-9]{1,5})$")  # <taskrun>-pod-retryN
+_FIRST_POD = "-pod"  # <taskrun>-pod
+
+
+class Attempt(NamedTuple):
+    """Which attempt of the step this is, and how that was learnt."""
+
+    number: int
+    source: str  # "--attempt", "pod name", "default"
+    ask_store: bool = False  # the pod name said nothing: look for earlier attempts in the store
+
+
+def attempt_of(raw: Optional[str], environ: Mapping[str, str], in_tekton: bool) -> Attempt:
+    """``--attempt``: a number, or ``auto`` (the module docstring). ConfigError on anything else."""
+    text = str(raw if raw is not None else "auto").strip().lower()
+    if text != "auto":
+        if not text.isdigit() or not 1 <= int(text) <= MAX_ATTEMPT:
+            raise ConfigError(f"--attempt: {raw!r} is not auto or a whole number from 1 to {MAX_ATTEMPT}")
+        return Attempt(int(text), "--attempt")
+    host = environ.get("HOSTNAME") or _hostname()
+    retry = _RETRY_POD.search(host)
+    if retry is not None and int(retry.group(1)) < MAX_ATTEMPT:
+        return Attempt(int(retry.group(1)) + 1, "pod name")
+    if host.endswith(_FIRST_POD):
+        return Attempt(1, "pod name")
+    return Attempt(1, "default", ask_store=in_tekton)
+
+
+def _hostname() -> str:
+    try:
+        return socket.gethostname()
+    except OSError:
+        return ""
 
 
 def read_downward(path: Path, option: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, Optional
 from ..formats.layout import KeysTooLong, Layout, name_problem
 from ..options.wrapper import FLUSH_TIMEOUT, KILL_AFTER_SHARE, TERMINATION_GRACE
 from .environment import kfp_endpoint, no_endpoint_problem
-from .podinfo import DEFAULT_POD_LABELS, read_downward, tekton_results_log_key
+from .podinfo import DEFAULT_POD_LABELS, Attempt, attempt_of, read_downward, tekton_results_log_key
 from .store import ConfigError, StoreConfig, build_store_config, check_bucket_for, ranged_option
 
 DEFAULT_SPOOL_LIMIT = 1024**3
@@ -57,6 +57,7 @@ class Config(NamedTuple):
     termination_log: Optional[Path] = None  # where an OOM kill is written for Tekton's message
     results_log_key: Optional[str] = None  # --tekton-results-logs: the plain-text log's key
     chains_outputs: bool = False  # --chains-outputs: write R-ARTIFACT_OUTPUTS/INPUTS results
+    attempt: Attempt = Attempt(1, "default")  # which attempt (Tekton retry) this is; layout.attempt too
 
 
 class FetchSpec(NamedTuple):
@@ -130,8 +131,9 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
     )
     step = values.get("step") or "main"
     prefix = str(values.get("key_prefix") if values.get("key_prefix") is not None else "artifacts").strip("/")
+    attempt = attempt_of(values.get("attempt"), os.environ, TEKTON_RUN.exists())
     try:
-        layout = Layout(prefix, run, task, step)
+        layout = Layout(prefix, run, task, step, attempt.number)
     except KeysTooLong as exc:
         hint = "shorten --key-prefix, --pipelinerun, --pipelinetask or --step"
         raise ConfigError(f"--key-prefix: {exc}; {hint}") from None
@@ -178,6 +180,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         termination_log=termination_log(values.get("termination_log")),
         results_log_key=tekton_results_log_key(values, step),
         chains_outputs=bool(values.get("chains_outputs")),
+        attempt=attempt,
     )
 
 

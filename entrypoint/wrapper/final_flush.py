@@ -162,14 +162,15 @@ class FinalFlush:
         self.capture.close()
         total = self.capture.total
         mtime = ended.finished_wall if cfg.archive_mtime is None else cfg.archive_mtime
-        self.uploader.submit(
-            Job(
-                key=cfg.layout.log_archive_key(),
-                build=lambda: self.archiver.finish(total, mtime),
-                content_type="application/gzip",
-                kind="log",
+        for key in cfg.layout.log_archive_keys():  # a retry's own, then <step>-log.tgz (the latest's)
+            self.uploader.submit(
+                Job(
+                    key=key,
+                    build=lambda: self.archiver.finish(total, mtime),
+                    content_type="application/gzip",
+                    kind="log",
+                )
             )
-        )
         if cfg.results_log_key is not None:  # --tekton-results-logs: the same bytes, plain, once
             self.uploader.submit(
                 Job(
@@ -228,6 +229,7 @@ class FinalFlush:
             pipelinerun=cfg.layout.pipelinerun,
             pipelinetask=cfg.layout.pipelinetask,
             step=cfg.layout.step,
+            attempt=cfg.layout.attempt,
             exit_code=outcome.exit_code,
             command_exit_code=None if signal else os.waitstatus_to_exitcode(ended.status),
             signal=signal,

@@ -78,6 +78,7 @@ class Summary:
     cpu_system_seconds: float
     peak_rss_bytes: Optional[int]  # None: COMMAND ended before the first sample
     log_bytes: int
+    attempt: int = 1  # which attempt of the step (Tekton retries), from 1
     cause: str = "exit"  # why COMMAND ended: one of outcome.CAUSES
     cause_detail: dict[str, Any] = field(default_factory=dict)  # signal, memory limit and peak, counter
     results: list[str] = field(default_factory=list)
