@@ -4,8 +4,8 @@
 <prefix>/<pipelinerun>/<pipelinetask>/<step>/<result>.tgz   (Tekton step results)
 <prefix>/<pipelinerun>/<pipelinetask>/<step>-log.tgz
 <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
-<prefix>/<pipelinerun>/<pipelinetask>/<step>-attempt-<N>-log.tgz, -summary.json, -manifest.json   (a retry: N >= 2)
-<prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/attempt-<N>/<chunk>.log                       (a retry: N >= 2)
+<prefix>/<pipelinerun>/<pipelinetask>/<step>-attempt-<N>-log.tgz (-summary.json, -manifest.json: retry N >= 2)
+<prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/attempt-<N>/<chunk>.log    (a retry: N >= 2)
 <prefix>/_logs/<id>/<chunk>.log                               (the library's Logger, by default)
 <LOGS_PATH>/<namespace>/<result>/<taskrun-uid>/step-<step>.log (--tekton-results-logs: plain text)
 
@@ -43,7 +43,9 @@ CHUNKS = "logs"  # logs/<step>/<chunk>.log
 ATTEMPT = "attempt-"  # <step>-attempt-<N>-<what>, logs/<step>/attempt-<N>/
 MAX_ATTEMPT = 10000
 _ATTEMPT_END = re.compile(r"-attempt-[0-9]+$")
-_STEP_OBJECT = re.compile(r"^(?P<step>.+?)(?:-attempt-(?P<n>[1-9][0-9]*))?-(?P<what>log\.tgz|summary\.json|manifest\.json)$")
+_STEP_OBJECT = re.compile(
+    r"^(?P<step>.+?)(?:-attempt-(?P<n>[1-9][0-9]*))?-(?P<what>log\.tgz|summary\.json|manifest\.json)$"
+)
 
 
 def step_object_name(step: str, what: str, attempt: int = 1) -> str:

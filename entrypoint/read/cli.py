@@ -17,7 +17,7 @@ import click
 from click.core import ParameterSource
 
 from .. import __version__
-from ..formats.layout import name_problem
+from ..formats.layout import MAX_ATTEMPT, name_problem
 from ..options.clicktypes import Duration
 from ..options.store import READER_ONLY_VARIABLES, READER_SECURITY_OPTIONS, STORE_OPTIONS, key_prefix_option
 from ..options.table import Option, env_option
@@ -50,6 +50,13 @@ exists nearby); 2 bad usage; 3 the store refused (credentials) or could not be r
 """
 
 SUB_EPILOG = f"Store options (--endpoint, --bucket, credentials, ...): see {PROG} --help."
+
+attempt_option = click.option(
+    "--attempt",
+    type=click.IntRange(1, MAX_ATTEMPT),
+    metavar="N",
+    help="Which attempt of a step Tekton retried (1 is the first). [default: the latest]",
+)
 
 retries_option = env_option(
     "--retries",
@@ -168,6 +175,10 @@ def group(**_values: Any) -> None:
       <prefix>/<pipelinerun>/<pipelinetask>/<step>-manifest.json
       <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/<chunk>.log
       <prefix>/_logs/<id>/<chunk>.log  (the library's Logger)
+    \b
+    A Tekton retry (attempt N >= 2) has its own, and stores <step>-log.tgz too:
+      <prefix>/<pipelinerun>/<pipelinetask>/<step>-attempt-N-log.tgz  (-summary.json, -manifest.json)
+      <prefix>/<pipelinerun>/<pipelinetask>/logs/<step>/attempt-N/<chunk>.log
     """
 
 
@@ -190,6 +201,7 @@ def ls_command(target: Optional[str], as_json: bool, output: str, **values: Any)
     help="Step whose log to print. [default: main; for PIPELINERUN alone, every step]",
 )
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the step ends.")
+@attempt_option
 @click.option(
     "--interval",
     type=Duration(("10ms", "1h")),
@@ -222,11 +234,13 @@ def logs_command(
     interval: float,
     wait: float,
     summary_wait: float,
+    attempt: Optional[int],
     **values: Any,
 ) -> int:
     """Print a step's log, byte for byte: from <step>-log.tgz when the step is done, else from the
     live chunks. With --follow, exit with the step's exit code once it ends. PIPELINERUN alone
-    prints every task's log, in the order the tasks started, each headed ==> TASK (step STEP) <==."""
+    prints every task's log, in the order the tasks started, each headed ==> TASK (step STEP) <==.
+    A step Tekton retried: its latest attempt's log (while a retry runs, its own chunks), or --attempt N."""
     if step is not None:
         problem = name_problem(step)
         if problem:
@@ -237,6 +251,8 @@ def logs_command(
     parsed = parse_target(target, need_task=False)
     if parsed.task is None and follow:
         raise ReadError(f"--follow needs PIPELINERUN/PIPELINETASK, not {target!r}", errors.USAGE)
+    if parsed.task is None and attempt is not None:
+        raise ReadError(f"--attempt needs PIPELINERUN/PIPELINETASK, not {target!r}", errors.USAGE)
     reader = open_reader(values, console)
     out = _stdout()
     if parsed.task is None:
@@ -252,9 +268,10 @@ def logs_command(
             interval=interval,
             summary_wait=summary_wait,
             wait=wait,
+            attempt=attempt,
         ).run()
     view = reader.task(parsed.run, parsed.task)
-    code = print_log(reader, view, step, out)
+    code = print_log(reader, view, step, out, attempt)
     out.flush()
     return code
 
@@ -288,15 +305,16 @@ def get_command(target: str, result: str, output: Optional[str], **values: Any) 
 
 @group.command("summary", epilog=SUB_EPILOG)
 @json_output
+@attempt_option
 @reader_options
 @click.argument("target", metavar="PIPELINERUN[/PIPELINETASK]")
-def summary_command(target: str, as_json: bool, output: str, **values: Any) -> int:
-    """Per task and step: exit code, duration, CPU, peak memory, bytes stored, objects missing."""
+def summary_command(target: str, as_json: bool, output: str, attempt: Optional[int], **values: Any) -> int:
+    """Per task and step: exit code, duration, CPU, peak memory, bytes stored, objects missing (of
+    the latest attempt of a step Tekton retried, or --attempt N)."""
     console = Console()
     parsed = parse_target(target, need_task=False)
-    summary(
-        open_reader(values, console), parsed.run, parsed.task, sys.stdout, as_json or output.lower() == "json"
-    )
+    as_json = as_json or output.lower() == "json"
+    summary(open_reader(values, console), parsed.run, parsed.task, sys.stdout, as_json, attempt)
     return errors.OK
 
 

@@ -1,4 +1,5 @@
-"""``ls``: pipeline runs; a run's tasks; a task's objects with size, time and sha256."""
+"""``ls``: pipeline runs; a run's tasks; a task's objects with size, time and sha256, and the
+attempts of each step Tekton retried."""
 
 from __future__ import annotations
 
@@ -47,10 +48,15 @@ def _objects(reader: Reader, run: str, task: str, out: TextIO, as_json: bool) ->
             }
         )
     missing = [{"key": k, "reason": r} for k, r in sorted(manifests.missing.items())]
+    attempts = {step: view.attempts(step) for step in view.steps()}
+    retried = {step: found for step, found in attempts.items() if found[-1:] not in ([], [1])}
     if as_json:
-        doc = {"pipelinerun": run, "pipelinetask": task, "prefix": view.prefix, "objects": rows}
+        doc: dict[str, Any] = {"pipelinerun": run, "pipelinetask": task, "prefix": view.prefix}
+        doc["objects"] = rows
         if manifests.sources:
             doc["missing"] = missing
+        if retried:
+            doc["attempts"] = retried
         out.write(json.dumps(doc, indent=2) + "\n")
         return
     width = max([len("SIZE"), *(len(str(r["size"])) for r in rows)])
@@ -64,4 +70,9 @@ def _objects(reader: Reader, run: str, task: str, out: TextIO, as_json: bool) ->
         name = m["key"][len(view.prefix) :] if m["key"].startswith(view.prefix) else m["key"]
         out.write(
             f"{'-':>{width}}  {'MISSING':<20}  {'-':<{sha_width}}  {name}  ({m['reason'] or 'not stored'})\n"
+        )
+    for step, found in retried.items():
+        out.write(
+            f"step {step}: attempts {', '.join(map(str, found))} (Tekton retries; the latest is shown "
+            f"unless logs or summary get --attempt N)\n"
         )

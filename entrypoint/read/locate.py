@@ -1,8 +1,9 @@
 """Finding things in the store: pipeline runs, their tasks, and a task's objects.
 
 Keys: ``<prefix>/<run>/<task>/<result>.tgz``, ``<step>-log.tgz``, ``<step>-summary.json``,
-``<step>-manifest.json`` and ``logs/<step>/<seq>.log``. Anything missing is a ``ReadError``
-(NOT_FOUND) that names what exists nearby.
+``<step>-manifest.json`` and ``logs/<step>/<seq>.log``; a Tekton retry's (attempt N >= 2)
+``<step>-attempt-N-*`` and ``logs/<step>/attempt-N/<seq>.log``. Anything missing is a
+``ReadError`` (NOT_FOUND) that names what exists nearby.
 """
 
 from __future__ import annotations
@@ -13,16 +14,20 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from ..formats.layout import (
+    ATTEMPT,
     CHUNKS,
     LIBRARY_LOGS,
+    LOG_ARCHIVE,
     MANIFEST,
     OLD_LIBRARY_LOGS,
     SUMMARY,
+    attempt_dir_of,
     chunk_dir,
     chunk_seq,
     name_problem,
     result_of,
     step_object_name,
+    step_object_of,
     step_of,
 )
 from ..store import ObjectInfo, ReadableStore, StoreError
@@ -162,6 +167,7 @@ class TaskView:
     prefix: str
     top: list[ObjectInfo]  # directly under the task: results, archives, summaries, "logs/"
     _manifests: Optional[Manifests] = field(default=None, repr=False)
+    _attempts: dict[str, list[int]] = field(default_factory=dict, repr=False)  # by step, per listing
 
     def __str__(self) -> str:
         return f"{self.run}/{self.task}"
@@ -169,6 +175,7 @@ class TaskView:
     def refresh(self) -> None:
         self.top = self.reader.listing(self.prefix)
         self._manifests = None
+        self._attempts = {}
 
     def files(self) -> dict[str, ObjectInfo]:
         """Objects directly under the task, by name."""
@@ -180,8 +187,66 @@ class TaskView:
     def results(self) -> list[str]:
         return sorted(r for r in map(result_of, self.files()) if r is not None)
 
-    def chunk_prefix(self, step: str) -> str:
-        return f"{self.prefix}{chunk_dir(step)}"
+    def chunk_prefix(self, step: str, attempt: int = 1) -> str:
+        return f"{self.prefix}{chunk_dir(step, attempt)}"
+
+    def attempts(self, step: str) -> list[int]:
+        """The attempts of ``step`` that stored anything (Tekton retries), oldest first."""
+        if step not in self._attempts:
+            self._attempts[step] = self._find_attempts(step)
+        return self._attempts[step]
+
+    def _find_attempts(self, step: str) -> list[int]:
+        found = {a for s, a, _what in filter(None, map(step_object_of, self.files())) if s == step}
+        chunks = self.chunk_prefix(step)
+        if any(o.is_prefix and o.key == f"{self.prefix}{CHUNKS}/" for o in self.top):
+            # chunk names are digits, which sort before "attempt-": this lists the retries' folders only
+            for o in self.reader.listing(chunks, start_after=f"{chunks}{ATTEMPT}"):
+                number = attempt_dir_of(o.key[len(chunks) :].rstrip("/")) if o.is_prefix else None
+                if number is not None:
+                    found.add(number)
+            if 1 not in found and self._has_first_chunks(chunks, found):
+                found.add(1)
+        return sorted(found)
+
+    def _has_first_chunks(self, chunks: str, found: set[int]) -> bool:
+        """Chunks of the first attempt under ``logs/<step>/`` (listed only when retries are there)."""
+        if not found:
+            return bool(self.reader.listing(chunks))
+        listed = self.reader.listing(chunks)
+        return any(not o.is_prefix and chunk_seq(o.key[len(chunks) :]) is not None for o in listed)
+
+    def attempt(self, step: str, wanted: Optional[int] = None) -> int:
+        """``wanted`` when the step has it (else NOT_FOUND naming those it has), or its latest attempt
+        (1 when nothing is stored yet)."""
+        attempts = self.attempts(step)
+        if wanted is None:
+            return attempts[-1] if attempts else 1
+        if wanted not in attempts:
+            have = ", ".join(map(str, attempts)) or "none"
+            raise ReadError(
+                f"step {step!r} of {self} has no attempt {wanted}; attempts there: {have}", NOT_FOUND
+            )
+        return wanted
+
+    def step_file(self, step: str, what: str, attempt: int = 1) -> Optional[ObjectInfo]:
+        """One of the step's own objects (``LOG_ARCHIVE``, ``SUMMARY``, ``MANIFEST``) of ``attempt``."""
+        return self.file(step_object_name(step, what, attempt))
+
+    def log_archive(self, step: str, attempt: int = 1) -> Optional[ObjectInfo]:
+        """``attempt``'s whole log. The first attempt's ``<step>-log.tgz`` is the latest attempt's
+        once a retry stored anything (a retry replaces it at its end): then there is none."""
+        if attempt == 1 and self.attempts(step)[-1:] not in ([], [1]):
+            return None
+        return self.step_file(step, LOG_ARCHIVE, attempt)
+
+    def ended(self, step: str, attempt: int = 1) -> bool:
+        """``attempt`` is over: its archive or manifest is stored, or a later attempt stored anything."""
+        if self.step_file(step, MANIFEST, attempt) is not None:
+            return True
+        if any(a > attempt for a in self.attempts(step)):
+            return True
+        return self.log_archive(step, attempt) is not None
 
     def steps(self) -> list[str]:
         found = {step for step in map(step_of, self.files()) if step is not None}
@@ -191,19 +256,22 @@ class TaskView:
         return sorted(found)
 
     def manifests(self) -> Manifests:
+        """Every step's manifests merged, each step's attempts in order (a retry's entry for
+        ``<step>-log.tgz`` wins over the first attempt's)."""
         if self._manifests is None:
             manifests = Manifests()
-            for name, info in sorted(self.files().items()):
-                if name.endswith(f"-{MANIFEST}") and step_of(name) is not None:
-                    manifests.add(info.key, self.reader.read_small(info), self.prefix)
+            found = [(step_object_of(name), info) for name, info in self.files().items()]
+            ordered = [(f[:2], info) for f, info in found if f is not None and f[2] == MANIFEST]
+            for _order, info in sorted(ordered, key=lambda item: item[0]):
+                manifests.add(info.key, self.reader.read_small(info), self.prefix)
             for problem in manifests.problems:
                 self.reader.console.warn(problem)
             self._manifests = manifests
         return self._manifests
 
-    def summary(self, step: str) -> Optional[dict[str, Any]]:
-        """The step's ``<step>-summary.json``, or None (absent or unreadable: warned)."""
-        info = self.file(step_object_name(step, SUMMARY))
+    def summary(self, step: str, attempt: int = 1) -> Optional[dict[str, Any]]:
+        """The step's ``<step>-summary.json`` (of ``attempt``), or None (absent or unreadable: warned)."""
+        info = self.step_file(step, SUMMARY, attempt)
         if info is None:
             return None
         try:

@@ -8,6 +8,11 @@ appears. The live chunks are uploaded in order but the archive may land first, s
 of the log is taken from the archive, skipping the bytes already printed from the chunks.
 The step's exit code comes from ``<step>-summary.json`` (``{"exit_code": N, ...}``), which the
 wrapper stores after the step's other objects: following waits for it (``--summary-wait``).
+
+A Tekton retry (attempt N >= 2) has objects of its own (``<step>-attempt-N-*``, chunks under
+``logs/<step>/attempt-N/``): the latest attempt is shown unless ``attempt`` is given, so while a
+retry runs its chunks are followed, never the earlier attempt's. The first attempt's log, once a
+retry stored anything, is its chunks (the retry replaces ``<step>-log.tgz`` at its end).
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Optional
 
-from ..formats.layout import LOG_ARCHIVE, MANIFEST, SUMMARY, step_object_name
+from ..formats.layout import MANIFEST, SUMMARY, step_object_name
 from ..formats.layout import chunk_seq as layout_chunk_seq
 from ..store import ObjectInfo
 from ..units import format_duration
@@ -35,9 +40,9 @@ def chunk_seq(info: ObjectInfo, chunk_prefix: str) -> Optional[int]:
 
 
 def chunks_of(
-    reader: Reader, view: TaskView, step: str, start_after: str = ""
+    reader: Reader, view: TaskView, step: str, start_after: str = "", attempt: int = 1
 ) -> list[tuple[int, ObjectInfo]]:
-    prefix = view.chunk_prefix(step)
+    prefix = view.chunk_prefix(step, attempt)
     found = []
     for info in reader.listing(prefix, recursive=True, start_after=start_after):
         seq = chunk_seq(info, prefix)
@@ -95,12 +100,16 @@ def print_chunks(
     return complete, total
 
 
-def print_log(reader: Reader, view: TaskView, step: str, out: BinaryIO) -> int:
-    archive = view.file(f"{step}-log.tgz")
+def print_log(
+    reader: Reader, view: TaskView, step: str, out: BinaryIO, attempt: Optional[int] = None
+) -> int:
+    """The log of ``attempt`` (default: the latest)."""
+    number = view.attempt(step, attempt)
+    archive = view.log_archive(step, number)
     if archive is not None:
         print_archive(reader, view, archive, out)
         return OK
-    chunks = chunks_of(reader, view, step)
+    chunks = chunks_of(reader, view, step, attempt=number)
     if not chunks:
         raise no_log(view, step)
     complete, _size = print_chunks(reader, f"log of {view}", chunks, out, manifests=view.manifests())
@@ -127,6 +136,7 @@ class Follow:
     wait: float = 600.0  # how long to wait for the step's first log object
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
+    attempt: Optional[int] = None  # which attempt (Tekton retries); None: the latest
     _said: bool = False
 
     def _waiting(self) -> None:
@@ -153,6 +163,7 @@ class Follow:
         step = self.step
         deadline = self.clock() + self.wait
         view = self._task(deadline)
+        number = self.attempt if self.attempt is not None else view.attempt(step)  # a given one may be due
         printed = 0  # log bytes printed so far
         next_seq = 0
         last_key = ""
@@ -161,12 +172,13 @@ class Follow:
             if not first:
                 view.refresh()
             first = False
-            files = view.files()
-            archive = files.get(step_object_name(step, LOG_ARCHIVE))
-            ended = archive is not None or step_object_name(step, MANIFEST) in files
+            if next_seq == 0 and self.attempt is None:
+                number = view.attempt(step)  # nothing printed yet: a retry may have started
+            archive = view.log_archive(step, number)
+            ended = view.ended(step, number)
             if archive is not None:
                 break  # the archive has everything: print what the chunks have not yet
-            chunks = chunks_of(self.reader, view, step, last_key)
+            chunks = chunks_of(self.reader, view, step, last_key, number)
             ready = []
             for seq, info in chunks:
                 if seq != next_seq:
@@ -192,7 +204,7 @@ class Follow:
         if archive is not None:
             print_archive(self.reader, view, archive, self.out, skip=printed)
         else:
-            rest = chunks_of(self.reader, view, step, last_key)
+            rest = chunks_of(self.reader, view, step, last_key, number)
             if next_seq == 0 and not rest:
                 raise no_log(view, step)
             complete, _size = print_chunks(
@@ -205,10 +217,10 @@ class Follow:
                 flush=True,
             )
         self.out.flush()
-        code = self.exit_code(view)
+        code = self.exit_code(view, number)
         return code if complete or code != OK else INTEGRITY
 
-    def exit_code(self, view: TaskView) -> int:
+    def exit_code(self, view: TaskView, attempt: int = 1) -> int:
         """The step's recorded exit code; 0 (with a note) when it has no summary.
 
         The wrapper stores the summary after every other object of the step (results can take a
@@ -217,7 +229,8 @@ class Follow:
         step = self.step
         deadline = self.clock() + self.summary_wait
         said = False
-        summary_name, manifest_name = step_object_name(step, SUMMARY), step_object_name(step, MANIFEST)
+        summary_name = step_object_name(step, SUMMARY, attempt)
+        manifest_name = step_object_name(step, MANIFEST, attempt)
         while view.file(summary_name) is None and view.file(manifest_name) is None:
             if self.clock() >= deadline:
                 break
@@ -226,12 +239,12 @@ class Follow:
                 said = True
             self.sleep(max(0.0, min(self.interval, deadline - self.clock())))
             view.refresh()
-        summary = view.summary(step)
+        summary = view.summary(step, attempt)
         code = summary.get("exit_code") if summary is not None else None
         if isinstance(code, int) and not isinstance(code, bool) and 0 <= code <= 255:
             return code
         self.reader.console.note(
-            f"step {step!r} of {view} has no recorded exit code ({step}-summary.json); exiting 0"
+            f"step {step!r} of {view} has no recorded exit code ({summary_name}); exiting 0"
         )
         return OK
 

@@ -1,5 +1,8 @@
 """``summary``: per task and step, the exit code and its cause, duration, CPU, peak memory, bytes stored and
 objects missing, from ``<step>-summary.json`` where the wrapper wrote one, and from the listing.
+
+A step retried by Tekton shows its latest attempt (``<step>-attempt-N-summary.json``), or the one
+asked for; the row names it (``attempt``, and ``attempts``: every attempt stored).
 """
 
 from __future__ import annotations
@@ -7,9 +10,10 @@ from __future__ import annotations
 import json
 from typing import Any, Optional, TextIO
 
-from ..formats.layout import RESULT_EXT, STEP_OBJECTS, chunk_dir, step_object_name
+from ..formats.layout import ATTEMPT, RESULT_EXT, STEP_OBJECTS, chunk_dir, step_object_name
 from ..store import ObjectInfo
 from ..units import format_size
+from .errors import NOT_FOUND, ReadError
 from .locate import Reader, TaskView
 
 COLUMNS = ("TASK", "STEP", "EXIT", "CAUSE", "DURATION", "CPU", "PEAK MEM", "STORED", "MISSING")
@@ -24,22 +28,28 @@ def _number(doc: Optional[dict[str, Any]], *names: str) -> Optional[float]:
     return None
 
 
-def step_row(view: TaskView, step: str, steps: list[str], objects: list[ObjectInfo]) -> dict[str, Any]:
-    summary = view.summary(step)
-    files = view.files()
+def step_row(
+    view: TaskView, step: str, steps: list[str], objects: list[ObjectInfo], attempt: Optional[int] = None
+) -> dict[str, Any]:
+    number = view.attempt(step, attempt)
+    summary = view.summary(step, number)
     own = [
-        f"{view.prefix}{chunk_dir(step)}",
-        *(f"{view.prefix}{step_object_name(step, s)}" for s in STEP_OBJECTS),
+        f"{view.prefix}{chunk_dir(step, number)}",
+        *(f"{view.prefix}{step_object_name(step, s, number)}" for s in STEP_OBJECTS),
     ]
     results = (summary or {}).get("results")
     if isinstance(results, list):
         own += [f"{view.prefix}{r}{RESULT_EXT}" for r in results if isinstance(r, str)]
     elif len(steps) == 1:  # a single step: the task's results are its results
         own += [f"{view.prefix}{r}{RESULT_EXT}" for r in view.results()]
-    stored = sum(o.size for o in objects if any(o.key.startswith(k) for k in own))
+    later = f"{view.prefix}{chunk_dir(step)}{ATTEMPT}"
+    mine = [o for o in objects if any(o.key.startswith(k) for k in own)]
+    if number == 1:  # the retries' chunk folders are under the first attempt's
+        mine = [o for o in mine if not o.key.startswith(later)]
+    stored = sum(o.size for o in mine)
     code = (summary or {}).get("exit_code")
     if summary is None:
-        status: Any = "?" if f"{step}-log.tgz" in files else "running"
+        status: Any = "?" if view.ended(step, number) else "running"
     else:
         status = code if isinstance(code, int) else "?"
     missing_value = (summary or {}).get("objects_missing")
@@ -58,6 +68,8 @@ def step_row(view: TaskView, step: str, steps: list[str], objects: list[ObjectIn
         "pipelinerun": view.run,
         "pipelinetask": view.task,
         "step": step,
+        "attempt": number,
+        "attempts": view.attempts(step),
         "exit_code": status,
         "cause": cause if isinstance(cause, str) else None,
         "wall_seconds": _number(summary, "wall_seconds", "duration_seconds"),
@@ -69,10 +81,11 @@ def step_row(view: TaskView, step: str, steps: list[str], objects: list[ObjectIn
     }
 
 
-def rows_for(reader: Reader, view: TaskView) -> list[dict[str, Any]]:
+def rows_for(reader: Reader, view: TaskView, attempt: Optional[int] = None) -> list[dict[str, Any]]:
     steps = view.steps()
     objects = reader.listing(view.prefix, recursive=True)
-    return [step_row(view, step, steps, objects) for step in steps]
+    shown = [s for s in steps if attempt is None or attempt in view.attempts(s)]
+    return [step_row(view, step, steps, objects, attempt) for step in shown]
 
 
 def duration(seconds: Optional[float]) -> str:
@@ -89,7 +102,7 @@ def table(rows: list[dict[str, Any]], out: TextIO) -> None:
     cells = [COLUMNS] + [
         (
             r["pipelinetask"],
-            r["step"],
+            r["step"] if r["attempts"][-1:] in ([], [1]) else f"{r['step']} (attempt {r['attempt']})",
             str(r["exit_code"]),
             r["cause"] or "-",
             duration(r["wall_seconds"]),
@@ -105,11 +118,15 @@ def table(rows: list[dict[str, Any]], out: TextIO) -> None:
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
 
 
-def summary(reader: Reader, run: str, task: Optional[str], out: TextIO, as_json: bool) -> None:
+def summary(
+    reader: Reader, run: str, task: Optional[str], out: TextIO, as_json: bool, attempt: Optional[int] = None
+) -> None:
     tasks = [task] if task is not None else reader.tasks(run)
     rows: list[dict[str, Any]] = []
     for name in tasks:
-        rows += rows_for(reader, reader.task(run, name))
+        rows += rows_for(reader, reader.task(run, name), attempt)
+    if attempt is not None and not rows:
+        raise ReadError(f"no step of {run}{'/' + task if task else ''} has an attempt {attempt}", NOT_FOUND)
     if as_json:
         out.write(json.dumps(rows, indent=2) + "\n")
     else:
