@@ -29,7 +29,7 @@ For each step of a Task, in Tekton's order:
    step with neither ``command`` nor ``script`` runs the image's ENTRYPOINT, which must be known
    (Tekton looks it up in the registry; here the caller supplies it, e.g. from the Containerfile);
 6. the step runs with a clean environment (no variable of this machine but PATH, HOME, LANG and
-   TMPDIR), its own session, and its ``timeout`` (capped for tests); on timeout it is SIGKILLed,
+   TMPDIR; ``HOSTNAME`` is the pod's name, as the container runtime sets it), its own session, and its ``timeout`` (capped for tests); on timeout it is SIGKILLed,
    as Tekton does, and so is every process it started (the container would end with it); a
    failing step stops the Task unless ``onError: continue``.
 
@@ -38,8 +38,12 @@ order (``runAfter`` and result references), ``$(tasks.<t>.results.<r>)`` and
 ``$(context.pipelineRun.*)`` are substituted, and each TaskRun's pod gets the labels Tekton sets
 (``tekton.dev/pipelineRun``, ``tekton.dev/pipelineTask``, ``tekton.dev/taskRun``, ...).
 
+A TaskRun's retry N is ``run_task(..., retry=N)``: its pod is named ``<taskrun>-pod-retryN`` as
+Tekton names it, in a pod root of its own, and ``$(context.task.retry-count)`` is N.
+
 Not emulated: containers and images (commands run on this machine with its tools), workspaces,
-sidecars, stepTemplate, matrix, when expressions, finally, retries. Using any of them is an error.
+sidecars, stepTemplate, matrix, when expressions, finally, a pipeline task's ``retries`` (run the
+retry with ``retry=N``). Using any of them is an error.
 """
 
 from __future__ import annotations
@@ -636,6 +640,7 @@ class Runner:
         taskrun: str,
         labels: Mapping[str, str] | None = None,
         annotations: Mapping[str, str] | None = None,
+        retry: int = 0,
     ) -> TaskRunResult:
         doc = self.catalog.tasks[task] if isinstance(task, str) else task
         name = doc["metadata"]["name"]
@@ -654,7 +659,7 @@ class Runner:
         )
         uid = str(uuid.uuid4())
         pod_labels.setdefault("tekton.dev/taskRunUID", uid)  # as Tekton labels every TaskRun's pod
-        pod = _Pod(self, taskrun, pod_labels, spec, annotations or {})
+        pod = _Pod(self, taskrun, pod_labels, spec, annotations or {}, retry)
         strings, arrays = _split(values)
         strings |= {
             f"results.{r['name']}.path": f"{RESULTS_DIR}/{r['name']}" for r in spec.get("results", [])
@@ -664,7 +669,7 @@ class Runner:
             "context.taskRun.namespace": self.namespace,
             "context.taskRun.uid": pod_labels["tekton.dev/taskRunUID"],
             "context.task.name": name,
-            "context.task.retry-count": "0",
+            "context.task.retry-count": str(retry),
         }
         runs: list[StepRun] = []
         for index, raw in enumerate(spec["steps"]):
@@ -832,13 +837,19 @@ class _Pod:
     """The temporary root of one TaskRun's pod: container paths live under it."""
 
     def __init__(
-        self, runner: Runner, taskrun: str, labels: Mapping[str, str], spec: Doc, annotations: Mapping[str, str]
+        self,
+        runner: Runner,
+        taskrun: str,
+        labels: Mapping[str, str],
+        spec: Doc,
+        annotations: Mapping[str, str],
+        retry: int = 0,
     ):
         self.runner = runner
-        self.name = f"{taskrun}-pod"
+        self.name = f"{taskrun}-pod" + (f"-retry{retry}" if retry else "")  # Tekton's pod names
         self.labels = dict(labels)
         self.annotations = dict(annotations)
-        self.root = runner.workdir / taskrun
+        self.root = runner.workdir / (f"{taskrun}-retry{retry}" if retry else taskrun)
         if self.root.exists():
             raise RunnerError(f"TaskRun {taskrun} already ran in {runner.workdir}")
         for d in (RESULTS_DIR, SCRIPTS_DIR, STEPS_DIR, "/workspace", "/tmp", "/home", "/bin"):
@@ -916,6 +927,7 @@ class _Pod:
             "HOME": str(self.root / "home"),
             "LANG": "C.UTF-8",
             "TMPDIR": str(self.root / "tmp"),
+            "HOSTNAME": self.name,  # the pod's hostname is its name
             # Stand-ins for the container's filesystem (see the module docstring).
             "OBJECTSTORE_RESULTS_DIR": RESULTS_DIR,
             "OBJECTSTORE_POD_LABELS": POD_LABELS,

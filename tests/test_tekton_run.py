@@ -277,6 +277,32 @@ def test_script_task_in_a_pipelinerun_takes_the_pipeline_names_from_the_labels_f
     assert b"input: h\xc3\xa9llo\n" in stored.log()
 
 
+def test_a_retried_taskrun_keeps_each_attempts_log(runner: Runner, s3: S3Server, bucket: str) -> None:
+    """Tekton's retry of a TaskRun: a new pod (``<taskrun>-pod-retry1``, its hostname) with the
+    same names; the wrapper learns the attempt from it and stores the retry's log apart."""
+    first = runner.run_task(
+        "tekton-uploader-script", {"input": "first try", **store_params(s3, bucket)}, taskrun="retry-run-1"
+    )
+    second = runner.run_task(
+        "tekton-uploader-script", {"input": "again", **store_params(s3, bucket)}, taskrun="retry-run-1", retry=1
+    )
+    assert_succeeded(first)
+    assert_succeeded(second)
+    stored = Stored(s3, bucket, "retry-run-1", "tekton-uploader-script")
+    own = [k for k in stored.keys if k.startswith("logs/main/attempt-2/")]
+    assert own and b"input: again\n" in b"".join(s3.read(bucket, stored.prefix + k) for k in own)
+    first_chunks = [k for k in stored.keys if k.startswith("logs/main/") and k not in own]
+    first_log = b"".join(s3.read(bucket, stored.prefix + k) for k in first_chunks)
+    assert b"input: first try\n" in first_log and b"again" not in first_log
+    latest = stored.archive("main-log", member="main.log")
+    assert stored.archive("main-attempt-2-log", member="main.log") == latest
+    assert b"input: again\n" in latest and b"first try" not in latest
+    summary = json.loads(s3.read(bucket, stored.prefix + "main-attempt-2-summary.json"))
+    assert (summary["attempt"], summary["exit_code"]) == (2, 0)
+    assert json.loads(s3.read(bucket, stored.prefix + "main-summary.json"))["attempt"] == 1
+    assert stored.archive("words") == b"1"  # results are the latest attempt's
+
+
 def test_entrypoint_task_runs_the_image_entrypoint_with_args_only(
     runner: Runner, catalog: Catalog, s3: S3Server, bucket: str
 ) -> None:
