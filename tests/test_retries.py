@@ -65,7 +65,9 @@ def attempt_run(
 
 
 def chunk_keys(store: StoreView, folder: str) -> list[str]:
-    return [k for k in store.keys(PREFIX + folder) if re.fullmatch(re.escape(PREFIX + folder) + r"\d{8}\.log", k)]
+    return [
+        k for k in store.keys(PREFIX + folder) if re.fullmatch(re.escape(PREFIX + folder) + r"\d{8}\.log", k)
+    ]
 
 
 def joined(store: StoreView, keys: list[str]) -> bytes:
@@ -126,7 +128,10 @@ def test_a_retried_step_keeps_each_attempt_and_the_reader_tells_them_apart(
     assert store.read(PREFIX + "main-attempt-2-log.tgz") == store.read(PREFIX + "main-log.tgz")
     assert untar_single(first_archive) == ("main.log", first)
     # Summaries and manifests per attempt; the first attempt's stay where they were.
-    assert (doc(store, "main-summary.json")["exit_code"], doc(store, "main-summary.json")["attempt"]) == (3, 1)
+    assert (doc(store, "main-summary.json")["exit_code"], doc(store, "main-summary.json")["attempt"]) == (
+        3,
+        1,
+    )
     retry = doc(store, "main-attempt-2-summary.json")
     assert (retry["exit_code"], retry["attempt"]) == (0, 2)
     manifest = doc(store, "main-attempt-2-manifest.json")
@@ -185,7 +190,9 @@ def test_following_a_running_retry_never_shows_the_earlier_attempt(store: StoreV
             stderr=subprocess.PIPE,
         )
         followed = Collector(reader.stdout)
-        wait_until(lambda: followed.data == b"fresh one\n", timeout=20, what="the retry's first line followed")
+        wait_until(
+            lambda: followed.data == b"fresh one\n", timeout=20, what="the retry's first line followed"
+        )
         assert reader.poll() is None  # the retry runs: still following, the stale attempt's end ignored
         wrapper.stdin.write(b"fresh two\n")
         wrapper.stdin.close()
@@ -232,7 +239,9 @@ def test_attempt_option_overrides_and_is_checked(store: StoreView, tmp_path: Pat
     assert b"--attempt: '0' is not auto or a whole number" in proc.stderr
     # OBJECTSTORE_ATTEMPT, like every option: attempt 4 of a step, whatever the pod name says
     env = {**store.env, "OBJECTSTORE_ATTEMPT": "4", "HOSTNAME": POD}
-    proc = run_wrapper([*IDENTITY, "--results-dir", str(tmp_path), "-q", "--", PY, "-c", "print('four')"], env)
+    proc = run_wrapper(
+        [*IDENTITY, "--results-dir", str(tmp_path), "-q", "--", PY, "-c", "print('four')"], env
+    )
     assert proc.returncode == 0, proc.stderr
     assert untar_single(store.read(PREFIX + "main-attempt-4-log.tgz")) == ("main.log", b"four\n")
     assert store.read(PREFIX + "logs/main/attempt-4/00000000.log") == b"four\n"
@@ -271,7 +280,9 @@ def test_the_store_is_the_second_signal(store: StoreView, tmp_path: Path) -> Non
         parsed = parse_argv([*IDENTITY, "--", "true"], {**store.env, "HOSTNAME": "node-7"}, OPTIONS)
         assert parsed is not None
         cfg = build_config(parsed.values, parsed.command)
-        cfg = settle_attempt(cfg._replace(attempt=Attempt(1, "default", ask_store=True)), Reporter(quiet=True))
+        cfg = settle_attempt(
+            cfg._replace(attempt=Attempt(1, "default", ask_store=True)), Reporter(quiet=True)
+        )
         assert cfg.layout.attempt == cfg.attempt.number and cfg.attempt.source == "store"
         return cfg.attempt.number
 

@@ -313,8 +313,10 @@ class FinalFlush:
         ended = cause.text
         # None: COMMAND ended before the first sample of its memory (every 0.5 s)
         peak = "not sampled" if summary.peak_rss_bytes is None else format_size(summary.peak_rss_bytes)
+        layout = self.cfg.layout
+        step = layout.step if layout.attempt == 1 else f"{layout.step} (attempt {layout.attempt})"
         self.reporter.info(
-            f"{self.cfg.layout.step}: COMMAND {ended} after {summary.wall_seconds:.1f}s "
+            f"{step}: COMMAND {ended} after {summary.wall_seconds:.1f}s "
             f"(cpu {summary.cpu_user_seconds:.1f}s user, {summary.cpu_system_seconds:.1f}s sys, "
             f"peak {peak}); stored {len(stored)} object(s), "
             f"{format_size(sum(j.size for j in stored))}, in {flush_seconds:.2f}s after exit"
