@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any, Optional, TextIO
 
-from ..formats.layout import ATTEMPT, RESULT_EXT, STEP_OBJECTS, chunk_dir, step_object_name
+from ..formats.layout import ATTEMPT, LOG_ARCHIVE, RESULT_EXT, STEP_OBJECTS, chunk_dir, step_object_name
 from ..store import ObjectInfo
 from ..units import format_size
 from .errors import NOT_FOUND, ReadError
@@ -46,6 +46,8 @@ def step_row(
     mine = [o for o in objects if any(o.key.startswith(k) for k in own)]
     if number == 1:  # the retries' chunk folders are under the first attempt's
         mine = [o for o in mine if not o.key.startswith(later)]
+        if view.log_archive(step, 1) is None:  # <step>-log.tgz is a retry's now
+            mine = [o for o in mine if o.key != f"{view.prefix}{step_object_name(step, LOG_ARCHIVE)}"]
     stored = sum(o.size for o in mine)
     code = (summary or {}).get("exit_code")
     if summary is None:
