@@ -18,7 +18,7 @@ from typing import Any, Optional
 
 import pytest
 from conftest import WRAPPER, StoreView, run_wrapper, untar_single, wait_until
-from test_read import READER, Collector, read
+from test_read import READER, Collector, Objects, read
 
 from entrypoint.formats.layout import Layout, step_object_of
 from entrypoint.options.fastparse import parse_argv
@@ -291,3 +291,20 @@ def test_the_store_is_the_second_signal(store: StoreView, tmp_path: Path) -> Non
     assert settled() == 2
     attempt_run(store, tmp_path, "node-7", lines(20, "two"), 1, "--attempt", "2")
     assert settled() == 3
+
+
+def test_following_a_killed_attempt_ends_when_its_retry_has_started(store: StoreView, tmp_path: Path) -> None:
+    """The first attempt was SIGKILLed (chunks only: no summary, no manifest, no archive); its
+    retry runs. Following the first attempt prints its chunks and does not wait for a summary
+    that will never come (--summary-wait 10m; the reader's timeout below is far shorter)."""
+    objects = Objects(store)
+    killed = [b"killed part one\n", b"killed part two\n"]
+    for seq, data in enumerate(killed):
+        objects.put(f"{PREFIX}logs/main/{seq:08d}.log", data)
+    objects.put(f"{PREFIX}logs/main/attempt-2/00000000.log", b"retry running\n")
+    args = ["logs", "run-1/task-1", "-f", "--summary-wait", "10m", "--interval", "100ms"]
+    got = read([*args, "--attempt", "1"], store.env, timeout=60)
+    assert (got.returncode, got.stdout) == (0, b"".join(killed)), got.stderr
+    assert b"no recorded exit code" in got.stderr
+    got = read(["logs", "run-1/task-1"], store.env, timeout=60)  # the latest: the retry's, so far
+    assert (got.returncode, got.stdout) == (0, b"retry running\n")

@@ -232,7 +232,7 @@ class Follow:
         summary_name = step_object_name(step, SUMMARY, attempt)
         manifest_name = step_object_name(step, MANIFEST, attempt)
         while view.file(summary_name) is None and view.file(manifest_name) is None:
-            if self.clock() >= deadline:
+            if self.clock() >= deadline or max(view.attempts(step), default=0) > attempt:  # a retry: over
                 break
             if not said:
                 self.reader.console.note_tty(f"log complete; waiting for {summary_name} (the exit code)")
