@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import os
-import shutil
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -64,7 +63,9 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
     spool = _spool(cfg.spool_dir)  # an unusable spool must not cost COMMAND its output
     failed = start(supervisor, reporter)  # the one place COMMAND is spawned
     if failed is not None:
-        shutil.rmtree(spool, ignore_errors=True)
+        from .spool.directory import remove_spool
+
+        remove_spool(spool)
         return failed
     from .wrapper.run import Run  # the rest of the machinery loads while COMMAND runs
 
