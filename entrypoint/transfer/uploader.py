@@ -131,7 +131,7 @@ class Uploader:
         if preflight != "warn":
             self._verdict.set()
         target = self._warm_up if preflight != "warn" else lambda: self._preflight_warn(probe_prefix)
-        threads.start(target, "store-warm-up", background=True)
+        threads.start(target, "store-warm-up")  # on the final flush's path in a short step
 
     def submit(self, job: Job, ordered: bool = False) -> Job:
         with self._lock:

@@ -127,6 +127,7 @@ class Run:
                 self.reporter.info(f"no --endpoint set: storing objects in {cfg.store.describe()}")
             code = sup.run()
             finished_wall = time.time()
+            threads.hurry()  # COMMAND is gone: the background threads need not give way any more
             assert sup.status is not None
             ended = Ended(
                 code,
