@@ -6,6 +6,7 @@ and the background ones run at a lower priority."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -112,8 +113,7 @@ def _threads(pid: int) -> dict[str, int]:
 
 def test_threads_are_named_and_background_work_runs_at_a_lower_priority(local) -> None:  # noqa: F811
     env, _read, opts = local
-    w = Wrapper([*opts, "--", PY, "-c", "import sys; print('ready', flush=True); sys.stdin.readline()"], env)
-    w.proc.stdin = None
+    w = Wrapper([*opts, "--", PY, "-c", "import time; print('ready', flush=True); time.sleep(120)"], env)
     try:
         w.wait_line("ready")
         wait_until(lambda: {"tu-pump", "tu-log-archiver", "tu-sampler"} <= set(_threads(w.proc.pid)), 30,
@@ -124,4 +124,5 @@ def test_threads_are_named_and_background_work_runs_at_a_lower_priority(local) -
         assert nice["tu-sampler"] > nice["tu-pump"]
         assert all(nice[t] > nice["tu-pump"] for t in nice if t.startswith("tu-upload-"))
     finally:
-        w.kill()
+        w.proc.send_signal(signal.SIGTERM)  # COMMAND ends on it; the wrapper stores the log
+        assert w.wait() == 128 + signal.SIGTERM
