@@ -61,7 +61,7 @@ class Series:
 
     def fmt(self, value: float) -> str:
         if self.unit == "ms":
-            return f"{value * 1000:.0f} ms"
+            return f"{value * 1000:.1f} ms" if abs(value) < 0.01 else f"{value * 1000:.0f} ms"
         if self.unit == "MiB":
             return f"{value:.0f} MiB"
         if self.unit == "count":

@@ -176,7 +176,7 @@ def _signal_once(b: Bench, p: Peer) -> tuple[float, float]:
     f, stamp = fifo(d), d / "stamp.json"
     with open(d / "stderr", "wb") as err:
         proc, _ = spawn([*p.prefix, *CHILD, "signal", str(stamp), str(f)], p.env, err)
-        fd, _ = _meet(proc, f, False, p.name, d / "stderr")  # COMMAND's handler is installed
+        fd, _ = _meet(proc, f, True, p.name, d / "stderr")  # COMMAND's handler is installed
         t_send = time.monotonic()
         os.kill(proc.pid, signal.SIGTERM)
         done = wait4(proc, timeout=60)
