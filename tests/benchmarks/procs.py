@@ -141,8 +141,10 @@ class ThreadCpu:
         self._stop.set()
         self._thread.join()
         by_name: dict[str, float] = {}
-        for name, ticks in self.last.values():
-            by_name[name] = by_name.get(name, 0.0) + ticks / TICK
+        for tid, (name, ticks) in self.last.items():
+            # Threads the process did not name carry its comm, as the main thread does.
+            key = f"{name} (main thread)" if tid == self.pid else name
+            by_name[key] = by_name.get(key, 0.0) + ticks / TICK
         return dict(sorted(by_name.items(), key=lambda kv: -kv[1]))
 
 

@@ -31,7 +31,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument("--image", help="the image for the image case (default: build it with image/ci-prepare)")
     ap.add_argument("--image-runs", type=int, help="runs of the image case (default 5; 0 in --quick)")
     ap.add_argument("--cpu-work", type=int, help="MiB of SHA-256 per worker in the CPU-bound case "
-                    "(default 60000, about 30 s on 2 idle cores; 300 in --quick)")
+                    "(default 60000, about 30 s on 2 idle cores; 200 in --quick)")
     ap.add_argument("--work", type=Path, help="scratch directory (default: a temporary one, removed)")
     ap.add_argument("--output", type=Path, help="also write the Markdown report to this file")
     return ap.parse_args(argv)

@@ -52,7 +52,7 @@ def _threads_cell(runs: list[Run], cpu: Series) -> str:
         return "-"
     parts = [f"{n} {Series(values=v)}" for n, v in sorted(names.items(), key=lambda kv: -max(kv[1]))]
     sampled = Series(values=[sum(r.threads.values()) for r in runs])
-    return ", ".join(parts) + f" (sampled {sampled} of {cpu} total)"
+    return ", ".join(parts) + f" (sampled {sampled} of {cpu} total; a thread the wrapper did not name carries the process's name)"
 
 
 def passthrough(b: Bench, size: int, runs: int) -> list[Row]:
