@@ -34,6 +34,7 @@ class Params:
     latency_runs: int = 10  # launch, exit, signal: rounds over all peers
     exit_hold: float = 0.5  # COMMAND's life in the "after a hold" exit row
     orphan_runs: int = 3
+    orphan_window: float = 1.0  # s after the burst in which zombies are counted
     pass_size: int = 512 * MiB
     pass_runs: int = 3
     cpu_work: int = 60000  # MiB of SHA-256 per worker: about 30 s unwrapped on the 2-core EPYC
@@ -60,6 +61,7 @@ QUICK = Params(
     latency_runs=1,
     exit_hold=0.2,
     orphan_runs=1,
+    orphan_window=0.3,
     pass_size=8 * MiB,
     pass_runs=1,
     cpu_work=200,
@@ -434,7 +436,7 @@ def _issue16() -> dict[str, Callable[[Bench, Params], list[Row]]]:
         "launch": lambda b, p: latency.launch(b, p.latency_runs),
         "exit": lambda b, p: latency.exit_case(b, p.latency_runs, p.exit_hold),
         "signal": lambda b, p: latency.signal_case(b, p.latency_runs),
-        "orphans": lambda b, p: latency.orphans(b, p.orphan_runs),
+        "orphans": lambda b, p: latency.orphans(b, p.orphan_runs, p.orphan_window),
         "passthrough": lambda b, p: throughput.passthrough(b, p.pass_size, p.pass_runs),
         "cpubound": lambda b, p: throughput.cpubound(b, p.cpu_work, p.cpu_rate, p.cpu_runs),
         "image": lambda b, p: latency.image(b, p.image_runs) if p.image_runs else [
