@@ -240,7 +240,7 @@ def _orphans_once(b: Bench, init: list[str], env: Optional[dict[str, str]], coun
 
 def orphans(b: Bench, runs: int, window: float, count: int = 100) -> list[Row]:
     if os.getuid() != 0 or shutil.which("unshare") is None:
-        return [Row("orphans", "zombies in the 100-orphan burst", "not measured: needs root and unshare (util-linux)")]
+        return [Row("orphans", "zombies in the 100-orphan burst", "not run: needs root and unshare (util-linux)")]
     ps = [Peer("none (COMMAND as PID 1, reaps only its own children)", []), *peers(b, "tini", "dumb-init", "tekton-uploader")]
     got = alternate(ps, runs, lambda p: float(_orphans_once(b, p.prefix or [], p.env, count, window, p.name)),
                     unit="count")
@@ -260,7 +260,7 @@ def image(b: Bench, runs: int) -> list[Row]:
     if b.image is None:
         return [Row("image", "`podman run`: wrapper exec → COMMAND running", f"not run: {b.image_why}")]
     img: str = b.image
-    shim = 'echo > /bench/f0 && exec "$@"'
+    shim = ': > /bench/f0 && exec "$@"'
     script = "/opt/tekton-uploader/bin"
     wrap = ["tekton-uploader", "--pipelinerun", "bench-run", "--pipelinetask", "bench-task",
             "--results-dir", "/bench/no-results", "--quiet", "--"]
