@@ -162,7 +162,9 @@ def exit_case(b: Bench, runs: int, hold: float) -> list[Row]:
         local, s3 = got["tekton-uploader"], got["tekton-uploader S3"]
         others = [p for p in ps if not p.name.startswith("tekton-uploader")]
         rows.append(Row("exit", f"COMMAND exit → wrapper exit, nothing to upload; COMMAND ends {when}",
-                        f"local {local}; S3 {s3}", peer_cell(others, got), "-",
+                        f"local {local}; S3 {s3}", peer_cell(others, got),
+                        f"local {diff_ms(local, got['direct']):+.0f} ms, S3 {diff_ms(s3, got['direct']):+.0f} ms "
+                        "over direct",
                         "≤ 15 ms local, ≤ 60 ms S3", local.median <= 0.015 and s3.median <= 0.060))
     return rows
 

@@ -13,11 +13,12 @@ cpubound     COMMAND runs fixed work on two busy worker processes (SHA-256 of WO
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Optional
 
 from . import data
-from .harness import CHILD, Bench, Row, Series, ratio
+from .harness import CHILD, PREFIX, Bench, Row, Series, ratio
 from .procs import ThreadCpu, spawn, wait4
 
 
@@ -41,6 +42,13 @@ def run_measured(b: Bench, argv: list[str], stamp: Path, env: Optional[dict[str,
         raise RuntimeError(f"{what} exited with {done.code}: {' | '.join(tail)}")
     report = json.loads(stamp.read_text())
     return Run(float(report["end"]) - float(report["start"]), done.cpu - float(report["cpu"]), by_thread)
+
+
+def stored_log(b: Bench, store: str) -> None:
+    """The run stored the step's log archive (the benchmark fails when a run did not store it)."""
+    found = (PREFIX + "main-log.tgz" in b.stored()) if store == "S3" else any(b.local_store.rglob("main-log.tgz"))
+    if not found:
+        raise RuntimeError(f"the wrapper ({store} store) stored no main-log.tgz")
 
 
 def _threads_cell(runs: list[Run], cpu: Series) -> str:
@@ -79,10 +87,12 @@ def passthrough(b: Bench, size: int, runs: int) -> list[Row]:
             tee_cpu.add(tee.cpu)
             for store, env in order:
                 b.reset_store()
+                shutil.rmtree(b.local_store, ignore_errors=True)
                 stamp = b.fresh(f"pt-{store}") / "stamp.json"
                 cmd = [*CHILD, "write", str(stamp), str(block), str(size)]
                 r = run_measured(b, [*b.wrapper_args(None), "--", *cmd], stamp, env(), f"wrapper ({store} store)",
                                  threads=True)
+                stored_log(b, store)
                 walls[store].add(r.wall)
                 cpus[store].add(r.cpu)
                 detail[store].append(r)
