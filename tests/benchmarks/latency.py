@@ -289,7 +289,10 @@ def image(b: Bench, runs: int) -> list[Row]:
         container.setdefault(p.name, Series(unit="ms")).add(t_shim - t0)
         return t_cmd - t_shim
 
-    got = alternate(ps, runs, measure)
+    try:
+        got = alternate(ps, runs, measure)
+    except RuntimeError as exc:
+        return [Row("image", "`podman run`: wrapper exec → COMMAND running", f"not run: {exc}")]
     ours, py = got["tekton-uploader"], got["image's python -c"]
     over = diff_ms(ours, py)
     start = Series(unit="ms", values=[v for s in container.values() for v in s.values])

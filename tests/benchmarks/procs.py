@@ -44,10 +44,16 @@ def rendezvous(path: Path, write: bool, proc: subprocess.Popen[bytes], timeout: 
     done = threading.Event()
     unblocked: list[int] = []
 
+    def exited() -> bool:  # without reaping it: the caller's wait4() keeps its rusage
+        try:
+            return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            return True
+
     def watch() -> None:
         deadline = time.monotonic() + timeout
         while not done.wait(0.01):
-            if proc.poll() is not None or time.monotonic() > deadline:
+            if exited() or time.monotonic() > deadline:
                 other = (os.O_RDONLY if write else os.O_WRONLY) | os.O_NONBLOCK
                 try:
                     unblocked.append(os.open(path, other))
