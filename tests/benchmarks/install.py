@@ -9,6 +9,7 @@ version: a changed checkout gets a fresh install, an unchanged one reuses it.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import shutil
@@ -54,7 +55,12 @@ def regular_install(log: bool = True) -> Install:
     """Reuse the cached install for this content hash, or make one (about 20 s with pip's cache warm)."""
     root = cache_root()
     root.mkdir(parents=True, exist_ok=True)
-    venv = root / content_hash()
+    with open(root / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two benchmarks at once make or prune one at a time
+        return _install(root, root / content_hash(), log)
+
+
+def _install(root: Path, venv: Path, log: bool) -> Install:
     if (venv / DONE).exists():
         os.utime(venv)
         if log:
