@@ -58,7 +58,11 @@ def _threads_cell(runs: list[Run], cpu: Series) -> str:
             names.setdefault(name, []).append(sec)
     if not names:
         return "-"
-    parts = [f"{n} {Series(values=v)}" for n, v in sorted(names.items(), key=lambda kv: -max(kv[1]))]
+    ranked = sorted(names.items(), key=lambda kv: -max(kv[1]))
+    parts = [f"{n} {Series(values=v)}" for n, v in ranked if max(v) >= 0.01]
+    idle = [n for n, v in ranked if max(v) < 0.01]
+    if idle:
+        parts.append(f"under 0.01 s: {' '.join(idle)}")
     sampled = Series(values=[sum(r.threads.values()) for r in runs])
     return ", ".join(parts) + f" (sampled {sampled} of {cpu} total; a thread the wrapper did not name carries the process's name)"
 
