@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +30,17 @@ class Params:
     requests_results: int = 10
     requests_logs: tuple[int, ...] = (20 * MiB, 100 * MiB)
     chunk: int = 8 * MiB
+    # issue 16
+    latency_runs: int = 10  # launch, exit, signal: rounds over all peers
+    exit_hold: float = 0.5  # COMMAND's life in the "after a hold" exit row
+    orphan_runs: int = 3
+    orphan_window: float = 1.0  # s after the burst in which zombies are counted
+    pass_size: int = 512 * MiB
+    pass_runs: int = 3
+    cpu_work: int = 60000  # MiB of SHA-256 per worker: about 30 s unwrapped on the 2-core EPYC
+    cpu_rate: float = 20e6  # bytes/s COMMAND logs meanwhile
+    cpu_runs: int = 3
+    image_runs: int = 5
 
 
 QUICK = Params(
@@ -48,6 +58,15 @@ QUICK = Params(
     throttle=5 * 1000 * 1000,
     requests_results=3,
     requests_logs=(20 * MiB,),
+    latency_runs=1,
+    exit_hold=0.2,
+    orphan_runs=1,
+    orphan_window=0.3,
+    pass_size=8 * MiB,
+    pass_runs=1,
+    cpu_work=200,
+    cpu_runs=1,
+    image_runs=0,
 )
 
 
@@ -153,7 +172,7 @@ def noop(b: Bench, p: Params) -> list[Row]:
             (cli_import, "import entrypoint.cli, entrypoint.wrapper.run"),
             (minio_import, "import minio"),
         ):
-            out = b.run([sys.executable, "-c", code], None)
+            out = b.run([b.python, "-c", code], None)
             check(out.code, f"python -c {code!r}")
             series.add(out.exited - out.started)
     breakdown = (
@@ -410,6 +429,22 @@ def requests_case(b: Bench, p: Params) -> list[Row]:
     return rows
 
 
+def _issue16() -> dict[str, Callable[[Bench, Params], list[Row]]]:
+    from . import latency, throughput
+
+    return {
+        "launch": lambda b, p: latency.launch(b, p.latency_runs),
+        "exit": lambda b, p: latency.exit_case(b, p.latency_runs, p.exit_hold),
+        "signal": lambda b, p: latency.signal_case(b, p.latency_runs),
+        "orphans": lambda b, p: latency.orphans(b, p.orphan_runs, p.orphan_window),
+        "passthrough": lambda b, p: throughput.passthrough(b, p.pass_size, p.pass_runs),
+        "cpubound": lambda b, p: throughput.cpubound(b, p.cpu_work, p.cpu_rate, p.cpu_runs),
+        "image": lambda b, p: latency.image(b, p.image_runs) if p.image_runs else [
+            Row("image", "`podman run`: wrapper exec → COMMAND running",
+                "skipped in --quick (the full run builds the image; or pass --image IMAGE --image-runs N)")],
+    }
+
+
 CASES: dict[str, Callable[..., list[Row]]] = {
     "compression": compression,
     "startup": startup,
@@ -419,6 +454,7 @@ CASES: dict[str, Callable[..., list[Row]]] = {
     "results": results_case,
     "freshness": freshness,
     "requests": requests_case,
+    **_issue16(),
 }
 
 

@@ -45,11 +45,24 @@ def log_text(size: int, seed: int = 8) -> bytes:
     return "".join(out).encode()[:size]
 
 
-def block_file(work: Path) -> Path:
-    """The 16 MiB block COMMAND repeats (made once per work directory)."""
-    path = work / "block.log"
+def hex_text(size: int, seed: int = 16) -> bytes:
+    """Random bytes as lowercase hex, 128 digits a line: text that compresses only 2:1."""
+    rng = random.Random(seed)
+    line = 128
+    raw = rng.randbytes(size // 2 + line).hex()
+    out = "\n".join(raw[i : i + line] for i in range(0, len(raw), line)) + "\n"
+    return out.encode()[:size]
+
+
+KINDS = {"log text": ("block.log", log_text), "random hex": ("block.hex", hex_text)}
+
+
+def block_file(work: Path, kind: str = "log text") -> Path:
+    """The 16 MiB block COMMAND repeats (made once per work directory), of one data kind."""
+    name, make = KINDS[kind]
+    path = work / name
     if not path.exists() or path.stat().st_size != BLOCK:
-        path.write_bytes(log_text(BLOCK))
+        path.write_bytes(make(BLOCK))
     return path
 
 

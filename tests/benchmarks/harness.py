@@ -33,12 +33,6 @@ BUCKET = "bench"
 MiB = 1024 * 1024
 
 
-def wrapper_command() -> list[str]:
-    """The console script users run (what a Tekton step starts), else ``python -m entrypoint``."""
-    script = Path(sys.executable).parent / "tekton-uploader"
-    return [str(script)] if script.exists() else [sys.executable, "-m", "entrypoint"]
-
-
 # -- statistics ------------------------------------------------------------------------------
 
 
@@ -67,7 +61,7 @@ class Series:
 
     def fmt(self, value: float) -> str:
         if self.unit == "ms":
-            return f"{value * 1000:.0f} ms"
+            return f"{value * 1000:.1f} ms" if abs(value) < 0.01 else f"{value * 1000:.0f} ms"
         if self.unit == "MiB":
             return f"{value:.0f} MiB"
         if self.unit == "count":
@@ -163,13 +157,19 @@ class Outcome:
 
 
 class Bench:
-    """The shared set-up of one benchmark run: a work directory and a private moto server."""
+    """The shared set-up of one benchmark run: a work directory, a private moto server, and the
+    wrapper as users run it: ``script``, the console script of a regular install (install.py),
+    whose interpreter ``python`` is the bare-interpreter baseline."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, script: Path, python: Path, image: Optional[str] = None,
+                 image_why: str = "") -> None:
         self.work = work
         self.work.mkdir(parents=True, exist_ok=True)
+        self.wrapper = [str(script)]
+        self.python = str(python)
+        self.image, self.image_why = image, image_why
+        self.local_store = work / "local-store"
         self.s3: S3Server = start_moto()
-        self.wrapper = wrapper_command()
         self.rclone = shutil.which("rclone")
         self._n = 0
         self.reset_store()
@@ -199,6 +199,9 @@ class Bench:
         path = self.work / f"{self._n:03d}-{name}"
         path.mkdir()
         return path
+
+    def local_env(self) -> dict[str, str]:
+        return self.wrapper_env(endpoint=f"file://{self.local_store}")
 
     def wrapper_env(self, endpoint: Optional[str] = None, **extra: str) -> dict[str, str]:
         env = self.s3.env(BUCKET, **extra)

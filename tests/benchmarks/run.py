@@ -8,7 +8,6 @@ asserts nothing about timings; it fails only when a run does not store what it s
 from __future__ import annotations
 
 import argparse
-import compileall
 import dataclasses
 import datetime
 import shutil
@@ -19,13 +18,20 @@ from pathlib import Path
 
 from .cases import CASES, QUICK, Params, run_case
 from .harness import Bench, Row, Series, machine, table
+from .install import image as image_for
+from .install import regular_install
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m tests.benchmarks", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, one run each (a smoke test, ~30 s)")
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of: {', '.join(CASES)}")
-    ap.add_argument("--runs", type=int, help="repetitions of the 1 GiB and results cases (default 3)")
+    ap.add_argument("--runs", type=int, help="repetitions of the 1 GiB, results, pass-through, CPU-bound and "
+                    "orphan cases and rounds of the latency cases (defaults: 3; 10 for latencies)")
+    ap.add_argument("--image", help="the image for the image case (default: build it with image/ci-prepare)")
+    ap.add_argument("--image-runs", type=int, help="runs of the image case (default 5; 0 in --quick)")
+    ap.add_argument("--cpu-work", type=int, help="MiB of SHA-256 per worker in the CPU-bound case "
+                    "(default 60000, about 30 s on 2 idle cores; 200 in --quick)")
     ap.add_argument("--work", type=Path, help="scratch directory (default: a temporary one, removed)")
     ap.add_argument("--output", type=Path, help="also write the Markdown report to this file")
     return ap.parse_args(argv)
@@ -35,7 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(sys.argv[1:] if argv is None else argv)
     params = QUICK if args.quick else Params()
     if args.runs:
-        params = dataclasses.replace(params, big_runs=args.runs, results_runs=args.runs)
+        params = dataclasses.replace(params, big_runs=args.runs, results_runs=args.runs, latency_runs=args.runs,
+                                     orphan_runs=args.runs, pass_runs=args.runs, cpu_runs=args.runs)
+    if args.image_runs is not None:
+        params = dataclasses.replace(params, image_runs=args.image_runs)
+    if args.cpu_work:
+        params = dataclasses.replace(params, cpu_work=args.cpu_work)
     names = [n.strip() for n in args.cases.split(",") if n.strip()]
     unknown = [n for n in names if n not in CASES]
     if unknown:
@@ -44,16 +55,16 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("rclone") is None and {"biglog", "results"} & set(names):
         print("rclone is not installed (apt-get install rclone; scripts/test installs it)", file=sys.stderr)
         return 2
-    # An installed package has its bytecode compiled (pip, the image); a checkout may not, and with
-    # PYTHONDONTWRITEBYTECODE set every wrapper run would compile its modules again.
-    import entrypoint
-
-    compileall.compile_dir(Path(entrypoint.__file__).parent, quiet=1)
-    work = args.work or Path(tempfile.mkdtemp(prefix="tekton-uploader-bench-"))
     started = time.monotonic()
+    # What users run: the console script of a regular `pip install .` (never the editable checkout).
+    install = regular_install()
+    image, image_why = None, ""
+    if "image" in names and params.image_runs:
+        image, image_why = image_for(args.image)
+    work = args.work or Path(tempfile.mkdtemp(prefix="tekton-uploader-bench-"))
     when = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
     where = machine()
-    bench = Bench(work)
+    bench = Bench(work, install.script, install.python, image, image_why)
     rows: list[Row] = []
     shared: dict[str, Series] = {}
     try:
@@ -70,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     report = "\n".join(
         [
             f"Date: {when}. Machine: {where}. Mode: {'quick' if args.quick else 'full'}; "
-            f"benchmark wall {elapsed:.0f} s.",
+            f"benchmark wall {elapsed:.0f} s. Wrapper: the console script of a regular `pip install .` "
+            f"(content hash {install.venv.name}).",
             "",
             table(rows),
             "",
