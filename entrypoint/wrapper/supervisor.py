@@ -1,17 +1,16 @@
 """Supervisor: spawn COMMAND, pump its output, forward signals, enforce deadlines, reap children.
 
-One thread (the main one) runs an event loop over COMMAND's stdout and stderr pipes, the wakeup
-pipe and a handful of timers (the capture's flush interval, ``--timeout``, the SIGKILL
-escalation, the drain of the pipes). Reaping is done here alone, with ``waitpid(-1, WNOHANG)``
-after each SIGCHLD, so no other code can steal COMMAND's status. The wrapper registers as child
-subreaper, so orphaned descendants are re-parented to it and reaped too, whether or not it is PID 1.
-
-Signals, as tini does it: every signal we take is blocked in every thread (the mask is set before
-any thread starts) and taken by one thread with ``sigwaitinfo``, which hands it to the loop. No
-disposition is changed, so COMMAND inherits exactly the ignored signals and the signal mask the
-wrapper was started with (Python's own SIGPIPE/SIGXFSZ ignore is undone). A fault signal (SIGSEGV,
-SIGABRT, ...) sent by another process is forwarded like any other; a real fault of the wrapper is
-still delivered by the kernel (which unblocks it) and ends the wrapper.
+From the moment of the spawn one thread (``tu-pump``) runs the loop over COMMAND's stdout and
+stderr pipes, the wakeup pipe and the timers (flush interval, ``--timeout``, the SIGKILL escalation,
+the drain); the rest of the wrapper is wired meanwhile, and COMMAND's first output waits in memory
+(in arrival order) until ``run()`` hands over the capture. Every signal we take is blocked in every
+thread (the mask is set before any thread starts) and taken by one thread (``tu-signals``) with
+``sigwaitinfo``, as tini does: it forwards a signal the moment it is taken and reaps on SIGCHLD
+(``waitpid(-1, WNOHANG)``: nothing else reaps, so no code can steal COMMAND's status); the loop does
+the bookkeeping. As child subreaper the wrapper reaps orphaned descendants, PID 1 or not. No
+disposition is changed, so COMMAND inherits the ignored signals and the mask the wrapper was started
+with (Python's SIGPIPE/SIGXFSZ ignore is undone). A fault signal (SIGSEGV, ...) sent by another
+process is forwarded like any other; a real fault of the wrapper still ends it.
 
 On a terminal, COMMAND is put in its own process group and made the terminal's foreground group
 *before* it execs (fork + exec; posix_spawn otherwise, which is faster), so a COMMAND that reads
@@ -37,6 +36,7 @@ from typing import Optional, Protocol
 from .. import exitcodes, threads
 from ..report import Reporter
 from . import proctree
+from .early import EARLY_LIMIT, Early
 from .policy import DEFAULT_POLICY, Policy
 
 READ_SIZE = 1024 * 1024
@@ -44,7 +44,6 @@ PIPE_SIZE = 1024 * 1024
 F_SETPIPE_SZ = 1031
 PR_SET_CHILD_SUBREAPER = 36
 WAKE = 0  # byte written to the wakeup pipe by other threads; signal numbers are never 0
-EARLY_LIMIT = 8 * 1024 * 1024  # COMMAND's output held in memory before the capture is wired
 # The pump and the signal thread get the interpreter within this while another thread runs Python
 # code (the rest of the wrapper being imported at start-up, then the uploads): 5 ms by default.
 SWITCH_INTERVAL = 0.0005
@@ -69,24 +68,6 @@ class Sink(Protocol):
     def write(self, data: memoryview) -> None: ...
     def due(self) -> Optional[float]: ...
     def tick(self, now: float) -> None: ...
-
-
-class _Early:
-    """COMMAND's output until the capture is wired (the first tens of milliseconds), in memory."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-        self.size = 0
-
-    def write(self, data: memoryview) -> None:
-        self.parts.append(bytes(data))
-        self.size += len(data)
-
-    def due(self) -> Optional[float]:
-        return None
-
-    def tick(self, now: float) -> None:
-        pass
 
 
 class SpawnError(Exception):
@@ -139,8 +120,9 @@ class Supervisor:
         self._arrived: collections.deque[tuple[int, float]] = collections.deque()  # (signal, when)
         self._signal_thread: Optional[threading.Thread] = None
         self._lock = threading.Lock()  # a pid is never signalled once reaped: reap and send hold it
+        self._reaped: collections.deque[int] = collections.deque()  # for the loop to act on
         self._loop_thread: Optional[threading.Thread] = None
-        self._early = _Early()  # the sink until the capture is wired
+        self._early = Early()  # the sink until the capture is wired
         self._next_sink: Optional[Sink] = None  # handed over by run()
         self._adopted = False  # the loop writes to the capture (not to _early)
         self._loop_code: Optional[int] = None
@@ -196,7 +178,9 @@ class Supervisor:
                 continue  # not sent by anyone: never forwarded
             if not self._listening:
                 break
-            if sig != signal.SIGCHLD:
+            if sig == signal.SIGCHLD:
+                self._collect()  # zombies go at once, not when the loop next runs
+            else:
                 with self._lock:
                     if self.status is None:  # COMMAND is gone: its leftovers get their own treatment
                         self.send(sig, whole_group=not self.policy.signal_child_only)
@@ -398,10 +382,11 @@ class Supervisor:
             self.wait_wakeup(None)
         self.restore_signals()
 
-    def reap(self) -> None:
-        """Collect every exited child; note COMMAND's status."""
-        while True:
-            with self._lock:
+    def _collect(self) -> None:
+        """Wait for every exited child (the signal thread on each SIGCHLD, and the loop); note
+        COMMAND's status. The lock keeps a reaped pid from being signalled."""
+        with self._lock:
+            while True:
                 try:
                     pid, status = os.waitpid(-1, os.WNOHANG)
                 except ChildProcessError:
@@ -411,6 +396,13 @@ class Supervisor:
                 if pid == self.pid:
                     self.status = status
                     self.exited_at = self.clock()
+                self._reaped.append(pid)
+
+    def reap(self) -> None:
+        """Collect every exited child and act on those collected (the loop's side)."""
+        self._collect()
+        while self._reaped:
+            pid = self._reaped.popleft()
             self._leftovers.discard(pid)
             if pid == self.pid:
                 self._take_back_terminal()  # at once: leftovers must not keep it
@@ -438,7 +430,7 @@ class Supervisor:
             self._loop_error = exc
 
     def _loop(self) -> int:
-        """Pump, reap and run the timers; COMMAND's first output goes to memory (``_Early``, in
+        """Pump, reap and run the timers; COMMAND's first output goes to memory (``Early``, in
         arrival order) until run() hands over the capture, then is replayed into it."""
         sink: Sink = self._early
         selector = selectors.DefaultSelector()
@@ -492,7 +484,7 @@ class Supervisor:
     def _adopt(self, sink: Sink) -> Sink:
         for part in self._early.parts:
             sink.write(memoryview(part))
-        self._early = _Early()
+        self._early = Early()
         self._adopted = True
         return sink
 
