@@ -45,8 +45,9 @@ F_SETPIPE_SZ = 1031
 PR_SET_CHILD_SUBREAPER = 36
 WAKE = 0  # byte written to the wakeup pipe by other threads; signal numbers are never 0
 # The pump and the signal thread get the interpreter within this while another thread runs Python
-# code (the rest of the wrapper being imported at start-up, then the uploads): 5 ms by default.
-SWITCH_INTERVAL = 0.0005
+# code (Python's default is 5 ms): while the rest of the wrapper is imported, then while it runs.
+SWITCH_INTERVAL_WIRING = 0.0001  # an orphan burst at start-up is reaped as fast as by tini
+SWITCH_INTERVAL = 0.001
 TTY_CHECK = 0.5  # on a terminal: how often a stopped (^Z) foreground job is looked for
 
 # SIGPIPE stays ignored (Python's default) so that a closed stdout shows up as EPIPE on write;
@@ -482,6 +483,7 @@ class Supervisor:
         return exit_code(self.status)
 
     def _adopt(self, sink: Sink) -> Sink:
+        sys.setswitchinterval(SWITCH_INTERVAL)  # wired: the main thread only waits from now on
         for part in self._early.parts:
             sink.write(memoryview(part))
         self._early = Early()
@@ -569,7 +571,7 @@ class Supervisor:
 def start(supervisor: Supervisor, reporter: Reporter) -> Optional[int]:
     """Take signals and spawn COMMAND; None when it runs, else the exit code (126/127)."""
     supervisor.install_signals()
-    sys.setswitchinterval(SWITCH_INTERVAL)
+    sys.setswitchinterval(SWITCH_INTERVAL_WIRING)
     try:
         supervisor.spawn()
     except SpawnError as exc:
