@@ -104,10 +104,24 @@ def build_seconds(binary: Path) -> float | None:
         return None
 
 
-# -- the pinned peers built ahead of the tests (scripts/test, in the background while pip installs) --
+# -- the pinned peers ------------------------------------------------------------------------------
+# The Go module proxy serves neither project's release tags (MinIO's RELEASE.* and SeaweedFS's 3.x/4.x
+# are not semantic versions), so both are pinned to the pseudo-version of a commit it serves.
 
+MINIO = ("minio", "github.com/minio/minio", "v0.0.0-20260212201848-7aac2a2c5b7c", "")
+SEAWEEDFS = ("weed", "github.com/seaweedfs/seaweedfs", "v0.0.0-20261109003541-7506e5f91cd6", "weed")
 TEKTON = ("entrypoint", TEKTON_PIPELINE, TEKTON_PIPELINE_VERSION, "cmd/entrypoint")
-PEERS = {"tekton-entrypoint": TEKTON}
+PEERS = {"minio": MINIO, "seaweedfs": SEAWEEDFS, "tekton-entrypoint": TEKTON}
+
+
+def minio() -> Path:
+    """The MinIO server (last commit before the repository was archived, Feb 2026)."""
+    return go_binary(*MINIO)
+
+
+def weed() -> Path:
+    """SeaweedFS's ``weed`` (master, volume, filer and S3 gateway in one program)."""
+    return go_binary(*SEAWEEDFS)
 
 
 def main(names: list[str]) -> int:
