@@ -23,6 +23,7 @@ from conftest import WRAPPER, untar_single, wait_until
 from realservers import RealServer, minio_server, new_bucket
 
 PY = sys.executable
+pytestmark = pytest.mark.peers  # scripts/test runs these once the peers are built
 RUN, TASK = "run-k", "task-k"
 PREFIX = f"artifacts/{RUN}/{TASK}/"
 CHUNKS = f"{PREFIX}logs/main/"

@@ -42,7 +42,7 @@ from entrypoint.transfer.retry import Attempts, Backoff, RetryPolicy
 PY = sys.executable
 MiB = 1024 * 1024
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.peers, pytest.mark.timeout(600)]
 
 
 @pytest.fixture
