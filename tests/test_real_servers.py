@@ -289,7 +289,7 @@ def test_wrong_credentials_are_one_clear_line_without_a_retry_storm(
     causes = [line for line in err.splitlines() if "check --secret-key" in line]
     assert len(causes) == 1, err  # the cause and the fix, in one line
     assert "SignatureDoesNotMatch" in causes[0]
-    assert requests <= 2, err  # the first refusal stops every upload: no retry storm
+    assert requests == 1, err  # the preflight alone: uploads waited for its verdict (no retry storm)
     if preflight == "strict":
         assert (proc.returncode, proc.stdout, marker.exists()) == (2, b"", False)
         assert "COMMAND not started" in causes[0]
