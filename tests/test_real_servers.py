@@ -368,7 +368,7 @@ def test_sse_s3_on_seaweedfs_without_a_key_is_retried_to_the_deadline_and_named(
                 "--sse",
                 "s3",
                 "--flush-timeout",
-                "5s",
+                "15s",  # how long it retries: the test takes this long
                 "--",
                 "echo",
                 "hi",
@@ -381,8 +381,11 @@ def test_sse_s3_on_seaweedfs_without_a_key_is_retried_to_the_deadline_and_named(
     err = proc.stderr.decode()
     assert (proc.returncode, proc.stdout) == (74, b"hi\n"), err
     missing = [line for line in err.splitlines() if "not stored:" in line]
-    assert missing, err
-    assert all("InternalError" in line and "s3.sse.key" in line for line in missing), err
+    # Each object refused names the likely cause; on a loaded machine one may not have had its
+    # first answer before the deadline, and its line says that instead.
+    named = [line for line in missing if "InternalError" in line]
+    assert named and all("s3.sse.key" in line for line in named), err
+    assert all(line in named or "deadline" in line for line in missing), err
 
 
 # -- the read CLI ----------------------------------------------------------------------------------
