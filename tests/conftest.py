@@ -250,3 +250,8 @@ def untar_single(data: bytes) -> tuple[str, bytes]:
         extracted = tar.extractfile(member)
         assert extracted is not None
         return member.name, extracted.read()
+
+
+# MinIO and SeaweedFS, built from their Go modules (tests/realservers.py): the session fixtures
+# ``minio_s3`` and ``seaweedfs_s3``, and ``real_s3``, each of moto, MinIO and SeaweedFS in turn.
+from realservers import minio_s3, real_s3, seaweedfs_s3  # noqa: E402, F401

@@ -35,6 +35,10 @@ API (``Fault`` is an HTTP status such as ``503``/``500``, or one of the connecti
       before its body is read and before anything reaches the upstream.
     - ``"close"``: when a request head arrives, close the connection (FIN), no response.
     - ``"stall"``: read and discard everything the client sends, never answer.
+    - ``"corrupt"``: forward the request with the first byte of its body inverted, as if the
+      network had flipped bits on the way (the server's Content-MD5 / signed SHA-256 check, or
+      the client's ETag check, should catch it). Requests without a body are passed through and
+      not counted against ``count``.
     - an ``int`` status: answer it with an S3 XML error body (503 ``SlowDown``, 500
       ``InternalError``, others a matching code), after reading and discarding the request
       body, keeping the connection alive (``Connection: close`` for ``Expect:
@@ -67,7 +71,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Callable, Literal, Optional, TypeVar, Union
 
-Fault = Union[int, Literal["pass", "refuse", "reset", "close", "stall"]]
+Fault = Union[int, Literal["pass", "refuse", "reset", "close", "stall", "corrupt"]]
 Direction = Literal["both", "upload", "download"]
 _Way = Literal["up", "down"]
 T = TypeVar("T")
@@ -360,7 +364,7 @@ class FaultProxy:
             raise ValueError(f"unknown fault {fault!r}")
         if isinstance(fault, int) and not 400 <= fault <= 599:
             raise ValueError(f"HTTP fault status must be 4xx or 5xx, not {fault}")
-        if isinstance(fault, str) and fault not in ("pass", *_CONNECTION_FAULTS):
+        if isinstance(fault, str) and fault not in ("pass", "corrupt", *_CONNECTION_FAULTS):
             raise ValueError(f"unknown fault {fault!r}")
         if fault == "refuse" and (count is not None or fraction is not None):
             raise ValueError("'refuse' acts on the listener: use no limit or seconds")
@@ -480,9 +484,11 @@ class FaultProxy:
             self._rule_timer = None
             self._set_listening(True)
 
-    def _pick_fault(self, target: str = "") -> Optional[_Rule]:
+    def _pick_fault(self, target: str = "", has_body: bool = True) -> Optional[_Rule]:
         rule = self._rule
         if rule is None or (rule.match is not None and rule.match not in target):
+            return None
+        if rule.fault == "corrupt" and not has_body:
             return None
         if rule.until is not None and asyncio.get_running_loop().time() >= rule.until:
             self._expire(rule)
@@ -561,7 +567,7 @@ class FaultProxy:
         if framing == "eof":  # a request without length has no body; unknown coding: give up
             framing = 0 if request.get("transfer-encoding") is None else "eof"
 
-        rule = self._pick_fault(target)
+        rule = self._pick_fault(target, framing != 0)
         if rule is None:
             counters.forwarded += 1
             return await self._forward(conn, head, method, framing, keep_alive, record)
@@ -575,6 +581,9 @@ class FaultProxy:
             return False
         if fault == "close":
             return False
+        if fault == "corrupt":
+            counters.forwarded += 1
+            return await self._forward(conn, head, method, framing, keep_alive, record, damage=True)
         if fault == "stall":
             while await conn.reader.read(_CHUNK):
                 pass
@@ -597,6 +606,7 @@ class FaultProxy:
         framing: Union[int, Literal["chunked", "eof"]],
         keep_alive: bool,
         record: _Record,
+        damage: bool = False,
     ) -> bool:
         assert conn.reader is not None and conn.writer is not None
         if conn.up_reader is not None and conn.up_reader.at_eof():
@@ -614,7 +624,7 @@ class FaultProxy:
         up_reader, up_writer = conn.up_reader, conn.up_writer
         assert up_writer is not None
         await self._emit(up_writer, head, "up")
-        body = asyncio.ensure_future(self._relay_body(conn.reader, up_writer, framing, "up"))
+        body = asyncio.ensure_future(self._relay_body(conn.reader, up_writer, framing, "up", damage))
         response = asyncio.ensure_future(
             self._relay_response(up_reader, conn.writer, method, keep_alive, record)
         )
@@ -677,14 +687,17 @@ class FaultProxy:
         dst: Optional[asyncio.StreamWriter],
         framing: Union[int, Literal["chunked", "eof"]],
         way: _Way,
+        damage: bool = False,
     ) -> None:
-        """Copy (or discard, if ``dst`` is None) one message body, framing included."""
+        """Copy (or discard, if ``dst`` is None) one message body, framing included; with
+        ``damage`` its first byte is inverted on the way."""
         if framing == "eof":
             while data := await src.read(self._chunk(way)):
-                await self._emit(dst, data, way)
+                await self._emit(dst, _damaged(data) if damage else data, way)
+                damage = False
             return
         if framing != "chunked":
-            await self._copy_exact(src, dst, framing, way)
+            await self._copy_exact(src, dst, framing, way, damage)
             return
         while True:
             line = await src.readuntil(b"\r\n")
@@ -699,7 +712,8 @@ class FaultProxy:
                     await self._emit(dst, trailer, way)
                     if trailer == b"\r\n":
                         return
-            await self._copy_exact(src, dst, size + 2, way)
+            await self._copy_exact(src, dst, size + 2, way, damage and size > 0)
+            damage = damage and size == 0
 
     async def _copy_exact(
         self,
@@ -707,13 +721,15 @@ class FaultProxy:
         dst: Optional[asyncio.StreamWriter],
         n: int,
         way: _Way,
+        damage: bool = False,
     ) -> None:
         while n > 0:
             data = await src.read(min(n, self._chunk(way)))
             if not data:
                 raise asyncio.IncompleteReadError(b"", n)
             n -= len(data)
-            await self._emit(dst, data, way)
+            await self._emit(dst, _damaged(data) if damage else data, way)
+            damage = False
 
     def _chunk(self, way: _Way) -> int:
         rate = self._rates[way]
@@ -780,6 +796,10 @@ class FaultProxy:
 
         with contextlib.suppress(asyncio.TimeoutError, OSError):
             await asyncio.wait_for(drain(), _LINGER_TIMEOUT)
+
+
+def _damaged(data: bytes) -> bytes:
+    return bytes([data[0] ^ 0xFF]) + data[1:]
 
 
 def _hop_by_hop(head: bytes, keep_alive: bool) -> bytes:

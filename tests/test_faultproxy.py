@@ -312,6 +312,25 @@ def test_stall_makes_client_time_out(proxy: FaultProxy, bucket: str) -> None:
     assert mc.bucket_exists(bucket)
 
 
+def test_corrupt_inverts_the_first_body_byte_of_the_next_request_with_a_body(
+    proxy: FaultProxy, s3: S3Server, bucket: str
+) -> None:
+    """moto checks no body digest: what reaches it is the damaged body, stored as sent."""
+    mc = client(proxy)
+    data = payload(100_000, seed=3)
+    proxy.set_mode("corrupt", count=1)
+    assert mc.bucket_exists(bucket)  # no body: passed through, not counted
+    put(mc, bucket, "c", data)
+    put(mc, bucket, "d", data)
+    assert s3.read(bucket, "c") == bytes([data[0] ^ 0xFF]) + data[1:]
+    assert s3.read(bucket, "d") == data
+    assert [(r.method, r.fault) for r in proxy.requests()] == [
+        ("HEAD", None),
+        ("PUT", "corrupt"),
+        ("PUT", None),
+    ]
+
+
 def test_throttle_upload_and_download(proxy: FaultProxy, s3: S3Server, bucket: str) -> None:
     mc = client(proxy, timeout=15)
     data = payload(400_000)

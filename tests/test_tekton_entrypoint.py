@@ -26,6 +26,7 @@ from conftest import S3Server, StoreView, clean_env, require_program, untar_sing
 from peers import tekton_entrypoint
 
 PY = sys.executable
+pytestmark = pytest.mark.peers  # scripts/test runs these once the peers are built
 RUN, TASK = "run-1", "task-1"
 PREFIX = f"artifacts/{RUN}/{TASK}/"
 

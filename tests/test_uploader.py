@@ -7,6 +7,7 @@ import hashlib
 import os
 import random
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -380,3 +381,73 @@ def test_whole_store_error_fails_every_job_with_one_attempt(tmp_path: Path) -> N
     assert uploader.permanent is not None and uploader.permanent.code == "NoSuchBucket"
     assert sum(j.attempts for j in jobs) == 0  # the preflight answered before any upload tried
     assert all(j.cause == "NoSuchBucket" for j in jobs)
+
+
+class GatedStore(LocalStore):
+    """A local store whose preflight check answers only once ``gate`` is set (a slow, or loaded,
+    server), then as ``answer`` says; every put attempt is counted."""
+
+    def __init__(self, root: Path, answer: StoreError | None) -> None:
+        super().__init__(root, "bkt", create_bucket=True)
+        self.gate = threading.Event()
+        self.answer = answer
+        self.puts = 0
+
+    def check(self, prefix: str) -> None:
+        self.gate.wait()
+        if self.answer is not None:
+            raise self.answer
+        super().check(prefix)
+
+    def _put(self, key: str, path: Path, payload: Payload) -> Any:
+        self.puts += 1
+        return super()._put(key, path, payload)
+
+
+def test_uploads_wait_for_the_preflights_verdict_however_long_it_takes(tmp_path: Path) -> None:
+    """--preflight warn: the check runs beside COMMAND. A store that refuses our credentials must
+    cost that one request: no upload (ordered or pooled) may go out before the verdict, however
+    slow the answer (it was once a 5 s cap, passed on a loaded machine: 5 requests, not 1)."""
+    refusal = StoreError(
+        "SignatureDoesNotMatch: check --secret-key",
+        transient=False,
+        code="SignatureDoesNotMatch",
+        whole_store=True,
+    )
+    store = GatedStore(tmp_path, refusal)
+    uploader = Uploader(lambda: store, Reporter(quiet=True, fd=os.open(os.devnull, os.O_WRONLY)))
+    uploader.start(preflight="warn", probe_prefix="x/")
+    jobs = [uploader.submit(Job(f"r{i}.tgz", lambda: Payload.of(b"x"))) for i in range(4)]
+    chunk = uploader.submit(Job("logs/00000000.log", lambda: Payload.of(b"line\n")), ordered=True)
+    # Every worker and the ordered lane's preparer are waiting: none has sent anything.
+    wait_until(lambda: uploader.awaiting_verdict == 5, timeout=30, what="uploads waiting for the preflight")
+    assert store.puts == 0
+    store.gate.set()
+    missing = uploader.close(None)
+    assert missing == [*jobs, chunk]
+    assert (store.puts, uploader.requests) == (0, 1)  # the preflight's request alone
+    assert all(j.attempts == 0 and j.cause == "SignatureDoesNotMatch" for j in missing)
+
+
+def test_uploads_go_ahead_once_a_slow_preflight_says_the_store_is_fine(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path, None)
+    uploader = Uploader(lambda: store, Reporter(quiet=True))
+    uploader.start(preflight="warn", probe_prefix="x/")
+    job = uploader.submit(Job("r.tgz", lambda: Payload.of(b"x")))
+    wait_until(lambda: uploader.awaiting_verdict == 1, timeout=30, what="the upload waiting")
+    store.gate.set()
+    assert uploader.close(None) == []
+    assert (store.puts, job.attempts) == (1, 1) and (tmp_path / "bkt/r.tgz").read_bytes() == b"x"
+
+
+def test_a_preflight_that_never_answers_holds_uploads_only_until_the_flush_deadline(tmp_path: Path) -> None:
+    store = GatedStore(tmp_path, None)  # the gate stays shut: a hung server
+    uploader = Uploader(lambda: store, Reporter(quiet=True))
+    uploader.start(preflight="warn", probe_prefix="x/")
+    job = uploader.submit(Job("r.tgz", lambda: Payload.of(b"x")))
+    wait_until(lambda: uploader.awaiting_verdict == 1, timeout=30, what="the upload waiting")
+    uploader.set_deadline(time.monotonic())  # the flush deadline, now
+    wait_until(job.done.is_set, timeout=30, what="the job given up")
+    assert (job.stored, job.attempts, store.puts) == (False, 0, 0)
+    assert "flush deadline" in job.reason(), job.reason()
+    store.gate.set()

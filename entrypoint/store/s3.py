@@ -55,7 +55,7 @@ from ..settings.store import StoreConfig
 from . import s3_credentials, s3_security
 from .base import Retry, Stored, StoreError, once
 from .payload import Digests, Payload
-from .s3_errors import classify, reword
+from .s3_errors import classify, reword, with_sse_cause
 from .s3_read import S3Reads
 
 PART_SIZE = 8 * 1024 * 1024  # one part in memory per upload in flight
@@ -64,11 +64,6 @@ STREAM_READ = 1024 * 1024  # bytes per read while hashing or sending a streaming
 MAX_PARTS = 10_000
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
-
-
-
-
-
 
 
 def http_pool(
@@ -106,6 +101,7 @@ class S3Store(S3Reads):
         self._warn = warn or (lambda _text: None)
         self._bucket_lock = threading.Lock()
         self._bucket_created = False
+        self._bucket_seen = False  # shown to exist: by the preflight's list, or by a HEAD before a PUT
         creds = cfg.credentials
         region = cfg.region
         if region is None and not cfg.endpoint.host.endswith("amazonaws.com"):
@@ -150,7 +146,8 @@ class S3Store(S3Reads):
             return fn(*args, **kwargs)
         except Exception as exc:
             names = s3_credentials.credential_names(self._provider, self.cfg.auth)  # the source used
-            raise reword(classify(exc), names, self.cfg.create_bucket) from None
+            error = reword(classify(exc), names, self.cfg.create_bucket)
+            raise with_sse_cause(error, exc, self.cfg.sse) from None
 
     # -- the bucket ----------------------------------------------------------------------------
     def check(self, prefix: str) -> None:
@@ -161,6 +158,18 @@ class S3Store(S3Reads):
             if exc.code != "NoSuchBucket":
                 raise
             self._create_bucket()
+        self._bucket_seen = True
+
+    def _bucket_must_exist(self) -> None:
+        """With --no-create-bucket and no preflight: one HEAD before the first PUT. SeaweedFS
+        creates a missing bucket on PUT by itself (``-s3.autoCreateBucket``, on by default for admin
+        identities), so a PUT alone would not honour --no-create-bucket there."""
+        with self._bucket_lock:
+            if self._bucket_seen:
+                return
+            if not self._call(self.client.bucket_exists, self.bucket):
+                self._create_bucket()  # refuses: create_bucket is off
+            self._bucket_seen = True
 
     def prepare(self) -> None:
         """HEAD the bucket; create it when missing and allowed."""
@@ -200,6 +209,8 @@ class S3Store(S3Reads):
         self, key: str, payload: Payload, content_type: str = "application/octet-stream", retry: Retry = once
     ) -> Stored:
         content_type = content_type or "application/octet-stream"
+        if not self.cfg.create_bucket and not self._bucket_seen:
+            retry(self._bucket_must_exist, f"check bucket {self.bucket}")
         part_size = max(PART_SIZE, -(-payload.size // MAX_PARTS))
         if payload.size <= part_size:
             return self._put_single(key, payload, content_type, retry)

@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import re
 import ssl
-from typing import Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import urllib3
 from minio.error import InvalidResponseError, S3Error, ServerError
 
 from .base import StoreError
+
+if TYPE_CHECKING:
+    from ..settings.sse import SSEConfig
 
 # Not worth retrying, and every other upload would fail the same way.
 STORE_PERMANENT = {
@@ -125,8 +128,6 @@ def classify(exc: BaseException) -> StoreError:
     return StoreError(f"{type(exc).__name__}: {exc}", transient=False, code="Unexpected")
 
 
-
-
 # The hints that name a credential take the names of the source actually used
 # (``s3_credentials.credential_names``): naming --secret-key when the keys came from AWS_* misleads.
 _CREDENTIAL_CODES = {
@@ -151,3 +152,33 @@ def reword(error: StoreError, source: tuple[str, str, str], create_bucket: bool)
     if text is None:
         return error
     return StoreError(text, transient=error.transient, code=error.code, whole_store=error.whole_store)
+
+
+def with_sse_cause(error: StoreError, exc: BaseException, sse: Optional[SSEConfig]) -> StoreError:
+    """What a refusal means when every object is encrypted (tests/REAL_SERVERS.md).
+
+    MinIO without a KMS answers every encrypted PUT with NotImplemented: say that, not 'use an
+    S3-compatible store' (the server is one; encryption is what it lacks). SeaweedFS without an
+    SSE-S3 key answers 500 InternalError every time; that may also be a passing fault, so it is
+    still retried (until the flush deadline), with the likely cause named.
+    """
+    if sse is None:
+        return error
+    if error.code == "NotImplemented":
+        said = (getattr(exc, "message", "") or "").splitlines()
+        because = f" ({said[0][:200]})" if said and said[0] else ""
+        return StoreError(
+            f"NotImplemented: the server refuses {sse.describe()}{because}; enable it on the "
+            "server (MinIO: configure a KMS) or unset --sse",
+            transient=False,
+            code="NotImplemented",
+            whole_store=True,
+        )
+    if error.code == "InternalError":
+        return StoreError(
+            f"{error}; if every upload fails so, the server may not be set up for {sse.describe()} "
+            "(SeaweedFS: set s3.sse.key)",
+            transient=True,
+            code="InternalError",
+        )
+    return error

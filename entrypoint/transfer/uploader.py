@@ -29,57 +29,24 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .. import threads
 from ..formats.layout import NotSent
-from ..formats.manifest import Entry
 from ..report import Reporter
-from ..store import Store, Stored, StoreError
+from ..store import Store, StoreError
 from ..store.payload import Payload
+from .job import Job
 from .retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
+
+__all__ = ["Job", "Uploader"]
 
 Clock = Callable[[], float]
 
 
-@dataclass
-class Job:
-    key: str
-    build: Callable[[], Payload]  # called in the worker: archiving happens off the main thread
-    content_type: str = "application/octet-stream"
-    on_done: Optional[Callable[[Job], None]] = None
-    kind: str = "object"  # for the manifest: log-chunk, log, result, manifest
-    stored: bool = False
-    result: Optional[Stored] = None
-    error: str = ""
-    cause: str = ""  # the code of a whole-store error (reported once on its own) that stopped it
-    attempts: int = 0
-    retries: int = 0
-    size: int = 0
-    done: threading.Event = field(default_factory=threading.Event)
-    prepared: Optional[Payload] = None  # built and preloaded by the ordered lane's preparer
-    build_error: Optional[OSError] = None  # the preparer could not read it
-
-    def reason(self, short: bool = False) -> str:
-        """Why the job is not stored (for the manifest; ``short`` for stderr lines)."""
-        if short and self.cause:
-            return f"{self.cause}, see above"
-        if self.error:
-            return self.error
-        if self.attempts:
-            return "still uploading at the flush deadline"
-        return "not started before the flush deadline"
-
-    def entry(self) -> Entry:
-        """This job as the manifest records it."""
-        if self.stored and self.result is not None:
-            return Entry(self.key, self.kind, True, self.result.size, self.result.sha256)
-        return Entry(self.key, self.kind, False, reason=self.reason())
-
-
 _STOP = object()
 PREPARED_AHEAD = 1  # ordered jobs prepared (in memory, up to 8 MiB each) besides the one being sent
+VERDICT_POLL = 0.5  # s: how often a job waiting for the preflight looks at the flush deadline
 
 
 class Uploader:
@@ -111,10 +78,10 @@ class Uploader:
         self._jobs: list[Job] = []
         self._ordered_pending = 0
         self._abandoned = False
-        # Uploads wait (at most ``verdict_wait`` s) for the preflight's answer before their first
-        # request, so a misconfiguration costs one request, not one per worker.
+        # Uploads wait for the preflight's answer before their first request (``_await_verdict``),
+        # so a misconfiguration costs the preflight's one request, not one per worker.
         self._verdict = threading.Event()
-        self.verdict_wait = 5.0
+        self.awaiting_verdict = 0  # jobs waiting for it now (tests watch this)
         self._last_backoff: Optional[Backoff] = None
         self.requests = 0  # attempts made, all jobs
         self.failed_causes: set[str] = set()  # codes of the permanent errors met
@@ -299,8 +266,25 @@ class Uploader:
                     item.prepared = None  # e.g. the store cannot be set up: the sender reports it
             self._ready.put(item)
 
+    def _await_verdict(self, backoff: Backoff) -> None:
+        """Before a job's first request: wait for the background preflight's answer. It is one
+        request, bounded by the connect and read timeouts, and costs nothing when the store is
+        healthy; when the store refuses us, no upload has gone out beside it (no burst of 403s,
+        whatever the machine's speed). The flush deadline and ``abandon`` end the wait."""
+        if self._verdict.is_set():
+            return
+        with self._lock:
+            self.awaiting_verdict += 1
+        try:
+            while not self._verdict.wait(VERDICT_POLL):
+                if self._abandoned or backoff.expired():
+                    return
+        finally:
+            with self._lock:
+                self.awaiting_verdict -= 1
+
     def _preload(self, payload: Payload) -> Payload:
-        self._verdict.wait(self.verdict_wait)  # no reading ahead for a store that refuses us
+        self._await_verdict(self._backoff)  # no reading ahead for a store that refuses us
         if self.permanent is not None:
             return payload
         preload: Any = getattr(self.store(), "preload", None)
@@ -369,7 +353,7 @@ class Uploader:
             self._reporter.error(f"{job.key}: {job.error}")
             return
         job.size = payload.size
-        self._verdict.wait(self.verdict_wait)
+        self._await_verdict(backoff)
         attempts = Attempts(
             backoff,
             self._policy,
