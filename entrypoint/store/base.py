@@ -50,6 +50,9 @@ class Stored:
     key: str
     size: int
     sha256: str  # hex digest of the object's bytes as sent
+    # False: the store could not check that it holds these bytes (an ETag that is no MD5 digest,
+    # an object too large to read back); the manifest says so
+    verified: bool = True
 
 
 class Store(Protocol):

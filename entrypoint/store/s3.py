@@ -27,10 +27,12 @@ Because some servers verify neither (moto, the test server, does not), the store
 the ETag the server returns with the MD5 of what was sent (per part, and the multipart ETag at
 the end) and resends on a mismatch. With server-side encryption configured, ETags are not
 compared (they are not MD5 digests under SSE-KMS and SSE-C), nor for an object the server says
-it encrypted with KMS or a customer key, nor when the bucket's default encryption is KMS; the
-decision is per object, never from a count of mismatches (which would accept corrupt copies). SSE
-headers go on every request that needs them, as the MinIO client's ``put_object`` sends them
-(SSE-C: on every part too).
+it encrypted with KMS or a customer key, nor when the bucket's default encryption is KMS, nor
+when the server sent none; the decision is per object, never from a count of mismatches (which
+would accept corrupt copies). Such an object is read back when that is cheap (one PUT from
+memory, up to ``PART_SIZE``: one GET, its SHA-256 compared, a mismatch resent); a larger one is
+``Stored(verified=False)``, which the manifest records. SSE headers go on every request that
+needs them, as the MinIO client's ``put_object`` sends them (SSE-C: on every part too).
 """
 
 from __future__ import annotations
@@ -207,14 +209,19 @@ class S3Store(S3Reads):
             return self._put_streaming(key, payload, content_type, retry)
         return self._put_multipart(key, payload, content_type, part_size, retry)
 
-    def _checked_etag(self, got: Optional[str], expected: str, what: str, opaque: bool = False) -> None:
-        """A mismatch is resent (``BadDigest``), decided per object from what is known, never
-        from a count of failures: ETags are not compared under configured SSE, or for an object
-        the server says it encrypted with KMS or a customer key (``opaque``), or when the bucket's
-        default encryption is KMS (asked once, at the first mismatch)."""
+    def _checked_etag(self, got: Optional[str], expected: str, what: str, opaque: bool = False) -> bool:
+        """Whether the ETag proved the bytes; a mismatch is resent (``BadDigest``). Decided per
+        object from what is known, never from a count of failures: ETags are not compared (False)
+        under configured SSE, for an object the server says it encrypted with KMS or a customer
+        key (``opaque``), when the bucket's default encryption is KMS (asked once, at the first
+        mismatch), or when the server sent no ETag."""
         got = (got or "").strip('"').lower()
-        if not got or got == expected or self.trust_server_checksums or opaque or self._bucket_kms():
-            return
+        if not got or self.trust_server_checksums or opaque:
+            return False
+        if got == expected:
+            return True
+        if self._bucket_kms():
+            return False
         raise StoreError(
             f"BadDigest: {what}: server ETag {got}, but the bytes sent have MD5 {expected}; sending again",
             transient=True,
@@ -272,12 +279,17 @@ class S3Store(S3Reads):
         }
         sha256 = digests.sha256.hex()
 
-        def request() -> None:
+        def request() -> bool:
             etag, opaque = self._bucket_call(lambda: self._request(key, body, size, dict(headers), sha256))
-            self._checked_etag(etag, digests.md5.hex(), f"PUT {key}", opaque)
+            if self._checked_etag(etag, digests.md5.hex(), f"PUT {key}", opaque):
+                return True
+            if not isinstance(body, bytes):
+                return False  # a streaming PUT: reading it back would cost as much again
+            self.read_back(key, size, sha256)
+            return True
 
-        retry(request, f"PUT {key}")
-        return Stored(key, size, sha256)
+        verified: bool = retry(request, f"PUT {key}")
+        return Stored(key, size, sha256, verified)
 
     def _request(
         self, key: str, body: bytes | Payload, size: int, extra: dict[str, str], sha256: str
@@ -385,7 +397,7 @@ class S3Store(S3Reads):
         expected = f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(parts)}"
         tries = [0]
 
-        def complete() -> None:
+        def complete() -> bool:
             tries[0] += 1
             try:
                 result = self._call(
@@ -399,10 +411,10 @@ class S3Store(S3Reads):
                 etag = self._call(self.client.stat_object, self.bucket, key, ssec=self.ssec).etag
                 if (etag or "").strip('"') != expected and not self.trust_server_checksums:
                     raise
-            self._checked_etag(etag, expected, f"complete {key}")
+            return self._checked_etag(etag, expected, f"complete {key}")
 
-        retry(complete, f"complete upload of {key}")
-        return Stored(key, size, whole.hexdigest())
+        verified: bool = retry(complete, f"complete upload of {key}")
+        return Stored(key, size, whole.hexdigest(), verified)
 
     def _part_request(
         self, key: str, upload_id: str, number: int, data: bytes, md5: bytes

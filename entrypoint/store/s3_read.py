@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import builtins
+import hashlib
 import io
 from typing import Any, Callable
 
 from minio import Minio
 
-from .base import ObjectInfo
+from .base import ObjectInfo, StoreError
 from .s3_errors import classify
+
+_READ = 1024 * 1024
 
 
 class S3Reads:
@@ -27,6 +30,23 @@ class S3Reads:
         finally:
             resp.close()
             resp.release_conn()
+
+    def read_back(self, key: str, size: int, sha256: str) -> None:
+        """GET ``key`` and compare its size and SHA-256 with what was sent (the ETag said nothing):
+        a mismatch is ``BadDigest``, resent like any other."""
+        digest = hashlib.sha256()
+        got = 0
+        with self.open_read(key) as stream:
+            while data := stream.read(_READ):
+                digest.update(data)
+                got += len(data)
+        if got != size or digest.hexdigest() != sha256:
+            raise StoreError(
+                f"BadDigest: PUT {key}: read back {got} bytes with SHA-256 {digest.hexdigest()}, "
+                f"but {size} bytes with SHA-256 {sha256} were sent; sending again",
+                transient=True,
+                code="BadDigest",
+            )
 
     def list(self, prefix: str) -> list[str]:
         objects = self._call(

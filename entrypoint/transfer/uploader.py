@@ -71,8 +71,8 @@ class Job:
 
     def entry(self) -> Entry:
         """This job as the manifest records it."""
-        if self.stored and self.result is not None:
-            return Entry(self.key, self.kind, True, self.result.size, self.result.sha256)
+        if self.stored and (r := self.result) is not None:
+            return Entry(self.key, self.kind, True, r.size, r.sha256, verified=r.verified)
         return Entry(self.key, self.kind, False, reason=self.reason())
 
 
