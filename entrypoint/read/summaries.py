@@ -10,6 +10,7 @@ from typing import Any, Optional, TextIO
 from ..formats.layout import RESULT_EXT, STEP_OBJECTS, chunk_dir, step_object_name
 from ..store import ObjectInfo
 from ..units import format_size
+from .liveness import stale
 from .locate import Reader, TaskView
 
 COLUMNS = ("TASK", "STEP", "EXIT", "CAUSE", "DURATION", "CPU", "PEAK MEM", "STORED", "MISSING")
@@ -40,6 +41,8 @@ def step_row(view: TaskView, step: str, steps: list[str], objects: list[ObjectIn
     code = (summary or {}).get("exit_code")
     if summary is None:
         status: Any = "?" if f"{step}-log.tgz" in files else "running"
+        if status == "running" and stale(view.reader, f"{view.prefix}{chunk_dir(step)}", objects):
+            status = "stale"  # its last chunk is older than three of its promises: killed?
     else:
         status = code if isinstance(code, int) else "?"
     missing_value = (summary or {}).get("objects_missing")

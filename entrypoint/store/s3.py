@@ -25,10 +25,10 @@ body that does not match with ``BadDigest``); single and streaming PUTs sign the
 SHA-256 (above; multipart parts: MinIO's client, over plain http), which S3 and MinIO verify.
 Because some servers verify neither (moto, the test server, does not), the store also compares
 the ETag the server returns with the MD5 of what was sent (per part, and the multipart ETag at
-the end) and resends on a mismatch. With server-side encryption configured, ETags are not
-compared (they are not MD5 digests under SSE-KMS and SSE-C), nor for an object the server says
-it encrypted with KMS or a customer key, nor when the bucket's default encryption is KMS, nor
-when the server sent none; the decision is per object, never from a count of mismatches (which
+the end) and resends on a mismatch. An ETag that differs proves nothing under server-side
+encryption configured (ETags are not MD5 digests under SSE-KMS and SSE-C), for an object the
+server says it encrypted with KMS or a customer key, or when the bucket's default encryption is
+KMS; nor does a missing one; the decision is per object, never from a count of mismatches (which
 would accept corrupt copies). Such an object is read back when that is cheap (one PUT from
 memory, up to ``PART_SIZE``: one GET, its SHA-256 compared, a mismatch resent); a larger one is
 ``Stored(verified=False)``, which the manifest records. SSE headers go on every request that
@@ -55,6 +55,7 @@ from urllib3._collections import HTTPHeaderDict
 
 from ..settings.store import StoreConfig
 from . import s3_credentials, s3_security
+from .base import Metadata as Meta
 from .base import Retry, Stored, StoreError, once
 from .payload import Digests, Payload
 from .s3_errors import classify, reword
@@ -66,6 +67,7 @@ STREAM_READ = 1024 * 1024  # bytes per read while hashing or sending a streaming
 MAX_PARTS = 10_000
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
+Head = dict[str, str]  # Content-Type and user metadata (x-amz-meta-*): the headers an object keeps
 
 
 
@@ -199,28 +201,27 @@ class S3Store(S3Reads):
 
     # -- uploads -------------------------------------------------------------------------------
     def put(
-        self, key: str, payload: Payload, content_type: str = "application/octet-stream", retry: Retry = once
+        self, key: str, payload: Payload, content_type: str = "", retry: Retry = once, metadata: Meta = None
     ) -> Stored:
-        content_type = content_type or "application/octet-stream"
+        meta = {f"x-amz-meta-{name}": value for name, value in (metadata or {}).items()}
+        head = {"Content-Type": content_type or "application/octet-stream", **meta}
         part_size = max(PART_SIZE, -(-payload.size // MAX_PARTS))
         if payload.size <= part_size:
-            return self._put_single(key, payload, content_type, retry)
+            return self._put_single(key, payload, head, retry)
         if payload.size <= STREAM_PUT_MAX:
-            return self._put_streaming(key, payload, content_type, retry)
-        return self._put_multipart(key, payload, content_type, part_size, retry)
+            return self._put_streaming(key, payload, head, retry)
+        return self._put_multipart(key, payload, head, part_size, retry)
 
     def _checked_etag(self, got: Optional[str], expected: str, what: str, opaque: bool = False) -> bool:
-        """Whether the ETag proved the bytes; a mismatch is resent (``BadDigest``). Decided per
-        object from what is known, never from a count of failures: ETags are not compared (False)
-        under configured SSE, for an object the server says it encrypted with KMS or a customer
-        key (``opaque``), when the bucket's default encryption is KMS (asked once, at the first
-        mismatch), or when the server sent no ETag."""
+        """Whether the ETag proved the bytes (it is their MD5); a mismatch is resent (``BadDigest``),
+        decided per object from what is known, never from a count of failures: it proves nothing
+        (False) under configured SSE, for an object the server says it encrypted with KMS or a
+        customer key (``opaque``), when the bucket's default encryption is KMS (asked once, at the
+        first mismatch), or when the server sent no ETag."""
         got = (got or "").strip('"').lower()
-        if not got or self.trust_server_checksums or opaque:
-            return False
-        if got == expected:
-            return True
-        if self._bucket_kms():
+        if got and got == expected:
+            return True  # whatever the encryption: the server computed the MD5 of what it holds
+        if not got or self.trust_server_checksums or opaque or self._bucket_kms():
             return False
         raise StoreError(
             f"BadDigest: {what}: server ETag {got}, but the bytes sent have MD5 {expected}; sending again",
@@ -246,7 +247,7 @@ class S3Store(S3Reads):
             return payload  # hashed already; or multipart: each part is hashed as it is read
         return payload.hashed(keep=payload.size <= max(PART_SIZE, -(-payload.size // MAX_PARTS)))
 
-    def _put_single(self, key: str, payload: Payload, content_type: str, retry: Retry) -> Stored:
+    def _put_single(self, key: str, payload: Payload, content_type: Head, retry: Retry) -> Stored:
         if payload.digests is None or len(payload.parts) != 1 or not isinstance(payload.parts[0], bytes):
             payload = payload.hashed(keep=True)  # not preloaded: one read, both digests
         data, digests = payload.parts[0], payload.digests
@@ -257,7 +258,7 @@ class S3Store(S3Reads):
             )
         return self._put_one(key, data, len(data), digests, content_type, retry)
 
-    def _put_streaming(self, key: str, payload: Payload, content_type: str, retry: Retry) -> Stored:
+    def _put_streaming(self, key: str, payload: Payload, content_type: Head, retry: Retry) -> Stored:
         """One PUT whose body streams from the payload: two reads of it (the first computes the
         digests, unless ``preload`` did), never all of it in memory."""
         digests = payload.digests or payload.hashed(keep=False).digests
@@ -269,11 +270,11 @@ class S3Store(S3Reads):
         return self._put_one(key, payload, payload.size, digests, content_type, retry)
 
     def _put_one(
-        self, key: str, body: bytes | Payload, size: int, digests: Digests, content_type: str, retry: Retry
+        self, key: str, body: bytes | Payload, size: int, digests: Digests, content_type: Head, retry: Retry
     ) -> Stored:
         """One PUT of ``body`` (retried whole), signed with its SHA-256, Content-MD5 and ETag checked."""
         headers = {
-            "Content-Type": content_type,
+            **content_type,
             "Content-MD5": _md5_b64(digests.md5),
             **self._sse_headers,
         }
@@ -353,12 +354,12 @@ class S3Store(S3Reads):
         raise error
 
     def _put_multipart(
-        self, key: str, payload: Payload, content_type: str, part_size: int, retry: Retry
+        self, key: str, payload: Payload, content_type: Head, part_size: int, retry: Retry
     ) -> Stored:
         upload_id: str = retry(
             lambda: self._bucket_call(
                 lambda: self.client._create_multipart_upload(
-                    self.bucket, key, {"Content-Type": content_type, **self._sse_headers}
+                    self.bucket, key, {**content_type, **self._sse_headers}
                 )
             ),
             f"start upload of {key}",

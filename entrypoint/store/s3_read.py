@@ -54,6 +54,12 @@ class S3Reads:
         )
         return sorted(o.object_name for o in objects)
 
+    def metadata(self, key: str) -> dict[str, str]:
+        obj = self._call(self.client.stat_object, self.bucket, key, ssec=self.ssec)
+        meta = "x-amz-meta-"
+        headers = (obj.metadata or {}).items()
+        return {n[len(meta) :].lower(): str(v) for n, v in headers if n.lower().startswith(meta)}
+
     def open_read(self, key: str, offset: int = 0) -> io.RawIOBase:
         resp = self._call(self.client.get_object, self.bucket, key, offset=offset, ssec=self.ssec)
         return _Body(resp)
