@@ -10,7 +10,6 @@ bytes' ``repr()``, and each of its lines alone (a line-wrapped token file).
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import urllib.parse
@@ -51,14 +50,23 @@ def _forms(text: str) -> set[str]:
     forms = {
         text,
         repr(text)[1:-1],
-        json.dumps(text)[1:-1],
-        json.dumps(text, ensure_ascii=False)[1:-1],
+        *_json_forms(text),
         repr(text.encode("utf-8", "surrogateescape"))[2:-1],
         urllib.parse.quote(text, safe=""),
         urllib.parse.quote_plus(text, safe=""),
     }
     forms.update(p for p in re.split(r"[\x00-\x1f\x7f]+", text) if len(p.strip()) >= _PIECE_MIN)
     return {f for f in forms if len(f) >= _MIN_LENGTH}
+
+
+def _json_forms(text: str) -> tuple[str, ...]:
+    """``text`` inside JSON strings; json is loaded only when that differs from ``text``
+    (printable ASCII without quote or backslash is its own JSON form: most keys)."""
+    if all(" " <= c <= "~" and c not in '"\\' for c in text):
+        return ()
+    import json
+
+    return json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]
 
 
 def redact(text: str) -> str:

@@ -271,14 +271,14 @@ FORWARDED = [
 ]  # fmt: skip
 
 ECHO_SIGNAL = r"""
-import signal, sys
+import os, signal, sys
 sig = int(sys.argv[1])
 got = []
 signal.signal(sig, lambda n, f: got.append(n))
-print('ready', flush=True)
+os.write(1, b'ready\n')  # one write per line: several of these may share one pipe
 while not got:
     signal.pause()
-print('got', got[0], flush=True)
+os.write(1, b'got %d\n' % got[0])
 """
 
 

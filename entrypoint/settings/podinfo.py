@@ -11,7 +11,6 @@ a TaskRun's labels and annotations to its pod, where the downward API shows them
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Optional
@@ -46,7 +45,7 @@ def read_downward(path: Path, option: str) -> dict[str, str]:
             continue
         raw = raw.strip()
         try:
-            value = json.loads(raw) if raw.startswith('"') else raw
+            value = _unquoted(raw)
         except ValueError:
             value = raw.strip('"')
         found[key.strip()] = str(value)
@@ -108,3 +107,14 @@ def tekton_results_log_key(values: Mapping[str, Any], step: str) -> Optional[str
         return results_log_key(str(logs_path), ns, str(result), str(record), step)
     except ValueError as exc:
         raise ConfigError(f"--tekton-results-logs: {exc}; use plain names") from None
+
+
+def _unquoted(raw: str) -> str:
+    """A downward-API value: ``"text"`` with JSON escapes (json is loaded only for escapes)."""
+    if not raw.startswith('"'):
+        return raw
+    if "\\" not in raw and raw.endswith('"') and len(raw) >= 2:
+        return raw[1:-1]
+    import json
+
+    return str(json.loads(raw))

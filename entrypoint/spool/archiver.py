@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 from typing import BinaryIO, Optional
 
+from .. import threads
 from ..formats import archive
 from ..store.payload import GzipMember, Payload
 from .budget import SpoolBudget
@@ -40,8 +41,7 @@ class LogArchiver:
         self._parts: list[GzipMember] = []  # every member, in log order (``plain()``)
         self._finish_lock = threading.Lock()
         self._finished = False
-        self._thread = threading.Thread(target=self._work, name="log-archiver", daemon=True)
-        self._thread.start()
+        self._thread = threads.start(self._work, "log-archiver", background=True)
 
     def add(self, chunk: Chunk) -> None:
         self._queue.put(chunk)

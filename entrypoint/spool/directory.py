@@ -9,8 +9,6 @@ option and the fix (exit 2, COMMAND not started).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Optional
 
@@ -30,8 +28,8 @@ def make_spool(parent: Optional[Path]) -> Path:
             if parent.exists() and not parent.is_dir():
                 raise NotADirectoryError(20, "it is not a directory")
             parent.mkdir(parents=True, exist_ok=True)
-        spool = Path(tempfile.mkdtemp(prefix="tekton-uploader-", dir=parent))
-    except (OSError, ValueError) as exc:  # also tempfile's "No usable temporary directory"
+        spool = _new_directory(parent if parent is not None else _temporary_directory())
+    except (OSError, ValueError) as exc:
         where = f"{parent}" if parent is not None else "a temporary directory"
         reason = getattr(exc, "strerror", None) or str(exc)
         raise SpoolDirError(f"{option}: cannot create {where}: {reason}; {HINT}") from None
@@ -47,7 +45,48 @@ def make_spool(parent: Optional[Path]) -> Path:
             os.close(fd)
         probe.unlink()
     except OSError as exc:
-        shutil.rmtree(spool, ignore_errors=True)
+        remove_spool(spool)
         raise SpoolDirError(f"{option}: cannot write in {spool.parent}: {exc.strerror}; {HINT}") from None
     return spool
 
+
+
+def _temporary_directory() -> Path:
+    """``$TMPDIR``, else /tmp, /var/tmp, /usr/tmp (tempfile's order on Linux, without importing
+    it and its random module: this runs before COMMAND starts)."""
+    for candidate in (os.environ.get("TMPDIR"), "/tmp", "/var/tmp", "/usr/tmp"):
+        if candidate and os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            return Path(candidate)
+    raise OSError(2, "no usable temporary directory ($TMPDIR, /tmp, /var/tmp, /usr/tmp)")
+
+
+def _new_directory(parent: Path) -> Path:
+    """A new directory only we can enter (mode 0700), with a name nobody can guess."""
+    for _ in range(100):
+        path = parent / f"tekton-uploader-{os.urandom(6).hex()}"
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        return path
+    raise OSError(17, f"no free name for a spool directory in {parent}")
+
+
+def remove_spool(spool: Path) -> None:
+    """Remove the spool directory and what is left in it (files and directories of files, all
+    ours), ignoring errors: shutil's rmtree without importing shutil on every step's exit path."""
+    for top, dirs, files in os.walk(spool, topdown=False):
+        for name in files:
+            try:
+                os.unlink(os.path.join(top, name))
+            except OSError:
+                pass
+        for name in dirs:
+            try:
+                os.rmdir(os.path.join(top, name))
+            except OSError:
+                pass
+    try:
+        os.rmdir(spool)
+    except OSError:
+        pass

@@ -22,6 +22,7 @@ over the chunk size, see ``spool/capture.py``).
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
@@ -29,6 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
+from .. import threads
 from ..formats.layout import NotSent
 from ..formats.manifest import Entry
 from ..report import Reporter
@@ -122,17 +124,13 @@ class Uploader:
             (f"upload-{i}", self._pool) for i in range(self._workers)
         ]
         for name, q in lanes:
-            t = threading.Thread(target=self._work, args=(q,), name=name, daemon=True)
-            t.start()
-            self._threads.append(t)
-        t = threading.Thread(target=self._prepare_ordered, name="upload-prepare", daemon=True)
-        t.start()
-        self._threads.append(t)
+            self._threads.append(threads.start(functools.partial(self._work, q), name, background=True))
+        self._threads.append(threads.start(self._prepare_ordered, "upload-prepare", background=True))
         # Build the store (imports the S3 client) in the background, and check it if asked to.
         if preflight != "warn":
             self._verdict.set()
         target = self._warm_up if preflight != "warn" else lambda: self._preflight_warn(probe_prefix)
-        threading.Thread(target=target, name="store-warm-up", daemon=True).start()
+        threads.start(target, "store-warm-up")  # on the final flush's path in a short step
 
     def submit(self, job: Job, ordered: bool = False) -> Job:
         with self._lock:
@@ -188,7 +186,7 @@ class Uploader:
         backoff = Backoff(self._clock)
         backoff.set_deadline(deadline)
         self._last_backoff = backoff
-        threading.Thread(target=self._finish, args=(job, backoff), name="upload-last", daemon=True).start()
+        threads.start(functools.partial(self._finish, job, backoff), "upload-last")
         return job
 
     def jobs(self) -> list[Job]:

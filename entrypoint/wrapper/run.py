@@ -8,13 +8,14 @@ the results, the log archive, the summary and the manifest, and computes the exi
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Optional
 
+from .. import threads
 from ..formats import live
+from ..formats.archive import deflate_module
 from ..report import Reporter
 from ..settings.step import Config
 from ..settings.tekton import WAIT_AFTER, TektonDeadline
@@ -22,7 +23,7 @@ from ..spool.archiver import LogArchiver
 from ..spool.budget import SpoolBudget
 from ..spool.capture import LogCapture
 from ..spool.chunk import Chunk
-from ..spool.directory import make_spool
+from ..spool.directory import make_spool, remove_spool
 from ..store import Store, open_store
 from ..store.payload import Payload
 from ..transfer.uploader import Job, Uploader
@@ -47,6 +48,13 @@ def preflight_strict(cfg: Config, reporter: Reporter) -> bool:
         return True
     reporter.error(f"preflight: {error}; COMMAND not started (--preflight strict)")
     return False
+
+
+def warm_up() -> None:
+    """Load what the final flush needs (tar, the deflate module) while COMMAND runs, not after."""
+    import tarfile  # noqa: F401
+
+    deflate_module()
 
 
 class Run:
@@ -123,10 +131,12 @@ class Run:
                 wake=sup.wake,
             )
             sampler = TreeSampler(sup.pid, on_tick=watch.tick).start()
+            threads.start(warm_up, "warm-up", background=True)
             if cfg.embedded_default:
                 self.reporter.info(f"no --endpoint set: storing objects in {cfg.store.describe()}")
             code = sup.run()
             finished_wall = time.time()
+            threads.hurry()  # COMMAND is gone: the background threads need not give way any more
             assert sup.status is not None
             ended = Ended(
                 code,
@@ -142,7 +152,7 @@ class Run:
             final = self.flush.run(ended)
             sup.finish()  # the leftovers' grace ran during the flush
         finally:
-            shutil.rmtree(self.spool, ignore_errors=True)
+            remove_spool(self.spool)
         if self.flush.stopped_for_tekton:
             self._await_tekton_kill()
         return final

@@ -15,6 +15,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Optional
 
+from .. import threads
+from . import proctree
+
 SAMPLE_INTERVAL = 0.5
 
 
@@ -41,24 +44,13 @@ class TreeSampler:
         return self.peak
 
     def _run(self) -> None:
-        import psutil  # off the main thread: COMMAND is already running
-
-        try:
-            root = psutil.Process(self.pid)
-        except psutil.Error:
-            return
+        threads.settle("sampler", background=True)
         while not self._stop.is_set():
             self.on_tick()
-            total = 0
-            try:
-                for proc in [root, *root.children(recursive=True)]:
-                    try:
-                        total += proc.memory_info().rss
-                    except psutil.Error:
-                        pass
-            except psutil.Error:
+            pids = proctree.tree(self.pid)
+            if proctree.state(self.pid) in ("", "Z", "X"):
                 return
-            self.peak = max(self.peak, total)
+            self.peak = max(self.peak, proctree.rss(pids))
             self._stop.wait(self.interval)
 
 

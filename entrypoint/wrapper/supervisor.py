@@ -28,13 +28,15 @@ import os
 import select
 import selectors
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Optional, Protocol
 
-from .. import exitcodes
+from .. import exitcodes, threads
 from ..report import Reporter
+from . import proctree
 from .policy import DEFAULT_POLICY, Policy
 
 READ_SIZE = 1024 * 1024
@@ -42,6 +44,10 @@ PIPE_SIZE = 1024 * 1024
 F_SETPIPE_SZ = 1031
 PR_SET_CHILD_SUBREAPER = 36
 WAKE = 0  # byte written to the wakeup pipe by other threads; signal numbers are never 0
+EARLY_LIMIT = 8 * 1024 * 1024  # COMMAND's output held in memory before the capture is wired
+# The pump and the signal thread get the interpreter within this while another thread runs Python
+# code (the rest of the wrapper being imported at start-up, then the uploads): 5 ms by default.
+SWITCH_INTERVAL = 0.0005
 TTY_CHECK = 0.5  # on a terminal: how often a stopped (^Z) foreground job is looked for
 
 # SIGPIPE stays ignored (Python's default) so that a closed stdout shows up as EPIPE on write;
@@ -63,6 +69,24 @@ class Sink(Protocol):
     def write(self, data: memoryview) -> None: ...
     def due(self) -> Optional[float]: ...
     def tick(self, now: float) -> None: ...
+
+
+class _Early:
+    """COMMAND's output until the capture is wired (the first tens of milliseconds), in memory."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def write(self, data: memoryview) -> None:
+        self.parts.append(bytes(data))
+        self.size += len(data)
+
+    def due(self) -> Optional[float]:
+        return None
+
+    def tick(self, now: float) -> None:
+        pass
 
 
 class SpawnError(Exception):
@@ -112,8 +136,15 @@ class Supervisor:
         self.signals_received: list[int] = []
         self._wake_r = self._wake_w = -1
         self._pipes: dict[int, int] = {}  # our read end -> where it passes through
-        self._arrived: collections.deque[int] = collections.deque()  # from the signal thread
+        self._arrived: collections.deque[tuple[int, float]] = collections.deque()  # (signal, when)
         self._signal_thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()  # a pid is never signalled once reaped: reap and send hold it
+        self._loop_thread: Optional[threading.Thread] = None
+        self._early = _Early()  # the sink until the capture is wired
+        self._next_sink: Optional[Sink] = None  # handed over by run()
+        self._adopted = False  # the loop writes to the capture (not to _early)
+        self._loop_code: Optional[int] = None
+        self._loop_error: Optional[BaseException] = None
         self._listening = False
         self._inherited_mask: Optional[set[int]] = None  # the mask we were started with
         self._chld_was_ignored = False
@@ -154,17 +185,23 @@ class Supervisor:
     def _listen(self) -> None:
         """Start the signal thread (after the spawn: what arrives meanwhile stays pending)."""
         self._listening = True
-        self._signal_thread = threading.Thread(target=self._take_signals, name="signals", daemon=True)
-        self._signal_thread.start()
+        self._signal_thread = threads.start(self._take_signals, "signals")
 
     def _take_signals(self) -> None:
+        """Forward each signal the moment it is taken (the loop only does the bookkeeping)."""
         while self._listening:
             info = signal.sigwaitinfo(WAITED)
-            if info.si_signo in FAULTS and info.si_code not in SENT:
+            sig = info.si_signo
+            if sig in FAULTS and info.si_code not in SENT:
                 continue  # not sent by anyone: never forwarded
-            if self._listening:
-                self._arrived.append(info.si_signo)
-                self.wake()
+            if not self._listening:
+                break
+            if sig != signal.SIGCHLD:
+                with self._lock:
+                    if self.status is None:  # COMMAND is gone: its leftovers get their own treatment
+                        self.send(sig, whole_group=not self.policy.signal_child_only)
+            self._arrived.append((sig, self.clock()))
+            self.wake()
 
     def spawn(self) -> int:
         """Start COMMAND in its own process group, its stdout/stderr on our pipes."""
@@ -215,6 +252,7 @@ class Supervisor:
         if self._tty_handed_over:
             self._timers["tty"] = self.started_at + TTY_CHECK
         self._listen()
+        self._loop_thread = threads.start(self._loop_main, "pump")  # pumps and reaps from now on
         return self.pid
 
     def _command_mask(self) -> set[int]:
@@ -283,9 +321,10 @@ class Supervisor:
             foreground = os.tcgetpgrp(0)
         except OSError:
             return
-        stopped = [pid for pid in _tree(self.pid) if _state(pid) == "T" and _pgid(pid) == foreground]
+        tree = proctree.tree(self.pid)
+        stopped = [pid for pid in tree if proctree.state(pid) == "T" and proctree.pgid(pid) == foreground]
         for pid in stopped:
-            _kill(pid, signal.SIGCONT)
+            proctree.kill(pid, signal.SIGCONT)
         if stopped and not self._tty_resumed:
             self._tty_resumed = True
             self.reporter.warn("COMMAND was stopped (^Z) and is resumed: no job control here (^C ends it)")
@@ -310,16 +349,14 @@ class Supervisor:
         except OSError:
             pass  # pipe full: the loop is awake anyway
 
-    def _on_signal(self, sig: int) -> None:
+    def _on_signal(self, sig: int, at: float) -> None:
+        """The bookkeeping of a signal the signal thread has forwarded already."""
         self.signals_received.append(sig)
         if sig in INTERRUPTS:
             self.interrupts += 1
         if sig == signal.SIGTERM and self.terminated_at is None:
-            self.terminated_at = self.clock()
-        if self.status is not None:
-            return  # COMMAND is gone; its leftovers get their own treatment
-        self.send(sig, whole_group=not self.policy.signal_child_only)
-        if sig == signal.SIGTERM:
+            self.terminated_at = at
+        if sig == signal.SIGTERM and self.status is None:
             self._schedule_kill()
 
     def _schedule_kill(self) -> None:
@@ -335,10 +372,10 @@ class Supervisor:
             pass
         got = []
         while self._arrived:
-            sig = self._arrived.popleft()
+            sig, at = self._arrived.popleft()
             if sig != signal.SIGCHLD:
                 got.append(sig)
-                self._on_signal(sig)
+                self._on_signal(sig, at)
         self.reap()
         return got
 
@@ -364,29 +401,51 @@ class Supervisor:
     def reap(self) -> None:
         """Collect every exited child; note COMMAND's status."""
         while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
+            with self._lock:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    return
+                if pid == 0:
+                    return
+                if pid == self.pid:
+                    self.status = status
+                    self.exited_at = self.clock()
             self._leftovers.discard(pid)
             if pid == self.pid:
-                self.status = status
-                self.exited_at = self.clock()
                 self._take_back_terminal()  # at once: leftovers must not keep it
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> int:
-        """Pump and supervise until COMMAND has exited and its pipes are drained (EOF, or
-        ``drain_grace`` after it exited when leftovers hold them open); COMMAND's exit code (or 124
-        when --timeout stopped it). Leftovers have been sent SIGTERM; ``finish()`` ends them."""
+        """Hand the capture (``self.sink``) to the loop, which has pumped since the spawn, and wait
+        until COMMAND has exited and its pipes are drained (EOF, or ``drain_grace`` after it exited
+        when leftovers hold them open); COMMAND's exit code (or 124 when --timeout stopped it).
+        Leftovers have been sent SIGTERM; ``finish()`` ends them."""
         assert self.sink is not None, "set the supervisor's sink before run()"
-        sink = self.sink
+        assert self._loop_thread is not None, "spawn() starts the loop"
+        self._next_sink = self.sink
+        self.wake()
+        self._loop_thread.join()
+        if self._loop_error is not None:
+            raise self._loop_error
+        assert self._loop_code is not None
+        return self._loop_code
+
+    def _loop_main(self) -> None:
+        try:
+            self._loop_code = self._loop()
+        except BaseException as exc:  # raised again in the main thread, by run()
+            self._loop_error = exc
+
+    def _loop(self) -> int:
+        """Pump, reap and run the timers; COMMAND's first output goes to memory (``_Early``, in
+        arrival order) until run() hands over the capture, then is replayed into it."""
+        sink: Sink = self._early
         selector = selectors.DefaultSelector()
         for fd in self._pipes:
             selector.register(fd, selectors.EVENT_READ)
         selector.register(self._wake_r, selectors.EVENT_READ)
+        paused = False  # the pipes wait (COMMAND blocks) while _early is full
         try:
             while not self._finished():
                 now = self.clock()
@@ -399,16 +458,27 @@ class Supervisor:
                     fd = int(key.fd)
                     if fd == self._wake_r:
                         self.read_wakeups()
-                    elif not self._pump(fd):
+                    elif not self._pump(fd, sink):
                         selector.unregister(fd)
                         os.close(fd)
                         del self._pipes[fd]
+                if not self._adopted and self._next_sink is not None:
+                    sink = self._adopt(self._next_sink)
+                    if paused:
+                        paused = False
+                        for fd in self._pipes:
+                            selector.register(fd, selectors.EVENT_READ)
+                elif not self._adopted and not paused and self._early.size >= EARLY_LIMIT:
+                    paused = True
+                    for fd in self._pipes:
+                        selector.unregister(fd)
                 now = self.clock()
                 sink.tick(now)
                 self._run_timers(now)
         finally:
             for fd in list(self._pipes):
-                selector.unregister(fd)
+                if not paused:
+                    selector.unregister(fd)
                 os.close(fd)
             self._pipes.clear()
             selector.close()
@@ -419,12 +489,21 @@ class Supervisor:
             return exitcodes.TIMEOUT
         return exit_code(self.status)
 
+    def _adopt(self, sink: Sink) -> Sink:
+        for part in self._early.parts:
+            sink.write(memoryview(part))
+        self._early = _Early()
+        self._adopted = True
+        return sink
+
     def _finished(self) -> bool:
         if self.status is None:
             return False
         if not self._exit_handled:
             self._exit_handled = True
             self._after_exit()
+        if not self._adopted:
+            return False  # the capture is still being wired: the pipes wait for it
         if not self._pipes:
             return True
         if "drain" not in self._timers and not self._drained:
@@ -436,11 +515,11 @@ class Supervisor:
         for name in ("timeout", "kill", "tty"):
             self._timers.pop(name, None)
         self.reap()
-        self._leftovers = set(_descendants())
+        self._leftovers = set(proctree.descendants())
         if self._leftovers:
             self.reporter.debug(f"stopping {len(self._leftovers)} leftover process(es)")
             for pid in self._leftovers:
-                _kill(pid, signal.SIGTERM)
+                proctree.kill(pid, signal.SIGTERM)
             self._timers["leftovers"] = self.clock() + self.policy.leftover_grace
 
     def _run_timers(self, now: float) -> None:
@@ -462,8 +541,8 @@ class Supervisor:
                 )
                 self.send(signal.SIGKILL)
             elif name == "leftovers":
-                self._leftovers.update(_descendants())  # late forks too
-                self._leftovers = {pid for pid in self._leftovers if _kill(pid, signal.SIGKILL)}
+                self._leftovers.update(proctree.descendants())  # late forks too
+                self._leftovers = {pid for pid in self._leftovers if proctree.kill(pid, signal.SIGKILL)}
                 if self._leftovers:
                     self._timers["leftovers-gone"] = now + 1.0
             elif name == "leftovers-gone":
@@ -476,7 +555,7 @@ class Supervisor:
                 self._resume_stopped_job()
                 self._timers["tty"] = now + TTY_CHECK
 
-    def _pump(self, fd: int) -> bool:
+    def _pump(self, fd: int, sink: Sink) -> bool:
         """Move one read's worth from COMMAND to our output and the capture; False at EOF."""
         try:
             n = os.readv(fd, [self._buffer])
@@ -491,13 +570,14 @@ class Supervisor:
                 _write_out(out, data)
             except OSError:
                 self.writable[out] = False  # reader went away: keep capturing
-        self.sink.write(data)  # type: ignore[union-attr]  # run() checked it
+        sink.write(data)
         return True
 
 
 def start(supervisor: Supervisor, reporter: Reporter) -> Optional[int]:
     """Take signals and spawn COMMAND; None when it runs, else the exit code (126/127)."""
     supervisor.install_signals()
+    sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         supervisor.spawn()
     except SpawnError as exc:
@@ -505,66 +585,6 @@ def start(supervisor: Supervisor, reporter: Reporter) -> Optional[int]:
         reporter.error(str(exc))
         return exc.code
     return None
-
-
-def _descendants() -> list[int]:
-    """Live (not yet reaped) descendants of this process."""
-    import psutil  # only needed once COMMAND has exited
-
-    try:
-        children = psutil.Process().children(recursive=True)
-    except psutil.Error:
-        return []
-    return [c.pid for c in children if _alive(c)]
-
-
-def _alive(proc: object) -> bool:
-    import psutil
-
-    try:
-        return bool(proc.status() != psutil.STATUS_ZOMBIE)  # type: ignore[attr-defined]
-    except psutil.Error:
-        return False
-
-
-def _kill(pid: int, sig: int) -> bool:
-    """Signal ``pid``; False when it is gone."""
-    try:
-        os.kill(pid, sig)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def _tree(pid: int) -> list[int]:
-    """``pid`` and its descendants (Linux /proc children lists; no psutil on this path)."""
-    found, todo = [], [pid]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        try:
-            with open(f"/proc/{pid}/task/{pid}/children") as f:
-                todo.extend(int(child) for child in f.read().split())
-        except OSError:
-            pass
-    return found
-
-
-def _pgid(pid: int) -> int:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return -1
-
-
-def _state(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return ""
 
 
 def _write_out(fd: int, data: memoryview) -> None:
