@@ -35,14 +35,15 @@ API (``Fault`` is an HTTP status such as ``503``/``500``, or one of the connecti
       before its body is read and before anything reaches the upstream.
     - ``"close"``: when a request head arrives, close the connection (FIN), no response.
     - ``"stall"``: read and discard everything the client sends, never answer.
-    - ``"corrupt"``: forward the request with the first byte of its body inverted, as if the
-      network had flipped bits on the way (the server's Content-MD5 / signed SHA-256 check, or
-      the client's ETag check, should catch it). Requests without a body are passed through and
-      not counted against ``count``.
     - an ``int`` status: answer it with an S3 XML error body (503 ``SlowDown``, 500
       ``InternalError``, others a matching code), after reading and discarding the request
       body, keeping the connection alive (``Connection: close`` for ``Expect:
       100-continue`` requests, whose body may never come).
+    - ``"corrupt"``: forward a PUT with a length-framed body, its first byte flipped (as if the
+      network damaged it; the upstream answers as it would). Other requests pass and do not
+      count against ``count``/``fraction``.
+    - ``"no-etag"``: forward the request, and drop the ``ETag`` header from its answer (a
+      server whose ETags say nothing about the bytes).
 - Helpers: ``down()``, ``down_for(seconds)``, ``fail_for(seconds, status=503)``,
   ``fail_next(n, status=503)``, ``fail_fraction(fraction, status=503, seed=0)``.
 - ``throttle(bytes_per_second, direction="both")``: cap the proxy's forwarding rate
@@ -71,7 +72,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Callable, Literal, Optional, TypeVar, Union
 
-Fault = Union[int, Literal["pass", "refuse", "reset", "close", "stall", "corrupt"]]
+Fault = Union[int, Literal["pass", "refuse", "reset", "close", "stall", "corrupt", "no-etag"]]
 Direction = Literal["both", "upload", "download"]
 _Way = Literal["up", "down"]
 T = TypeVar("T")
@@ -81,6 +82,7 @@ _CHUNK = 256 * 1024
 _CONTROL_TIMEOUT = 10.0
 _LINGER_TIMEOUT = 2.0
 _CONNECTION_FAULTS = ("refuse", "reset", "close", "stall")
+_FORWARDING_FAULTS = ("corrupt", "no-etag")  # the request still reaches the upstream
 _S3_ERRORS: dict[int, tuple[str, str]] = {
     400: ("BadRequest", "Injected bad request."),
     403: ("AccessDenied", "Access Denied"),
@@ -364,7 +366,7 @@ class FaultProxy:
             raise ValueError(f"unknown fault {fault!r}")
         if isinstance(fault, int) and not 400 <= fault <= 599:
             raise ValueError(f"HTTP fault status must be 4xx or 5xx, not {fault}")
-        if isinstance(fault, str) and fault not in ("pass", "corrupt", *_CONNECTION_FAULTS):
+        if isinstance(fault, str) and fault not in ("pass", *_CONNECTION_FAULTS, *_FORWARDING_FAULTS):
             raise ValueError(f"unknown fault {fault!r}")
         if fault == "refuse" and (count is not None or fraction is not None):
             raise ValueError("'refuse' acts on the listener: use no limit or seconds")
@@ -484,11 +486,9 @@ class FaultProxy:
             self._rule_timer = None
             self._set_listening(True)
 
-    def _pick_fault(self, target: str = "", has_body: bool = True) -> Optional[_Rule]:
+    def _pick_fault(self, target: str = "") -> Optional[_Rule]:
         rule = self._rule
         if rule is None or (rule.match is not None and rule.match not in target):
-            return None
-        if rule.fault == "corrupt" and not has_body:
             return None
         if rule.until is not None and asyncio.get_running_loop().time() >= rule.until:
             self._expire(rule)
@@ -567,10 +567,20 @@ class FaultProxy:
         if framing == "eof":  # a request without length has no body; unknown coding: give up
             framing = 0 if request.get("transfer-encoding") is None else "eof"
 
-        rule = self._pick_fault(target, framing != 0)
-        if rule is None:
+        rule = self._rule
+        carries_data = method == "PUT" and isinstance(framing, int) and framing > 0
+        if rule is not None and rule.fault == "corrupt" and not carries_data:
+            rule = None  # only data-carrying PUTs are damaged (and counted)
+        else:
+            rule = self._pick_fault(target)
+        if rule is None or rule.fault in _FORWARDING_FAULTS:
             counters.forwarded += 1
-            return await self._forward(conn, head, method, framing, keep_alive, record)
+            if rule is not None:
+                record.fault = rule.fault
+                counters.faults += 1
+                counters.by_fault[rule.fault] = counters.by_fault.get(rule.fault, 0) + 1
+            fault = rule.fault if rule is not None else None
+            return await self._forward(conn, head, method, framing, keep_alive, record, fault)
 
         fault = "reset" if rule.fault == "refuse" else rule.fault
         record.fault = fault
@@ -581,9 +591,6 @@ class FaultProxy:
             return False
         if fault == "close":
             return False
-        if fault == "corrupt":
-            counters.forwarded += 1
-            return await self._forward(conn, head, method, framing, keep_alive, record, damage=True)
         if fault == "stall":
             while await conn.reader.read(_CHUNK):
                 pass
@@ -606,7 +613,7 @@ class FaultProxy:
         framing: Union[int, Literal["chunked", "eof"]],
         keep_alive: bool,
         record: _Record,
-        damage: bool = False,
+        fault: Optional[str] = None,
     ) -> bool:
         assert conn.reader is not None and conn.writer is not None
         if conn.up_reader is not None and conn.up_reader.at_eof():
@@ -624,9 +631,11 @@ class FaultProxy:
         up_reader, up_writer = conn.up_reader, conn.up_writer
         assert up_writer is not None
         await self._emit(up_writer, head, "up")
-        body = asyncio.ensure_future(self._relay_body(conn.reader, up_writer, framing, "up", damage))
+        body = asyncio.ensure_future(
+            self._relay_body(conn.reader, up_writer, framing, "up", flip=fault == "corrupt")
+        )
         response = asyncio.ensure_future(
-            self._relay_response(up_reader, conn.writer, method, keep_alive, record)
+            self._relay_response(up_reader, conn.writer, method, keep_alive, record, fault == "no-etag")
         )
         try:
             done, _ = await asyncio.wait({body, response}, return_when=asyncio.FIRST_COMPLETED)
@@ -654,6 +663,7 @@ class FaultProxy:
         method: str,
         keep_alive: bool,
         record: _Record,
+        drop_etag: bool = False,
     ) -> tuple[bool, bool]:
         """Relay one response (after any 1xx).
 
@@ -677,7 +687,7 @@ class FaultProxy:
         version = response.start[0]
         upstream_keep = framing != "eof" and response.keep_alive(version)
         client_keep = keep_alive and framing != "eof" and version == "HTTP/1.1"
-        await self._emit(dst, _hop_by_hop(head, client_keep), "down")
+        await self._emit(dst, _hop_by_hop(head, client_keep, drop_etag), "down")
         await self._relay_body(src, dst, framing, "down")
         return client_keep, upstream_keep
 
@@ -687,17 +697,16 @@ class FaultProxy:
         dst: Optional[asyncio.StreamWriter],
         framing: Union[int, Literal["chunked", "eof"]],
         way: _Way,
-        damage: bool = False,
+        flip: bool = False,
     ) -> None:
-        """Copy (or discard, if ``dst`` is None) one message body, framing included; with
-        ``damage`` its first byte is inverted on the way."""
+        """Copy (or discard, if ``dst`` is None) one message body, framing included; ``flip``:
+        a length-framed body's first byte inverted on the way."""
         if framing == "eof":
             while data := await src.read(self._chunk(way)):
-                await self._emit(dst, _damaged(data) if damage else data, way)
-                damage = False
+                await self._emit(dst, data, way)
             return
         if framing != "chunked":
-            await self._copy_exact(src, dst, framing, way, damage)
+            await self._copy_exact(src, dst, framing, way, flip)
             return
         while True:
             line = await src.readuntil(b"\r\n")
@@ -712,8 +721,7 @@ class FaultProxy:
                     await self._emit(dst, trailer, way)
                     if trailer == b"\r\n":
                         return
-            await self._copy_exact(src, dst, size + 2, way, damage and size > 0)
-            damage = damage and size == 0
+            await self._copy_exact(src, dst, size + 2, way)
 
     async def _copy_exact(
         self,
@@ -721,15 +729,16 @@ class FaultProxy:
         dst: Optional[asyncio.StreamWriter],
         n: int,
         way: _Way,
-        damage: bool = False,
+        flip: bool = False,
     ) -> None:
         while n > 0:
             data = await src.read(min(n, self._chunk(way)))
             if not data:
                 raise asyncio.IncompleteReadError(b"", n)
+            if flip:
+                data, flip = bytes([data[0] ^ 0xFF]) + data[1:], False
             n -= len(data)
-            await self._emit(dst, _damaged(data) if damage else data, way)
-            damage = False
+            await self._emit(dst, data, way)
 
     def _chunk(self, way: _Way) -> int:
         rate = self._rates[way]
@@ -798,18 +807,12 @@ class FaultProxy:
             await asyncio.wait_for(drain(), _LINGER_TIMEOUT)
 
 
-def _damaged(data: bytes) -> bytes:
-    return bytes([data[0] ^ 0xFF]) + data[1:]
-
-
-def _hop_by_hop(head: bytes, keep_alive: bool) -> bytes:
-    """``head`` with the upstream's Connection/Keep-Alive headers replaced by the proxy's."""
+def _hop_by_hop(head: bytes, keep_alive: bool, drop_etag: bool = False) -> bytes:
+    """``head`` with the upstream's Connection/Keep-Alive headers replaced by the proxy's (and
+    without its ETag when ``drop_etag``)."""
     lines = head[:-4].split(b"\r\n")
-    kept = [
-        line
-        for line in lines
-        if line.split(b":", 1)[0].strip().lower() not in (b"connection", b"keep-alive")
-    ]
+    dropped = (b"connection", b"keep-alive", *((b"etag",) if drop_etag else ()))
+    kept = [line for line in lines if line.split(b":", 1)[0].strip().lower() not in dropped]
     if not keep_alive:
         kept.append(b"Connection: close")
     return b"\r\n".join(kept) + b"\r\n\r\n"

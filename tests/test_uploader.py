@@ -346,13 +346,13 @@ class FlakyStore(LocalStore):
         self.order: list[str] = []
         self.lock = threading.Lock()
 
-    def _put(self, key: str, path: Path, payload: Payload) -> Any:
+    def _put(self, key: str, path: Path, payload: Payload, metadata: Any = None) -> Any:
         with self.lock:
             self.tries[key] = self.tries.get(key, 0) + 1
             if self.tries[key] <= self.failures:
                 raise StoreError("SlowDown: injected", transient=True, code="SlowDown")
             self.order.append(key)
-        return super()._put(key, path, payload)
+        return super()._put(key, path, payload, metadata)
 
 
 def test_ordered_lane_stores_in_order_through_retries(tmp_path: Path) -> None:

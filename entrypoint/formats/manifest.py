@@ -1,6 +1,8 @@
 """``<step>-manifest.json``: what the step stored, what it could not, and why. Uploaded last.
 
-Every object written for the step is listed with its key, size and SHA-256 (of the bytes stored);
+Every object written for the step is listed with its key, size and SHA-256 (of the bytes sent),
+and ``"verified": false`` when the store could not confirm it holds those bytes (an ETag that is no
+MD5 digest, under SSE-KMS or SSE-C, on an object too large to read back; absent: confirmed);
 every object that could not be written is listed with the reason; output the capture could not
 keep (spool limit, spool write errors) is accounted for byte-exactly. A reader can check a
 step's objects against it, and its absence means the step never finished its final flush.
@@ -36,6 +38,7 @@ class Entry(NamedTuple):
     size: int = 0
     sha256: str = ""
     reason: str = ""
+    verified: bool = True  # False: the store could not check the copy it holds (``"verified": false``)
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,10 @@ class Manifest:
         missing = []
         for e in sorted(entries, key=lambda e: e.key):
             if e.stored:
-                written.append({"key": e.key, "size": e.size, "sha256": e.sha256, "kind": e.kind})
+                item: dict[str, Any] = {"key": e.key, "size": e.size, "sha256": e.sha256, "kind": e.kind}
+                if not e.verified:
+                    item["verified"] = False
+                written.append(item)
             else:
                 missing.append({"key": e.key, "kind": e.kind, "reason": e.reason})
         log = self.log

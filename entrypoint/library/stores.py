@@ -6,6 +6,7 @@ import time
 
 from ..report import Reporter
 from ..store import Retry, Store, Stored, StoreError, once, open_store
+from ..store.base import Metadata
 from ..store.payload import Payload
 from ..transfer.retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
 from .config import ObjectStoreConfig
@@ -56,8 +57,10 @@ class PreparedStore:
     def check(self, prefix: str) -> None:
         return None
 
-    def put(self, key: str, payload: Payload, content_type: str, retry: Retry = once) -> Stored:
-        return self.store.put(key, payload, content_type, retry)
+    def put(
+        self, key: str, payload: Payload, content_type: str, retry: Retry = once, metadata: Metadata = None
+    ) -> Stored:
+        return self.store.put(key, payload, content_type, retry, metadata)
 
     def get(self, key: str) -> bytes:
         return self.store.get(key)

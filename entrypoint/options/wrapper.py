@@ -176,7 +176,8 @@ OPTIONS: tuple[Option, ...] = (
         limits=("10ms", "24h"),
         default="5s",
         show_default=True,
-        help="Upload unsent log data at least this often.",
+        help="Upload unsent log data at least this often (an empty chunk every 12 intervals while COMMAND "
+        "is silent: readers tell a silent step from a killed one).",
     ),
     _opt(
         "--fast-flush-at",

@@ -46,7 +46,8 @@ Library logs (the Python Logger's, under <prefix>/_logs/): tekton-uploader-read 
 Exit codes: 0 done; 1 no such run, task, step log, result or bucket (the message names what
 exists nearby); 2 bad usage; 3 the store refused (credentials) or could not be reached after
 --retries; 4 an object does not match its manifest, an archive is corrupt or a log has a gap;
-5 the -o file cannot be written. logs --follow exits with the step's recorded exit code.
+5 the -o file cannot be written; 6 logs --follow: the step stored nothing new for --stale-after
+(its wrapper seems gone). logs --follow exits with the step's recorded exit code.
 """
 
 SUB_EPILOG = f"Store options (--endpoint, --bucket, credentials, ...): see {PROG} --help."
@@ -225,6 +226,15 @@ def ls_command(target: Optional[str], as_json: bool, output: str, **values: Any)
     help="With --follow: once the log is complete, how long to wait for <step>-summary.json "
     "(the step's exit code; the wrapper stores it last, within its --flush-timeout). [range: 0 to 24h]",
 )
+@click.option(
+    "--stale-after",
+    type=Duration(("0", "24h")),
+    default=None,
+    help="With --follow: when the step stores nothing new for this long, say once that it seems gone "
+    "(its wrapper or pod was killed) and exit 6; 0 waits for ever. [default: three times the time "
+    "within which its last chunk promised the next (1m at the wrapper's 5s flush interval: 3m)] "
+    "[range: 0 to 24h]",
+)
 @reader_options
 @click.argument("target", metavar="PIPELINERUN[/PIPELINETASK]")
 def logs_command(
@@ -235,6 +245,7 @@ def logs_command(
     wait: float,
     summary_wait: float,
     attempt: Optional[int],
+    stale_after: Optional[float],
     **values: Any,
 ) -> int:
     """Print a step's log, byte for byte: from <step>-log.tgz when the step is done, else from the
@@ -269,6 +280,7 @@ def logs_command(
             summary_wait=summary_wait,
             wait=wait,
             attempt=attempt,
+            stale_after=stale_after,
         ).run()
     view = reader.task(parsed.run, parsed.task)
     code = print_log(reader, view, step, out, attempt)

@@ -14,6 +14,7 @@ USAGE = 2  # bad option or argument
 STORE = 3  # the store refused (credentials, permissions) or could not be reached after retries
 INTEGRITY = 4  # an object does not match the manifest, an archive is corrupt, a log has a gap
 OUTPUT = 5  # the output file (-o) cannot be written
+GONE = 6  # logs --follow: the step stored nothing new for --stale-after (its wrapper seems gone)
 SIGPIPE_EXIT = 141  # the reader of our output went away (like `cat | head`)
 
 # A fix to suggest for each permanent store error, worded for reading.

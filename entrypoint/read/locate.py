@@ -30,8 +30,8 @@ from ..formats.layout import (
     step_object_of,
     step_of,
 )
+from ..report import Reporter
 from ..store import ObjectInfo, ReadableStore, StoreError
-from .console import Console
 from .errors import NOT_FOUND, USAGE, ReadError, from_store_error
 from .manifest import Manifests
 from .progress import Progress
@@ -76,7 +76,7 @@ def nearby(name: str, candidates: list[str], plural: str) -> str:
 class Reader:
     """The store, the key prefix and the retry policy: everything a command reads goes through here."""
 
-    def __init__(self, store: ReadableStore, prefix: str, retry: Retry, console: Console) -> None:
+    def __init__(self, store: ReadableStore, prefix: str, retry: Retry, console: Reporter) -> None:
         self.store = store
         self.prefix = prefix.strip("/")
         self.retry = retry

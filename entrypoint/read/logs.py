@@ -27,7 +27,8 @@ from ..formats.layout import MANIFEST, SUMMARY, step_object_name
 from ..formats.layout import chunk_seq as layout_chunk_seq
 from ..store import ObjectInfo
 from ..units import format_duration
-from .errors import INTEGRITY, NOT_FOUND, OK, ReadError
+from .errors import GONE, INTEGRITY, NOT_FOUND, OK, ReadError
+from .liveness import Staleness
 from .locate import Reader, TaskView, nearby
 from .manifest import Manifests, verify
 from .progress import Progress
@@ -134,6 +135,7 @@ class Follow:
     interval: float = 1.0
     summary_wait: float = 300.0  # once the log is complete, how long to wait for the summary
     wait: float = 600.0  # how long to wait for the step's first log object
+    stale_after: Optional[float] = None  # nothing new this long: gone (None: 3 promises; 0: never)
     sleep: Callable[[float], None] = time.sleep
     clock: Callable[[], float] = time.monotonic
     attempt: Optional[int] = None  # which attempt (Tekton retries); None: the latest
@@ -168,6 +170,7 @@ class Follow:
         next_seq = 0
         last_key = ""
         first = True
+        staleness = Staleness(self.reader, self.stale_after, self.clock)
         while True:
             if not first:
                 view.refresh()
@@ -191,6 +194,11 @@ class Follow:
                 )
                 printed += size
                 last_key = ready[-1][1].key
+                staleness.progressed()
+            elif not ended and (gone := staleness.gone(last_key, f"step {step!r} of {view}")):
+                self.out.flush()
+                self.reader.console.warn(gone)
+                return GONE
             elif next_seq == 0 and not ended and not chunks:
                 if self.clock() >= deadline:
                     raise ReadError(

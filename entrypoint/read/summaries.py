@@ -14,6 +14,7 @@ from ..formats.layout import ATTEMPT, LOG_ARCHIVE, RESULT_EXT, STEP_OBJECTS, chu
 from ..store import ObjectInfo
 from ..units import format_size
 from .errors import NOT_FOUND, ReadError
+from .liveness import stale
 from .locate import Reader, TaskView
 
 COLUMNS = ("TASK", "STEP", "EXIT", "CAUSE", "DURATION", "CPU", "PEAK MEM", "STORED", "MISSING")
@@ -52,6 +53,8 @@ def step_row(
     code = (summary or {}).get("exit_code")
     if summary is None:
         status: Any = "?" if view.ended(step, number) else "running"
+        if status == "running" and stale(view.reader, f"{view.prefix}{chunk_dir(step, number)}", objects):
+            status = "stale"  # its last chunk is older than three of its promises: killed?
     else:
         status = code if isinstance(code, int) else "?"
     missing_value = (summary or {}).get("objects_missing")

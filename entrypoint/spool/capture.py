@@ -16,7 +16,10 @@ supervisor), the bytes skipped are counted, and when room comes back or at the e
 line in the log states exactly how many bytes are missing at that point. A failing spool write
 (disk full) is handled the same way. While log chunks are queued behind one still being
 retried, chunks are sealed by size only, so a long store outage adds no more chunks than the
-spool limit divided by the chunk size.
+spool limit divided by the chunk size. With a ``heartbeat`` (the wrapper's: ``formats/live.py``)
+a chunk is sealed at least that often, an empty one when COMMAND was silent, and ``close`` seals
+a last chunk (``Chunk.last``), empty if need be (not when there was no chunk at all), so a reader
+can tell a silent step from a gone one.
 """
 
 from __future__ import annotations
@@ -37,16 +40,6 @@ BACKLOG_SEAL_BY_SIZE_ONLY = 2  # ordered uploads pending (one in flight, one wai
 WRITE_RETRY_INTERVAL = 1.0  # after a failed spool write, capture is tried again this much later
 
 
-
-
-
-
-
-
-
-
-
-
 def write_all(fd: int, data: memoryview) -> None:
     while data:
         n = os.write(fd, data)
@@ -64,6 +57,7 @@ class LogCapture:
         budget: Optional[SpoolBudget] = None,
         backlog: Callable[[], int] = lambda: 0,
         on_pause: Optional[Callable[[str], None]] = None,
+        heartbeat: Optional[float] = None,
     ) -> None:
         self.directory = directory
         self.chunk_size = chunk_size
@@ -73,6 +67,8 @@ class LogCapture:
         self.budget = budget or SpoolBudget(1 << 62)
         self._backlog = backlog
         self._on_pause = on_pause or (lambda _text: None)
+        self.heartbeat = heartbeat
+        self._last_sealed = clock()
         self._fd = -1
         self._seq = 0
         self._size = 0  # bytes in the current chunk
@@ -189,27 +185,37 @@ class LogCapture:
         self._capture(memoryview(marker), gap_at=end)
 
     def due(self) -> Optional[float]:
-        """When the current chunk must be sealed (monotonic seconds), or None if it is empty."""
-        if self._first_unsent is None:
-            return None
-        return self._first_unsent + self.flush_interval
+        """When the current chunk must be sealed (monotonic seconds), or None if it is empty (and
+        no heartbeat is due)."""
+        due = None if self._first_unsent is None else self._first_unsent + self.flush_interval
+        if self.heartbeat is not None:
+            beat = self._last_sealed + self.heartbeat
+            due = beat if due is None else min(due, beat)
+        return due
 
     def tick(self, now: float) -> None:
         due = self.due()
         if due is None or now < due:
             return
         if self._backlog() >= BACKLOG_SEAL_BY_SIZE_ONLY:
-            self._first_unsent = now  # the store is behind: keep filling this chunk, look again later
+            # the store is behind: keep filling this chunk (chunks are queued: no heartbeat), look again later
+            self._first_unsent = None if self._first_unsent is None else now
+            self._last_sealed = now
             return
-        self.seal()
+        self.seal(empty=self.heartbeat is not None)
 
-    def seal(self) -> None:
-        if self._fd < 0 or self._size == 0:
+    def seal(self, empty: bool = False, last: bool = False) -> None:
+        """Hand on the current chunk; ``empty``: an empty one too (a heartbeat, or the last)."""
+        if self._size == 0 and not empty:
             return
         self.budget.used()  # notes the peak
-        os.close(self._fd)
-        chunk = Chunk(self._seq, self._path(self._seq), self._size, self.budget)
+        if self._fd >= 0:
+            os.close(self._fd)
+        if self._size == 0 and self._fd >= 0:
+            os.unlink(self._path(self._seq))
+        chunk = Chunk(self._seq, self._path(self._seq), self._size, self.budget, last=last)
         self._fd, self._seq, self._size, self._first_unsent = -1, self._seq + 1, 0, None
+        self._last_sealed = self._clock()
         self._on_sealed(chunk)
 
     def close(self) -> None:
@@ -218,7 +224,7 @@ class LogCapture:
             if self._gap_at >= 0:  # not even the marker fits: the gap runs to the end
                 self.gaps.append(Gap(self._gap_at, self.output - self._gap_at, self._gap_reason))
                 self._gap_at = -1
-        self.seal()
+        self.seal(empty=self.heartbeat is not None and self._seq > 0, last=True)  # no output: no chunk
         if self._fd >= 0:
             os.close(self._fd)
             os.unlink(self._path(self._seq))

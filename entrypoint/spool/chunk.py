@@ -43,6 +43,7 @@ class Chunk:
     path: Path
     size: int
     budget: Optional[SpoolBudget] = None
+    last: bool = False  # sealed at the end of COMMAND's output
     uploaded: bool = False
     archived: bool = False
     member: Optional[GzipMember] = None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Optional, Protocol, TypeVar
 
 from .payload import Payload
 
 T = TypeVar("T")
+Metadata = Optional[Mapping[str, str]]
 
 
 class StoreError(Exception):
@@ -50,6 +51,9 @@ class Stored:
     key: str
     size: int
     sha256: str  # hex digest of the object's bytes as sent
+    # False: the store could not check that it holds these bytes (an ETag that is no MD5 digest,
+    # an object too large to read back); the manifest says so
+    verified: bool = True
 
 
 class Store(Protocol):
@@ -62,8 +66,11 @@ class Store(Protocol):
     def prepare(self) -> None:
         """Make sure the bucket exists, creating it when configured to. Raises StoreError."""
 
-    def put(self, key: str, payload: Payload, content_type: str, retry: Retry = once) -> Stored:
-        """Store ``payload`` under ``key``; nothing is visible under ``key`` unless complete."""
+    def put(
+        self, key: str, payload: Payload, content_type: str, retry: Retry = once, metadata: Metadata = None
+    ) -> Stored:
+        """Store ``payload`` under ``key``; nothing is visible under ``key`` unless complete.
+        ``metadata``: user metadata stored with it (S3 ``x-amz-meta-*``), where the store keeps any."""
 
     def get(self, key: str) -> bytes:
         """The object's bytes (small objects; the read side streams)."""
@@ -94,6 +101,9 @@ class ReadableStore(Store, Protocol):
 
     def stat(self, key: str) -> ObjectInfo:
         """Size and modification time of one object."""
+
+    def metadata(self, key: str) -> dict[str, str]:
+        """One object's user metadata (names without ``x-amz-meta-``); empty where none is kept."""
 
     def list_objects(self, prefix: str, recursive: bool = True, start_after: str = "") -> list[ObjectInfo]:
         """Objects under ``prefix`` with keys after ``start_after``, sorted by key.

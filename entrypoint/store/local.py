@@ -12,11 +12,12 @@ import threading
 from pathlib import Path
 from stat import S_ISREG
 
-from .base import ObjectInfo, Retry, Stored, StoreError, once
+from .base import Metadata, ObjectInfo, Retry, Stored, StoreError, once
 from .payload import Payload
 
 _COPY = 1024 * 1024
 _PERMANENT_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+_XATTR = "user."  # user metadata: extended attributes, where the file system keeps them
 
 
 class LocalStore:
@@ -74,11 +75,18 @@ class LocalStore:
             raise StoreError(f"refusing object key {key!r}", transient=False, code="InvalidKey")
         return path
 
-    def put(self, key: str, payload: Payload, content_type: str = "", retry: Retry = once) -> Stored:
+    def put(
+        self,
+        key: str,
+        payload: Payload,
+        content_type: str = "",
+        retry: Retry = once,
+        metadata: Metadata = None,
+    ) -> Stored:
         path = self.path_of(key)
-        return retry(lambda: self._put(key, path, payload), f"write {key}")
+        return retry(lambda: self._put(key, path, payload, metadata or {}), f"write {key}")
 
-    def _put(self, key: str, path: Path, payload: Payload) -> Stored:
+    def _put(self, key: str, path: Path, payload: Payload, metadata: Metadata) -> Stored:
         self._ensure_bucket()
         digest = hashlib.sha256()
         size = 0
@@ -91,6 +99,11 @@ class LocalStore:
                         digest.update(data)
                         out.write(data)
                         size += len(data)
+                for name, value in (metadata or {}).items():
+                    try:
+                        os.setxattr(tmp, _XATTR + name, value.encode())
+                    except OSError:
+                        break  # not kept by this file system: best effort
                 os.replace(tmp, path)
             except BaseException:
                 os.unlink(tmp)
@@ -159,6 +172,14 @@ class LocalStore:
         if not S_ISREG(st.st_mode):
             raise StoreError(f"NoSuchKey: no object {key!r}", transient=False, code="NoSuchKey")
         return ObjectInfo(key, st.st_size, st.st_mtime)
+
+    def metadata(self, key: str) -> dict[str, str]:
+        path = self.path_of(key)
+        try:
+            names = os.listxattr(path)
+            return {n[len(_XATTR) :]: os.getxattr(path, n).decode() for n in names if n.startswith(_XATTR)}
+        except OSError:
+            return {}
 
     def list_objects(
         self, prefix: str, recursive: bool = True, start_after: str = ""

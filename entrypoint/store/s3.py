@@ -25,12 +25,14 @@ body that does not match with ``BadDigest``); single and streaming PUTs sign the
 SHA-256 (above; multipart parts: MinIO's client, over plain http), which S3 and MinIO verify.
 Because some servers verify neither (moto, the test server, does not), the store also compares
 the ETag the server returns with the MD5 of what was sent (per part, and the multipart ETag at
-the end) and resends on a mismatch. With server-side encryption configured, ETags are not
-compared (they are not MD5 digests under SSE-KMS and SSE-C), nor for an object the server says
-it encrypted with KMS or a customer key, nor when the bucket's default encryption is KMS; the
-decision is per object, never from a count of mismatches (which would accept corrupt copies). SSE
-headers go on every request that needs them, as the MinIO client's ``put_object`` sends them
-(SSE-C: on every part too).
+the end) and resends on a mismatch. An ETag that differs proves nothing under server-side
+encryption configured (ETags are not MD5 digests under SSE-KMS and SSE-C), for an object the
+server says it encrypted with KMS or a customer key, or when the bucket's default encryption is
+KMS; nor does a missing one; the decision is per object, never from a count of mismatches (which
+would accept corrupt copies). Such an object is read back when that is cheap (one PUT from
+memory, up to ``PART_SIZE``: one GET, its SHA-256 compared, a mismatch resent); a larger one is
+``Stored(verified=False)``, which the manifest records. SSE headers go on every request that
+needs them, as the MinIO client's ``put_object`` sends them (SSE-C: on every part too).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from urllib3._collections import HTTPHeaderDict
 
 from ..settings.store import StoreConfig
 from . import s3_credentials, s3_security
+from .base import Metadata as Meta
 from .base import Retry, Stored, StoreError, once
 from .payload import Digests, Payload
 from .s3_errors import classify, reword, with_sse_cause
@@ -64,6 +67,7 @@ STREAM_READ = 1024 * 1024  # bytes per read while hashing or sending a streaming
 MAX_PARTS = 10_000
 DEFAULT_CONNECT_TIMEOUT = 5.0
 DEFAULT_READ_TIMEOUT = 30.0
+Head = dict[str, str]  # Content-Type and user metadata (x-amz-meta-*): the headers an object keeps
 
 
 def http_pool(
@@ -206,26 +210,30 @@ class S3Store(S3Reads):
 
     # -- uploads -------------------------------------------------------------------------------
     def put(
-        self, key: str, payload: Payload, content_type: str = "application/octet-stream", retry: Retry = once
+        self, key: str, payload: Payload, content_type: str = "", retry: Retry = once, metadata: Meta = None
     ) -> Stored:
-        content_type = content_type or "application/octet-stream"
         if not self.cfg.create_bucket and not self._bucket_seen:
             retry(self._bucket_must_exist, f"check bucket {self.bucket}")
+        meta = {f"x-amz-meta-{name}": value for name, value in (metadata or {}).items()}
+        head = {"Content-Type": content_type or "application/octet-stream", **meta}
         part_size = max(PART_SIZE, -(-payload.size // MAX_PARTS))
         if payload.size <= part_size:
-            return self._put_single(key, payload, content_type, retry)
+            return self._put_single(key, payload, head, retry)
         if payload.size <= STREAM_PUT_MAX:
-            return self._put_streaming(key, payload, content_type, retry)
-        return self._put_multipart(key, payload, content_type, part_size, retry)
+            return self._put_streaming(key, payload, head, retry)
+        return self._put_multipart(key, payload, head, part_size, retry)
 
-    def _checked_etag(self, got: Optional[str], expected: str, what: str, opaque: bool = False) -> None:
-        """A mismatch is resent (``BadDigest``), decided per object from what is known, never
-        from a count of failures: ETags are not compared under configured SSE, or for an object
-        the server says it encrypted with KMS or a customer key (``opaque``), or when the bucket's
-        default encryption is KMS (asked once, at the first mismatch)."""
+    def _checked_etag(self, got: Optional[str], expected: str, what: str, opaque: bool = False) -> bool:
+        """Whether the ETag proved the bytes (it is their MD5); a mismatch is resent (``BadDigest``),
+        decided per object from what is known, never from a count of failures: it proves nothing
+        (False) under configured SSE, for an object the server says it encrypted with KMS or a
+        customer key (``opaque``), when the bucket's default encryption is KMS (asked once, at the
+        first mismatch), or when the server sent no ETag."""
         got = (got or "").strip('"').lower()
-        if not got or got == expected or self.trust_server_checksums or opaque or self._bucket_kms():
-            return
+        if got and got == expected:
+            return True  # whatever the encryption: the server computed the MD5 of what it holds
+        if not got or self.trust_server_checksums or opaque or self._bucket_kms():
+            return False
         raise StoreError(
             f"BadDigest: {what}: server ETag {got}, but the bytes sent have MD5 {expected}; sending again",
             transient=True,
@@ -250,7 +258,7 @@ class S3Store(S3Reads):
             return payload  # hashed already; or multipart: each part is hashed as it is read
         return payload.hashed(keep=payload.size <= max(PART_SIZE, -(-payload.size // MAX_PARTS)))
 
-    def _put_single(self, key: str, payload: Payload, content_type: str, retry: Retry) -> Stored:
+    def _put_single(self, key: str, payload: Payload, content_type: Head, retry: Retry) -> Stored:
         if payload.digests is None or len(payload.parts) != 1 or not isinstance(payload.parts[0], bytes):
             payload = payload.hashed(keep=True)  # not preloaded: one read, both digests
         data, digests = payload.parts[0], payload.digests
@@ -261,7 +269,7 @@ class S3Store(S3Reads):
             )
         return self._put_one(key, data, len(data), digests, content_type, retry)
 
-    def _put_streaming(self, key: str, payload: Payload, content_type: str, retry: Retry) -> Stored:
+    def _put_streaming(self, key: str, payload: Payload, content_type: Head, retry: Retry) -> Stored:
         """One PUT whose body streams from the payload: two reads of it (the first computes the
         digests, unless ``preload`` did), never all of it in memory."""
         digests = payload.digests or payload.hashed(keep=False).digests
@@ -273,22 +281,27 @@ class S3Store(S3Reads):
         return self._put_one(key, payload, payload.size, digests, content_type, retry)
 
     def _put_one(
-        self, key: str, body: bytes | Payload, size: int, digests: Digests, content_type: str, retry: Retry
+        self, key: str, body: bytes | Payload, size: int, digests: Digests, content_type: Head, retry: Retry
     ) -> Stored:
         """One PUT of ``body`` (retried whole), signed with its SHA-256, Content-MD5 and ETag checked."""
         headers = {
-            "Content-Type": content_type,
+            **content_type,
             "Content-MD5": _md5_b64(digests.md5),
             **self._sse_headers,
         }
         sha256 = digests.sha256.hex()
 
-        def request() -> None:
+        def request() -> bool:
             etag, opaque = self._bucket_call(lambda: self._request(key, body, size, dict(headers), sha256))
-            self._checked_etag(etag, digests.md5.hex(), f"PUT {key}", opaque)
+            if self._checked_etag(etag, digests.md5.hex(), f"PUT {key}", opaque):
+                return True
+            if not isinstance(body, bytes):
+                return False  # a streaming PUT: reading it back would cost as much again
+            self.read_back(key, size, sha256)
+            return True
 
-        retry(request, f"PUT {key}")
-        return Stored(key, size, sha256)
+        verified: bool = retry(request, f"PUT {key}")
+        return Stored(key, size, sha256, verified)
 
     def _request(
         self, key: str, body: bytes | Payload, size: int, extra: dict[str, str], sha256: str
@@ -352,12 +365,12 @@ class S3Store(S3Reads):
         raise error
 
     def _put_multipart(
-        self, key: str, payload: Payload, content_type: str, part_size: int, retry: Retry
+        self, key: str, payload: Payload, content_type: Head, part_size: int, retry: Retry
     ) -> Stored:
         upload_id: str = retry(
             lambda: self._bucket_call(
                 lambda: self.client._create_multipart_upload(
-                    self.bucket, key, {"Content-Type": content_type, **self._sse_headers}
+                    self.bucket, key, {**content_type, **self._sse_headers}
                 )
             ),
             f"start upload of {key}",
@@ -396,7 +409,7 @@ class S3Store(S3Reads):
         expected = f"{hashlib.md5(b''.join(digests)).hexdigest()}-{len(parts)}"
         tries = [0]
 
-        def complete() -> None:
+        def complete() -> bool:
             tries[0] += 1
             try:
                 result = self._call(
@@ -410,10 +423,10 @@ class S3Store(S3Reads):
                 etag = self._call(self.client.stat_object, self.bucket, key, ssec=self.ssec).etag
                 if (etag or "").strip('"') != expected and not self.trust_server_checksums:
                     raise
-            self._checked_etag(etag, expected, f"complete {key}")
+            return self._checked_etag(etag, expected, f"complete {key}")
 
-        retry(complete, f"complete upload of {key}")
-        return Stored(key, size, whole.hexdigest())
+        verified: bool = retry(complete, f"complete upload of {key}")
+        return Stored(key, size, whole.hexdigest(), verified)
 
     def _part_request(
         self, key: str, upload_id: str, number: int, data: bytes, md5: bytes

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import builtins
+import hashlib
 import io
 from typing import Any, Callable
 
 from minio import Minio
 
-from .base import ObjectInfo
+from .base import ObjectInfo, StoreError
 from .s3_errors import classify
+
+_READ = 1024 * 1024
 
 
 class S3Reads:
@@ -28,11 +31,34 @@ class S3Reads:
             resp.close()
             resp.release_conn()
 
+    def read_back(self, key: str, size: int, sha256: str) -> None:
+        """GET ``key`` and compare its size and SHA-256 with what was sent (the ETag said nothing):
+        a mismatch is ``BadDigest``, resent like any other."""
+        digest = hashlib.sha256()
+        got = 0
+        with self.open_read(key) as stream:
+            while data := stream.read(_READ):
+                digest.update(data)
+                got += len(data)
+        if got != size or digest.hexdigest() != sha256:
+            raise StoreError(
+                f"BadDigest: PUT {key}: read back {got} bytes with SHA-256 {digest.hexdigest()}, "
+                f"but {size} bytes with SHA-256 {sha256} were sent; sending again",
+                transient=True,
+                code="BadDigest",
+            )
+
     def list(self, prefix: str) -> list[str]:
         objects = self._call(
             lambda: list(self.client.list_objects(self.bucket, prefix=prefix, recursive=True))
         )
         return sorted(o.object_name for o in objects)
+
+    def metadata(self, key: str) -> dict[str, str]:
+        obj = self._call(self.client.stat_object, self.bucket, key, ssec=self.ssec)
+        meta = "x-amz-meta-"
+        headers = (obj.metadata or {}).items()
+        return {n[len(meta) :].lower(): str(v) for n, v in headers if n.lower().startswith(meta)}
 
     def open_read(self, key: str, offset: int = 0) -> io.RawIOBase:
         resp = self._call(self.client.get_object, self.bucket, key, offset=offset, ssec=self.ssec)

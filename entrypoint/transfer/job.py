@@ -19,6 +19,7 @@ class Job:
     content_type: str = "application/octet-stream"
     on_done: Optional[Callable[[Job], None]] = None
     kind: str = "object"  # for the manifest: log-chunk, log, result, manifest
+    metadata: Optional[dict[str, str]] = None  # user metadata stored with the object
     stored: bool = False
     result: Optional[Stored] = None
     error: str = ""
@@ -42,6 +43,6 @@ class Job:
 
     def entry(self) -> Entry:
         """This job as the manifest records it."""
-        if self.stored and self.result is not None:
-            return Entry(self.key, self.kind, True, self.result.size, self.result.sha256)
+        if self.stored and (r := self.result) is not None:
+            return Entry(self.key, self.kind, True, r.size, r.sha256, verified=r.verified)
         return Entry(self.key, self.kind, False, reason=self.reason())

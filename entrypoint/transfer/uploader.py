@@ -9,12 +9,10 @@ overlaps the server's; requests still go out one at a time, in log order, each o
 before it is stored, so a reader never sees chunk N+1 while chunk N is missing.
 
 Every request retries transient errors with exponential backoff and full jitter (``retry.py``)
-until it succeeds, hits a permanent error, or the flush deadline passes.
-A permanent error that concerns the whole store (credentials, bucket) is reported once and
-fails every other job without another request.
-
-The store is created in the background by the first worker that needs it, so importing the S3
-client never delays COMMAND.
+until it succeeds, hits a permanent error, or the flush deadline passes. A permanent error that
+concerns the whole store (credentials, bucket) is reported once and fails every other job without
+another request. The store is created in the background by the first worker that needs it, so
+importing the S3 client never delays COMMAND.
 
 Memory: each worker holds at most one part (``store.s3.PART_SIZE``, 8 MiB) of one object, and
 the ordered lane at most ``PREPARED_AHEAD`` prepared chunk besides the one being sent; the
@@ -362,7 +360,7 @@ class Uploader:
             doomed=lambda: self.permanent or (self._gone() if backoff is self._backoff else None),
         )
         try:
-            stored = self.store().put(job.key, payload, job.content_type, attempts)
+            stored = self.store().put(job.key, payload, job.content_type, attempts, job.metadata)
         except StoreError as exc:
             job.error = str(exc)
             if not exc.transient:

@@ -2,14 +2,14 @@
 
 Imported only when the option is given (it loads the read side and, for S3, the client). The
 read side does the work (``read/fetch.py``: streamed, checked against the step manifest, written
-to a temporary file and renamed). Any failure is a ``ConfigError``: exit 2, COMMAND not started.
+to a temporary file and renamed), its messages through the wrapper's ``Reporter``. Any failure is
+a ``ConfigError``: exit 2, COMMAND not started.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..read.console import Console
 from ..read.errors import ReadError, from_store_error
 from ..read.fetch import get_result_to_file
 from ..read.locate import Reader, TaskView
@@ -20,27 +20,10 @@ from ..settings.store import ConfigError
 from ..store import StoreError, open_readable_store
 
 
-class _ReporterConsole(Console):
-    """The read side's messages as the wrapper's own lines."""
-
-    def __init__(self, reporter: Reporter) -> None:
-        super().__init__()
-        self._reporter = reporter
-
-    def _emit(self, text: str) -> None:
-        self._reporter.info(text)
-
-    def warn(self, text: str) -> None:
-        self._reporter.warn(text)
-
-    def error(self, text: str) -> None:
-        self._reporter.error(text)
-
-
 def fetch_inputs(cfg: Config, reporter: Reporter) -> list[dict[str, Any]]:
     """Extract every ``--fetch-result``; Tekton artifact inputs (uri, sha256 of the stored .tgz)."""
     inputs: dict[str, dict[str, Any]] = {}
-    console = _ReporterConsole(reporter)
+    console = reporter  # the read side's messages are the wrapper's own lines (report.py)
     readers: dict[str, Reader] = {}
     for spec in cfg.fetch_results:
         bucket = spec.bucket or cfg.store.bucket

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .. import threads
+from ..formats import live
 from ..formats.archive import deflate_module
 from ..report import Reporter
 from ..settings.step import Config
@@ -84,6 +85,7 @@ class Run:
             budget=self.budget,
             backlog=lambda: self.uploader.backlog(),
             on_pause=reporter.warn,
+            heartbeat=live.heartbeat(cfg.log_flush_interval),
         )
         supervisor.sink = self.capture
         self.uploader = Uploader(store_factory(cfg, reporter), reporter, clock=clock, notify=supervisor.wake)
@@ -94,14 +96,21 @@ class Run:
         )  # fmt: skip
 
     def _sealed(self, chunk: Chunk) -> None:
-        self.archiver.add(chunk)
+        """A chunk goes to the archive and up, promising the next object within a heartbeat (the
+        last: within the final flush). An empty one (a heartbeat) is not archived: no bytes."""
+        cfg = self.cfg
+        within = cfg.flush_timeout if chunk.last else live.heartbeat(cfg.log_flush_interval)
+        if chunk.size:
+            self.archiver.add(chunk)
         self.uploader.submit(
             Job(
-                key=self.cfg.layout.chunk_key(chunk.seq),
-                build=lambda: Payload((chunk,), chunk.size),  # raw file, or its member once archived
+                key=cfg.layout.chunk_key(chunk.seq),
+                # raw file, or its member once archived
+                build=(lambda: Payload((chunk,), chunk.size)) if chunk.size else (lambda: Payload.of(b"")),
                 content_type="text/plain; charset=utf-8",
-                on_done=lambda _job: chunk.done(uploaded=True),
+                on_done=(lambda _job: chunk.done(uploaded=True)) if chunk.size else None,
                 kind="log-chunk",
+                metadata=live.promise(within),
             ),
             ordered=True,
         )
