@@ -1,38 +1,29 @@
 """The S3 store, through the MinIO client (imported here only: it costs ~0.25 s to import).
 
-The client gets an HTTP pool with explicit connect/read timeouts and no retries of its own: the
-uploader owns the retry loop, and this store calls it once per request (a PUT, or each part of
-a multipart upload), resending bytes it still holds in memory or re-reading the payload.
+The client has an HTTP pool with connect/read timeouts and no retries of its own: the uploader's
+retry loop calls this store once per request (a PUT, or one part of a multipart upload).
 
 Sizes: up to ``PART_SIZE`` (8 MiB) an object is one PUT from memory; up to ``STREAM_PUT_MAX``
-(1 GiB) it is one *streaming* PUT: a first pass over the payload computes its MD5 and SHA-256,
-then the body streams from a fresh reader in 1 MiB reads (memory stays flat; a retry re-reads the
-payload). Both are sent by ``_request``: MinIO's URL builder, headers and SigV4 signer, with the
-digests computed once by ``Payload.hashed`` (MinIO's own ``_put_object`` would hash the body again
-for its signature on every request over http: one more pass over every byte). ``preload`` does
-that pass ahead of ``put``, so the ordered upload lane prepares the next chunk while one is sent.
-Larger objects go up as multipart uploads of 8 MiB parts, so a failure late in a huge upload
-resends one part, not gigabytes. One request per object keeps a step's request count at
-R + chunks + a few.
+(1 GiB) one *streaming* PUT (a first pass computes its MD5 and SHA-256, then the body streams from a
+fresh reader in 1 MiB reads; a retry re-reads the payload); larger ones multipart uploads of 8 MiB
+parts (a late failure resends one part). Single and streaming PUTs go through ``_request`` (MinIO's
+URL builder, headers and SigV4 signer) with the digests of ``Payload.hashed``, computed once
+(MinIO's ``_put_object`` would hash every body again); ``preload`` does that pass ahead of ``put``,
+so the ordered lane prepares the next chunk while one is sent. One request per object keeps a
+step's request count at R + chunks + a few.
 
-Payload signing: the SHA-256 of every object is needed for the manifest anyway, so requests are
-signed with it (``x-amz-content-sha256`` = the real digest, over https too, where MinIO's client
-sends ``UNSIGNED-PAYLOAD`` to save hashing). ``UNSIGNED-PAYLOAD`` would save no pass here: the
-digest is computed once either way, and signed it lets S3 and MinIO check the body as well.
+Payload signing: requests are signed with the SHA-256 the manifest needs anyway (also over https,
+where MinIO's client sends ``UNSIGNED-PAYLOAD``), which costs no extra pass and lets S3 and MinIO
+check the body.
 
-Integrity: every request that carries data sends ``Content-MD5`` (S3, MinIO and Ceph reject a
-body that does not match with ``BadDigest``); single and streaming PUTs sign the payload's
-SHA-256 (above; multipart parts: MinIO's client, over plain http), which S3 and MinIO verify.
-Because some servers verify neither (moto, the test server, does not), the store also compares
-the ETag the server returns with the MD5 of what was sent (per part, and the multipart ETag at
-the end) and resends on a mismatch. An ETag that differs proves nothing under server-side
-encryption configured (ETags are not MD5 digests under SSE-KMS and SSE-C), for an object the
-server says it encrypted with KMS or a customer key, or when the bucket's default encryption is
-KMS; nor does a missing one; the decision is per object, never from a count of mismatches (which
-would accept corrupt copies). Such an object is read back when that is cheap (one PUT from
-memory, up to ``PART_SIZE``: one GET, its SHA-256 compared, a mismatch resent); a larger one is
-``Stored(verified=False)``, which the manifest records. SSE headers go on every request that
-needs them, as the MinIO client's ``put_object`` sends them (SSE-C: on every part too).
+Integrity: every request with data sends ``Content-MD5`` (S3, MinIO and Ceph reject a mismatch
+with ``BadDigest``) and single/streaming PUTs sign the payload's SHA-256. As some servers verify
+neither (moto does not), the ETag returned is compared with the MD5 sent (per part, and the
+multipart ETag) and a mismatch resent. A differing ETag proves nothing under SSE (configured, said
+by the server, or the bucket's KMS default), nor does a missing one: decided per object, never from
+a count of mismatches. Such an object is read back when cheap (a PUT from memory, up to
+``PART_SIZE``: one GET, its SHA-256 compared); a larger one is ``Stored(verified=False)``, as the
+manifest records. SSE headers go on every request that needs them (SSE-C: on every part too).
 """
 
 from __future__ import annotations
