@@ -399,9 +399,9 @@ class GatedStore(LocalStore):
             raise self.answer
         super().check(prefix)
 
-    def _put(self, key: str, path: Path, payload: Payload) -> Any:
+    def _put(self, key: str, path: Path, payload: Payload, *rest: Any) -> Any:
         self.puts += 1
-        return super()._put(key, path, payload)
+        return super()._put(key, path, payload, *rest)
 
 
 def test_uploads_wait_for_the_preflights_verdict_however_long_it_takes(tmp_path: Path) -> None:

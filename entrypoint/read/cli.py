@@ -190,9 +190,8 @@ def ls_command(target: Optional[str], as_json: bool, output: str, **values: Any)
     type=Duration(("0", "24h")),
     default=None,
     help="With --follow: when the step stores nothing new for this long, say once that it seems gone "
-    "(its wrapper or pod was killed) and exit 6; 0 waits for ever. [default: three times the time "
-    "within which its last chunk promised the next (1m at the wrapper's 5s flush interval: 3m)] "
-    "[range: 0 to 24h]",
+    "and exit 6; 0 waits for ever. [default: 3 x the next chunk's promise (3m at a 5s flush "
+    "interval)] [range: 0 to 24h]",
 )
 @reader_options
 @click.argument("target", metavar="PIPELINERUN[/PIPELINETASK]")
