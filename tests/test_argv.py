@@ -204,6 +204,27 @@ def test_start_up_path_imports_no_click_and_nothing_heavy() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_a_whole_run_imports_no_dataclasses(tmp_path: Any) -> None:
+    """After the spawn the machinery loads while COMMAND runs: a COMMAND that ends at once waits
+    for it, so nothing on the run path uses ``dataclasses`` (it pulls inspect, ast, dis, tokenize)."""
+    code = (
+        "import sys, entrypoint.cli as c\n"
+        "heavy = ('click', 'dataclasses', 'inspect', 'ast', 'dis', 'tokenize')\n"
+        "def end(code):\n"
+        "    print(code, sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+        "    sys.stdout.flush()\n"
+        "c._exit = end\n"
+        f"c.main(['--pipelinerun', 'r', '--pipelinetask', 't', '--results-dir', {str(tmp_path / 'none')!r},"
+        " '--quiet', '--', 'true'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ALL_ENV}
+    env.update(OBJECTSTORE_ENDPOINT=f"file://{tmp_path / 'store'}")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "0 []"
+    assert list((tmp_path / "store").rglob("main-summary.json")), "the run stored its summary"
+
+
 def test_help_and_errors_still_come_from_click(tmp_path: Any) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ALL_ENV}
     run = [sys.executable, "-m", "entrypoint"]

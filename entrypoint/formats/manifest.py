@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 from .layout import Layout
 
 VERSION = 1
 
 
-@dataclass(frozen=True)
-class Gap:
+class Gap(NamedTuple):
     """Output not captured: ``size`` bytes after ``at`` bytes of COMMAND's output."""
 
     at: int
@@ -41,8 +39,7 @@ class Entry(NamedTuple):
     verified: bool = True  # False: the store could not check the copy it holds (``"verified": false``)
 
 
-@dataclass(frozen=True)
-class LogAccount:
+class LogAccount(NamedTuple):
     output_bytes: int  # what COMMAND wrote to stdout and stderr
     captured_bytes: int  # what the log holds (markers included)
     gaps: Sequence[Gap] = ()
@@ -54,21 +51,34 @@ class LogAccount:
         return sum(g.size for g in self.gaps)
 
 
-@dataclass(frozen=True)
-class Skipped:
+class Skipped(NamedTuple):
     name: str
     reason: str
 
 
-@dataclass
 class Manifest:
-    layout: Layout
-    bucket: str
-    log: LogAccount
-    command_exit_code: int
-    exit_code: int
-    results_not_uploaded: list[Skipped] = field(default_factory=list)
-    results_offloaded: list[dict[str, Any]] = field(default_factory=list)  # --offload-results-over
+    """(A plain class, as every record on the wrapper's run path: ``dataclasses`` costs milliseconds.)"""
+
+    __slots__ = (
+        "bucket",
+        "command_exit_code",
+        "exit_code",
+        "layout",
+        "log",
+        "results_not_uploaded",
+        "results_offloaded",
+    )
+
+    def __init__(self, layout: Layout, bucket: str, log: LogAccount, command_exit_code: int, exit_code: int,
+                 results_not_uploaded: Optional[list[Skipped]] = None,
+                 results_offloaded: Optional[list[dict[str, Any]]] = None) -> None:
+        self.layout = layout
+        self.bucket = bucket
+        self.log = log
+        self.command_exit_code = command_exit_code
+        self.exit_code = exit_code
+        self.results_not_uploaded: list[Skipped] = results_not_uploaded or []
+        self.results_offloaded: list[dict[str, Any]] = results_offloaded or []  # --offload-results-over
 
     def to_dict(self, entries: Iterable[Entry]) -> dict[str, Any]:
         written = []

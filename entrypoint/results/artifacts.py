@@ -17,9 +17,8 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from ..report import Reporter
 from ..settings.step import Config
@@ -31,8 +30,7 @@ TEKTON_LIMIT = 4096  # bytes of results per container (the termination message)
 BIGGEST = 3  # results named in the warning
 
 
-@dataclass(frozen=True)
-class Offloaded:
+class Offloaded(NamedTuple):
     name: str  # the result's name (step results: <step>/<name>)
     uri: str
     size: int  # bytes of the original file, now in the store

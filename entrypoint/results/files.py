@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import stat
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from ..formats import archive
 from ..formats.layout import name_problem
@@ -29,8 +29,7 @@ def is_chains_hint(name: str) -> bool:
     return name.endswith((CHAINS_OUTPUTS, CHAINS_INPUTS))
 
 
-@dataclass(frozen=True)
-class ResultFile:
+class ResultFile(NamedTuple):
     name: str  # the result's name: the file name in the results directory
     path: Path  # what is read (a symlink's target inside the directory, else the file)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from ..formats.layout import KeyTooLong, NotSent, key_length_problem
 from ..formats.manifest import Skipped
@@ -18,8 +17,7 @@ from ..transfer.uploader import Job, Uploader
 from . import files as results
 
 
-@dataclass(frozen=True)
-class Queued:
+class Queued(NamedTuple):
     """A result file queued for upload, and its job (for offloading and provenance)."""
 
     result: results.ResultFile

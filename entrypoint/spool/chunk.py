@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import threading
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Optional
 
@@ -29,27 +28,45 @@ class _HeldFile(io.BufferedReader):
                 chunk.let_go()
 
 
-@dataclass(eq=False)
 class Chunk:
     """A sealed chunk: a payload source (``size``, ``open()``) for its upload.
 
     ``open()`` reads the raw file while it exists (holding it: it is not deleted while read),
     else the chunk's gzip member in the log archive. The raw file is deleted once archived into
     a member and not held, or (no member: archiving failed or there is no archiver) once both
-    uploaded and archived.
+    uploaded and archived. (A plain class: ``dataclasses`` costs milliseconds on the run path.)
     """
 
-    seq: int
-    path: Path
-    size: int
-    budget: Optional[SpoolBudget] = None
-    last: bool = False  # sealed at the end of COMMAND's output
-    uploaded: bool = False
-    archived: bool = False
-    member: Optional[GzipMember] = None
-    _holds: int = 0
-    _removed: bool = False
-    _cond: threading.Condition = field(default_factory=threading.Condition, repr=False)
+    __slots__ = (
+        "_cond",
+        "_holds",
+        "_removed",
+        "archived",
+        "budget",
+        "last",
+        "member",
+        "path",
+        "seq",
+        "size",
+        "uploaded",
+    )
+
+    def __init__(self, seq: int, path: Path, size: int, budget: Optional[SpoolBudget] = None,
+                 last: bool = False) -> None:
+        self.seq = seq
+        self.path = path
+        self.size = size
+        self.budget = budget
+        self.last = last  # sealed at the end of COMMAND's output
+        self.uploaded = False
+        self.archived = False
+        self.member: Optional[GzipMember] = None
+        self._holds = 0
+        self._removed = False
+        self._cond = threading.Condition()
+
+    def __repr__(self) -> str:
+        return f"Chunk(seq={self.seq!r}, path={self.path!r}, size={self.size!r}, last={self.last!r})"
 
     def done(
         self, uploaded: bool = False, archived: bool = False, member: Optional[GzipMember] = None

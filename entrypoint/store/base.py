@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Optional, Protocol, TypeVar
+from typing import NamedTuple, Optional, Protocol, TypeVar
 
 from .payload import Payload
 
@@ -44,8 +43,7 @@ def once(request: Callable[[], T], what: str) -> T:
     return request()
 
 
-@dataclass(frozen=True)
-class Stored:
+class Stored(NamedTuple):
     """What was written: for the manifest."""
 
     key: str
@@ -79,8 +77,7 @@ class Store(Protocol):
         """Keys under ``prefix``, sorted."""
 
 
-@dataclass(frozen=True)
-class ObjectInfo:
+class ObjectInfo(NamedTuple):
     """One listed object; ``is_prefix`` marks a "directory" of a non-recursive listing."""
 
     key: str

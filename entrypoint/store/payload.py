@@ -20,9 +20,8 @@ import hashlib
 import io
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, Union
+from typing import BinaryIO, NamedTuple, Protocol, Union
 
 
 class Source(Protocol):
@@ -39,8 +38,7 @@ _COMPRESSED_READ = 256 * 1024
 _HASH_READ = 1024 * 1024  # bytes per read while hashing a payload that is not kept in memory
 
 
-@dataclass(frozen=True)
-class GzipMember:
+class GzipMember(NamedTuple):
     """The ``length`` bytes at ``offset`` of ``path`` are one gzip member of ``size`` bytes of data."""
 
     path: Path
@@ -108,8 +106,7 @@ class GzipMemberReader(io.RawIOBase):
         super().close()
 
 
-@dataclass(frozen=True)
-class Digests:
+class Digests(NamedTuple):
     """Of the bytes a payload's reader gave (``size`` of them: a source may have changed size)."""
 
     md5: bytes
@@ -117,8 +114,7 @@ class Digests:
     size: int
 
 
-@dataclass(frozen=True)
-class Payload:
+class Payload(NamedTuple):
     parts: tuple[Part, ...]
     size: int
     digests: Digests | None = None  # set by ``hashed()``: the store need not compute them

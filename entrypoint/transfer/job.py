@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Optional
 
 from ..formats.manifest import Entry
@@ -12,24 +11,51 @@ from ..store import Stored
 from ..store.payload import Payload
 
 
-@dataclass
 class Job:
-    key: str
-    build: Callable[[], Payload]  # called in the worker: archiving happens off the main thread
-    content_type: str = "application/octet-stream"
-    on_done: Optional[Callable[[Job], None]] = None
-    kind: str = "object"  # for the manifest: log-chunk, log, result, manifest
-    metadata: Optional[dict[str, str]] = None  # user metadata stored with the object
-    stored: bool = False
-    result: Optional[Stored] = None
-    error: str = ""
-    cause: str = ""  # the code of a whole-store error (reported once on its own) that stopped it
-    attempts: int = 0
-    retries: int = 0
-    size: int = 0
-    done: threading.Event = field(default_factory=threading.Event)
-    prepared: Optional[Payload] = None  # built and preloaded by the ordered lane's preparer
-    build_error: Optional[OSError] = None  # the preparer could not read it
+    """(A plain class: ``dataclasses`` costs milliseconds on the wrapper's run path. Two jobs are
+    equal only if they are the same job.)"""
+
+    __slots__ = (
+        "attempts",
+        "build",
+        "build_error",
+        "cause",
+        "content_type",
+        "done",
+        "error",
+        "key",
+        "kind",
+        "metadata",
+        "on_done",
+        "prepared",
+        "result",
+        "retries",
+        "size",
+        "stored",
+    )
+
+    def __init__(self, key: str, build: Callable[[], Payload], content_type: str = "application/octet-stream",
+                 on_done: Optional[Callable[[Job], None]] = None, kind: str = "object",
+                 metadata: Optional[dict[str, str]] = None) -> None:
+        self.key = key
+        self.build = build  # called in the worker: archiving happens off the main thread
+        self.content_type = content_type
+        self.on_done = on_done
+        self.kind = kind  # for the manifest: log-chunk, log, result, manifest
+        self.metadata = metadata  # user metadata stored with the object
+        self.stored = False
+        self.result: Optional[Stored] = None
+        self.error = ""
+        self.cause = ""  # the code of a whole-store error (reported once on its own) that stopped it
+        self.attempts = 0
+        self.retries = 0
+        self.size = 0
+        self.done = threading.Event()
+        self.prepared: Optional[Payload] = None  # built and preloaded by the ordered lane's preparer
+        self.build_error: Optional[OSError] = None  # the preparer could not read it
+
+    def __repr__(self) -> str:
+        return f"Job(key={self.key!r}, kind={self.kind!r}, stored={self.stored!r}, error={self.error!r})"
 
     def reason(self, short: bool = False) -> str:
         """Why the job is not stored (for the manifest; ``short`` for stderr lines)."""

@@ -12,7 +12,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Optional, TypeVar
 
 from ..report import Reporter
@@ -22,12 +21,26 @@ T = TypeVar("T")
 Clock = Callable[[], float]
 
 
-@dataclass(frozen=True)
 class RetryPolicy:
-    base: float = 0.25  # the first backoff is drawn from [0, base]
-    cap: float = 5.0  # no wait between two attempts is longer than this (the server is busy)
-    network_cap: float = 2.0  # ... or this when the server could not be reached at all
-    rng: random.Random = field(default_factory=random.Random, compare=False)
+    __slots__ = ("base", "cap", "network_cap", "rng")
+
+    def __init__(self, base: float = 0.25, cap: float = 5.0, network_cap: float = 2.0,
+                 rng: Optional[random.Random] = None) -> None:
+        self.base = base  # the first backoff is drawn from [0, base]
+        self.cap = cap  # no wait between two attempts is longer than this (the server is busy)
+        self.network_cap = network_cap  # ... or this when the server could not be reached at all
+        self.rng = random.Random() if rng is None else rng
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RetryPolicy):
+            return NotImplemented
+        return (self.base, self.cap, self.network_cap) == (other.base, other.cap, other.network_cap)
+
+    def __hash__(self) -> int:
+        return hash((self.base, self.cap, self.network_cap))
+
+    def __repr__(self) -> str:
+        return f"RetryPolicy(base={self.base!r}, cap={self.cap!r}, network_cap={self.network_cap!r})"
 
     def delay(self, failures: int, error: Optional[StoreError] = None) -> float:
         """Full jitter: uniform in [0, min(cap, base * 2**(failures-1))].

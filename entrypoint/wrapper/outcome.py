@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from .. import exitcodes
@@ -36,11 +35,25 @@ MISSING_LINES = 10  # "not stored" lines on stderr; the manifest has them all
 CAUSES = ("exit", "signal", "oom-kill", "timeout", "tekton-timeout", "terminated")
 
 
-@dataclass(frozen=True)
 class Cause:
-    name: str  # one of CAUSES
-    text: str  # in words, for the end-of-step line
-    detail: dict[str, Any] = field(default_factory=dict)  # what proves it
+    """(Plain classes here: ``dataclasses`` costs milliseconds on the wrapper's run path.)"""
+
+    __slots__ = ("detail", "name", "text")
+
+    def __init__(self, name: str, text: str, detail: Optional[dict[str, Any]] = None) -> None:
+        self.name = name  # one of CAUSES
+        self.text = text  # in words, for the end-of-step line
+        self.detail: dict[str, Any] = {} if detail is None else detail  # what proves it
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Cause):
+            return NotImplemented
+        return (self.name, self.text, self.detail) == (other.name, other.text, other.detail)
+
+    __hash__ = None  # type: ignore[assignment]  # (its detail is a dict)
+
+    def __repr__(self) -> str:
+        return f"Cause(name={self.name!r}, text={self.text!r}, detail={self.detail!r})"
 
 
 def cause_of(
@@ -94,11 +107,14 @@ def _signame(sig: int) -> str:
         return f"SIG{sig}"
 
 
-@dataclass
 class Outcome:
-    command_code: int  # COMMAND's exit code (128+N for signal N, 124 for --timeout)
-    ignore_upload_errors: bool = False
-    missing: list[Job] = field(default_factory=list)
+    __slots__ = ("command_code", "ignore_upload_errors", "missing")
+
+    def __init__(self, command_code: int, ignore_upload_errors: bool = False,
+                 missing: Optional[list[Job]] = None) -> None:
+        self.command_code = command_code  # COMMAND's exit code (128+N for signal N, 124 for --timeout)
+        self.ignore_upload_errors = ignore_upload_errors
+        self.missing: list[Job] = [] if missing is None else missing
 
     @property
     def exit_code(self) -> int:
