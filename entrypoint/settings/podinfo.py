@@ -18,6 +18,7 @@ Tekton step the wrapper then asks the store for the step's earlier attempts (``w
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -64,12 +65,8 @@ def attempt_of(raw: Optional[str], environ: Mapping[str, str], in_tekton: bool) 
 
 
 def _hostname() -> str:
-    import socket  # only when $HOSTNAME is not set
-
-    try:
-        return socket.gethostname()
-    except OSError:
-        return ""
+    """The kernel's host name (what gethostname() returns; without importing socket on start-up)."""
+    return os.uname().nodename
 
 
 def read_downward(path: Path, option: str) -> dict[str, str]:
