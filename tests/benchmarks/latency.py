@@ -9,7 +9,9 @@ signal    SIGTERM right after COMMAND starts → COMMAND's handler runs (child.p
           the receipt time), and → the wrapper's exit (COMMAND exits on TERM).
 orphans   under ``unshare --pid --fork --mount-proc`` with the init as PID 1, COMMAND makes 100
           orphans at once; the zombie children of PID 1 are counted (/proc/PID/task/*/children,
-          state Z) through the first second after the burst; the peak is reported.
+          state Z) through the first second after the burst; the peak is reported. Run twice: as the
+          benchmark runs, and with the whole tree in a CPU cgroup of its own, as in a pod
+          (``cpu_cgroup``: the scheduler's per-session autogroup acts only outside such a cgroup).
 image     ``podman run`` of the image: the entrypoint is overridden by a ``sh`` shim that opens a
           first FIFO (the harness's read-open returns: the shim runs) and then execs the wrapper
           as PID 1, whose COMMAND opens a second FIFO: wrapper exec → COMMAND running.
@@ -216,10 +218,12 @@ def signal_case(b: Bench, runs: int) -> list[Row]:
 
 
 def _orphans_once(b: Bench, init: list[str], env: Optional[dict[str, str]], count: int, window: float,
-                  name: str) -> int:
+                  name: str, cgroup: Optional[Path] = None) -> int:
     d = b.fresh("orphans")
     stamp = d / "stamp.json"
     argv = ["unshare", "--pid", "--fork", "--mount-proc", *init, *CHILD, "orphans", str(stamp), str(count), str(window)]
+    if cgroup is not None:  # the whole tree in the cgroup from its first instruction, as in a pod
+        argv = ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(cgroup), *argv]
     samples: list[tuple[float, int]] = []
     with open(d / "stderr", "wb") as err:
         proc, _ = spawn(argv, env, err)
@@ -240,17 +244,63 @@ def _orphans_once(b: Bench, init: list[str], env: Optional[dict[str, str]], coun
     return max(seen)
 
 
+def cpu_cgroup() -> Optional[Path]:
+    """A CPU cgroup of the benchmark's own (cgroup v1 ``cpu`` or v2 with the cpu controller), or None.
+
+    In a pod every process of the container shares one CPU cgroup; the scheduler's autogroup (one
+    scheduling group per session, on when ``/proc/sys/kernel/sched_autogroup_enabled`` is 1) only
+    acts in the root cgroup, where the benchmark otherwise runs. An init whose COMMAND starts a
+    session of its own (dumb-init; the wrapper without a terminal) is scheduled apart from a storm
+    of COMMAND's processes there, and is not in a pod: both are measured."""
+    for root in (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup")):
+        v2 = root == Path("/sys/fs/cgroup")
+        if v2 and "cpu" not in _read(root / "cgroup.controllers").split():
+            continue
+        if not (root / "cgroup.procs").exists():
+            continue
+        path = root / "tekton-uploader-bench"
+        try:
+            path.mkdir(exist_ok=True)
+        except OSError:
+            continue
+        if (path / "cgroup.procs").exists():
+            return path
+    return None
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
 def orphans(b: Bench, runs: int, window: float, count: int = 100) -> list[Row]:
     if os.getuid() != 0 or shutil.which("unshare") is None:
         return [Row("orphans", "zombies in the 100-orphan burst", "not run: needs root and unshare (util-linux)")]
     ps = [Peer("none (COMMAND as PID 1, reaps only its own children)", []), *peers(b, "tini", "dumb-init", "tekton-uploader")]
-    got = alternate(ps, runs, lambda p: float(_orphans_once(b, p.prefix or [], p.env, count, window, p.name)),
-                    unit="count")
-    ours = got["tekton-uploader"]
     first = "the first second" if window == 1 else f"the first {window:g} s"
-    return [Row("orphans", f"peak zombies during {first}, {count} orphans made at once, init as PID 1 "
-                "(`unshare --pid --fork --mount-proc`)", str(ours), peer_cell(ps, got), "-", "≤ 2",
-                max(ours.values) <= 2)]
+    rows = []
+    places: list[tuple[str, Optional[Path]]] = [("", None)]
+    group = cpu_cgroup()
+    places.append((", in a CPU cgroup of its own (as in a pod)", group) if group is not None else
+                  (", in a CPU cgroup of its own: not run (no writable cpu cgroup)", None))
+    for where, cgroup in places:
+        if where and cgroup is None:
+            rows.append(Row("orphans", f"peak zombies{where}", "-"))
+            continue
+        got = alternate(ps, runs, lambda p, c=cgroup: float(  # type: ignore[misc]
+            _orphans_once(b, p.prefix or [], p.env, count, window, p.name, c)), unit="count")
+        ours = got["tekton-uploader"]
+        rows.append(Row("orphans", f"peak zombies during {first}, {count} orphans made at once, init as PID 1 "
+                        f"(`unshare --pid --fork --mount-proc`){where}", str(ours), peer_cell(ps, got), "-",
+                        "≤ 2", max(ours.values) <= 2))
+    if group is not None:
+        try:
+            group.rmdir()  # empty again: every process of the runs has exited
+        except OSError:
+            pass
+    return rows
 
 
 # -- the image -------------------------------------------------------------------------------
