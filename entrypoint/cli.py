@@ -13,9 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
 
 from . import __version__, exitcodes
 from .options.fastparse import parse_argv
@@ -26,7 +24,11 @@ from .report import PREFIX, Reporter, open_std_fds
 from .settings.step import build_config
 from .settings.store import ConfigError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any, Optional
+
     import click
 
     from .settings.step import Config

@@ -13,7 +13,11 @@ from __future__ import annotations
 import re
 import threading
 import urllib.parse
-from collections.abc import Iterable
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
 
 MASK = "***"
 _MIN_LENGTH = 4  # shorter values would blank out ordinary words

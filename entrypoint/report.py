@@ -12,9 +12,13 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from typing import Optional, TextIO
 
 from .redact import redact
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, TextIO
+
 
 PREFIX = "tekton-uploader: "
 

@@ -25,7 +25,8 @@ from __future__ import annotations
 import re
 import unicodedata
 import urllib.parse
-from typing import NamedTuple
+
+from ..records import Record
 
 CHUNK_DIGITS = 8
 MAX_KEY_BYTES = 1024  # S3's limit on an object key (UTF-8)
@@ -145,7 +146,7 @@ def check_name(what: str, value: str) -> str:
     return value
 
 
-class _Names(NamedTuple):
+class _Names(Record):
     prefix: str
     pipelinerun: str
     pipelinetask: str

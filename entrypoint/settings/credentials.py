@@ -23,12 +23,17 @@ could possibly apply. ``build_provider`` runs in the background with the S3 clie
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
 
 from .. import redact
+from ..records import Record
 from .files import check_regular, read_small_file
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Optional
+
 
 _FILE_LIMIT = 64 * 1024
 _SHARED_LIMIT = 1024 * 1024  # the shared credentials file: many profiles, still small
@@ -40,7 +45,7 @@ NONE_FOUND_HINT = (
 )
 
 
-class Secret(NamedTuple):
+class Secret(Record):
     """One credential value: given directly, or read from ``file``."""
 
     option: str  # the option naming it in messages, e.g. "--secret-key"
@@ -57,7 +62,7 @@ class Secret(NamedTuple):
         return read_secret_file(self.file, f"{self.option}-file")
 
 
-class ExplicitCredentials(NamedTuple):
+class ExplicitCredentials(Record):
     access_key: Secret
     secret_key: Secret
     session_token: Optional[Secret] = None
@@ -69,7 +74,7 @@ class ExplicitCredentials(NamedTuple):
         return [s.file for s in self.parts() if s.value is None and s.file is not None]
 
 
-class CredentialChain(NamedTuple):
+class CredentialChain(Record):
     """Which sources the wrapper may take credentials from (no secret values, except given ones)."""
 
     explicit: Optional[ExplicitCredentials] = None

@@ -14,9 +14,13 @@ Inside a pod or container when any of these holds (the first found is named in t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Optional
+
 
 IN_IMAGE = "TEKTON_UPLOADER_IN_IMAGE"
 TEKTON_RUN_DIR = "tekton/run"  # under the root: /tekton/run

@@ -20,13 +20,18 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
 
 from ..formats.layout import MAX_ATTEMPT, results_log_key
+from ..records import Record
 from .files import read_small_file
 from .store import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Optional
+
 
 DOWNWARD_LIMIT = 1024 * 1024  # a downward-API labels/annotations file (Kubernetes caps them far below)
 
@@ -40,7 +45,7 @@ _RETRY_POD = re.compile(r"-retry([0-9]{1,5})$")  # <taskrun>-pod-retryN
 _FIRST_POD = "-pod"  # <taskrun>-pod
 
 
-class Attempt(NamedTuple):
+class Attempt(Record):
     """Which attempt of the step this is, and how that was learnt."""
 
     number: int

@@ -7,11 +7,14 @@ range: a zero that silently meant "the default", or a duration too long for the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any, Optional
 
 from ..options.table import Option
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Optional
 
 
 class RangeError(ValueError):

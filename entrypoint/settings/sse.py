@@ -11,18 +11,24 @@ Mapped to minio's ``SseS3``, ``SseKMS`` and ``SseCustomerKey`` (imported only wh
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Optional
 
 from .. import redact
+from ..records import Record
 
-Mode = Literal["s3", "kms", "c"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Literal, Optional
+
+    Mode = Literal["s3", "kms", "c"]
+
+
 MODES: tuple[Mode, ...] = ("s3", "kms", "c")
 KEY_BYTES = 32
 
 
-class SSEConfig(NamedTuple):
+class SSEConfig(Record):
     mode: Mode
     kms_key_id: Optional[str] = None
     customer_key: Optional[bytes] = None

@@ -7,15 +7,20 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
 
 from ..formats.layout import KeysTooLong, Layout, name_problem
 from ..options.wrapper import FLUSH_TIMEOUT, KILL_AFTER_SHARE, TERMINATION_GRACE
+from ..records import Record
 from .environment import kfp_endpoint, no_endpoint_problem
 from .podinfo import DEFAULT_POD_LABELS, Attempt, attempt_of, read_downward, tekton_results_log_key
 from .store import ConfigError, StoreConfig, build_store_config, check_bucket_for, ranged_option
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any, Optional
+
 
 DEFAULT_SPOOL_LIMIT = 1024**3
 PREFLIGHT_MODES = ("off", "warn", "strict")
@@ -26,7 +31,7 @@ TEKTON_TERMINATION = Path("/tekton/termination")  # Tekton's terminationMessageP
 TEKTON_RUN = Path("/tekton/run")  # mounted into every Tekton step
 
 
-class Config(NamedTuple):
+class Config(Record):
     command: tuple[str, ...]
     store: StoreConfig
     layout: Layout
@@ -60,7 +65,7 @@ class Config(NamedTuple):
     attempt: Attempt = Attempt(1, "default")  # which attempt (Tekton retry) this is; layout.attempt too
 
 
-class FetchSpec(NamedTuple):
+class FetchSpec(Record):
     """``--fetch-result``: a stored result to extract to ``path`` before COMMAND starts.
 
     Either ``task`` and ``result`` (and ``run``, default the current pipelinerun) or ``key``

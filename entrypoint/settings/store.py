@@ -9,10 +9,9 @@ from __future__ import annotations
 import os
 import re
 import urllib.parse
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
 
+from ..records import Record
 from . import credentials as creds_mod
 from . import sse as sse_mod
 from . import tls as tls_mod
@@ -20,6 +19,12 @@ from .credentials import CredentialChain
 from .environment import kfp_endpoint
 from .sse import SSEConfig
 from .tls import TLSConfig
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Optional
+
 
 DEFAULT_BUCKET = "mlpipeline"
 
@@ -31,7 +36,7 @@ class ConfigError(Exception):
     """Bad configuration; the message is one line naming the option and the fix."""
 
 
-class S3Endpoint(NamedTuple):
+class S3Endpoint(Record):
     host: str  # host[:port], as minio wants it
     secure: bool
 
@@ -40,7 +45,7 @@ class S3Endpoint(NamedTuple):
         return f"{'https' if self.secure else 'http'}://{self.host}"
 
 
-class Credentials(NamedTuple):
+class Credentials(Record):
     access_key: str
     secret_key: str
     session_token: Optional[str] = None
@@ -49,7 +54,7 @@ class Credentials(NamedTuple):
         return "Credentials(access_key=***, secret_key=***)"
 
 
-class StoreConfig(NamedTuple):
+class StoreConfig(Record):
     """Where objects go: an S3 endpoint, or a local directory (``local_dir``)."""
 
     bucket: str = DEFAULT_BUCKET

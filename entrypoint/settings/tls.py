@@ -10,12 +10,15 @@ context is built in the background with the S3 client (``store/s3_security.py``)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional
 
+from ..records import Record
+
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Mapping
+    from typing import Any, Optional
+
 
 _PEM_MARK = b"-----BEGIN CERTIFICATE-----"
 _SCAN_LIMIT = 16 * 1024 * 1024
@@ -26,7 +29,7 @@ INSECURE_WARNING = (
 )
 
 
-class TLSConfig(NamedTuple):
+class TLSConfig(Record):
     ca_bundle: Optional[Path] = None  # None: the certifi bundle
     insecure: bool = False
 

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Optional
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
+
 
 HINT = "give a writable directory with --spool-dir (OBJECTSTORE_SPOOL_DIR)"
 
@@ -48,7 +52,6 @@ def make_spool(parent: Optional[Path]) -> Path:
         remove_spool(spool)
         raise SpoolDirError(f"{option}: cannot write in {spool.parent}: {exc.strerror}; {HINT}") from None
     return spool
-
 
 
 def _temporary_directory() -> Path:

@@ -13,7 +13,13 @@ done at the start, on the sampler's tick and at the end, never on the output pat
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple, Optional
+
+from ..records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
+
 
 NO_LIMIT = 1 << 62  # v1 writes "no limit" as a page-rounded 2**63-1; v2 writes "max"
 PROC_SELF_CGROUP = Path("/proc/self/cgroup")
@@ -21,7 +27,7 @@ PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 OOM_COUNTERS = ("oom_kill", "oom_group_kill")
 
 
-class Memory(NamedTuple):
+class Memory(Record):
     """One reading of the memory cgroup. Bytes; None where the kernel does not say.
 
     (A NamedTuple: this module loads before COMMAND starts, where dataclasses would cost.)"""
