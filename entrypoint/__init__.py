@@ -6,8 +6,6 @@ The library API (``Writer``, ``Logger``, ``ObjectStoreHandler``, ...) is exporte
 
 from __future__ import annotations
 
-import importlib
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -42,7 +40,9 @@ __all__ = [
 _LIBRARY = frozenset(__all__) - {"__version__"}
 def __getattr__(name: str) -> Any:
     if name in _LIBRARY:
-        value = getattr(importlib.import_module(".library", __name__), name)
+        from . import library  # the root's one lazy import: its library API
+
+        value = getattr(library, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

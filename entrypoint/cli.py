@@ -10,10 +10,8 @@ the messages are click's.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from pathlib import Path
 
 from . import __version__, exitcodes
 from .options.fastparse import parse_argv
@@ -27,6 +25,7 @@ from .settings.store import ConfigError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from pathlib import Path
     from typing import Any, Optional
 
     import click
@@ -114,9 +113,17 @@ def _warn_unknown_variables(debug: bool) -> None:
             reporter.warn(warning)
 
 
-@functools.cache
+_command: list[click.Command] = []  # built on first use
+
+
 def click_command() -> click.Command:
     """The click command (built on first use): ``--help``, ``--version`` and error messages."""
+    if not _command:
+        _command.append(_build_click_command())
+    return _command[0]
+
+
+def _build_click_command() -> click.Command:
     import click
 
     def command(command: tuple[str, ...], **values: Any) -> int:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
+from _thread import allocate_lock
 
 from .redact import redact
 
@@ -53,7 +53,7 @@ class Reporter:
         self.prefix = prefix
         self._fd = fd
         self._stream = stream
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
 
     @property
     def stream(self) -> TextIO:

@@ -19,7 +19,6 @@ Tekton step the wrapper then asks the store for the step's earlier attempts (``w
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from ..formats.layout import MAX_ATTEMPT, results_log_key
@@ -41,7 +40,7 @@ SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/names
 RESULT_ANNOTATION = "results.tekton.dev/result"
 RESULT_LABELS = ("triggers.tekton.dev/triggers-eventid", "tekton.dev/pipelineRunUID", "tekton.dev/taskRunUID")
 TASKRUN_UID_LABEL = "tekton.dev/taskRunUID"
-_RETRY_POD = re.compile(r"-retry([0-9]{1,5})$")  # <taskrun>-pod-retryN
+_RETRY = "-retry"  # <taskrun>-pod-retryN
 _FIRST_POD = "-pod"  # <taskrun>-pod
 
 
@@ -61,12 +60,20 @@ def attempt_of(raw: Optional[str], environ: Mapping[str, str], in_tekton: bool) 
             raise ConfigError(f"--attempt: {raw!r} is not auto or a whole number from 1 to {MAX_ATTEMPT}")
         return Attempt(int(text), "--attempt")
     host = environ.get("HOSTNAME") or _hostname()
-    retry = _RETRY_POD.search(host)
-    if retry is not None and int(retry.group(1)) < MAX_ATTEMPT:
-        return Attempt(int(retry.group(1)) + 1, "pod name")
+    retry = _retry_of(host)
+    if retry is not None and retry < MAX_ATTEMPT:
+        return Attempt(retry + 1, "pod name")
     if host.endswith(_FIRST_POD):
         return Attempt(1, "pod name")
     return Attempt(1, "default", ask_store=in_tekton)
+
+
+def _retry_of(host: str) -> Optional[int]:
+    """N of a host name ending in ``-retryN`` (re's ``-retry([0-9]{1,5})$``, without re)."""
+    _, sep, digits = host.removesuffix("\n").rpartition(_RETRY)
+    if sep and 1 <= len(digits) <= 5 and all("0" <= c <= "9" for c in digits):
+        return int(digits)
+    return None
 
 
 def _hostname() -> str:

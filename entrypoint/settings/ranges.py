@@ -7,8 +7,6 @@ range: a zero that silently meant "the default", or a duration too long for the 
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from ..options.table import Option
 
 TYPE_CHECKING = False
@@ -21,11 +19,15 @@ class RangeError(ValueError):
     """A value outside its option's range; the message is one line naming the option."""
 
 
-@lru_cache(maxsize=1)
-def _options() -> dict[str, Option]:
-    from ..options.wrapper import OPTIONS
+_ranged: dict[str, Option] = {}  # filled on first use
 
-    return {o.name: o for o in OPTIONS if o.limits[0]}
+
+def _options() -> dict[str, Option]:
+    if not _ranged:
+        from ..options.wrapper import OPTIONS
+
+        _ranged.update((o.name, o) for o in OPTIONS if o.limits[0])
+    return _ranged
 
 
 def limits(name: str) -> tuple[float, float]:

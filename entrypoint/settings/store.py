@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import os
-import re
 import urllib.parse
 from pathlib import Path
 
@@ -78,12 +77,29 @@ class StoreConfig(Record):
 
 _RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-_REGION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_REGION_CHARS = _ALNUM | frozenset("_.-")
+_BUCKET_CHARS = _LOWER_ALNUM | frozenset(".-")
+
+
+# The checks below run before COMMAND starts, so they are plain string tests rather than re
+# patterns; each says which pattern it is (re's "$" also matches before a final newline).
+def _matches(
+    text: str, first: frozenset[str], middle: frozenset[str], last: frozenset[str], most: int
+) -> bool:
+    """``text`` matches ``^[first][middle]*[last]$`` (one character: ``^[first]$``) and is at most
+    ``most`` characters long."""
+    text = text[:-1] if text.endswith("\n") else text
+    if not text or len(text) > most or text[0] not in first or not middle.issuperset(text[1:-1]):
+        return False
+    return len(text) == 1 or text[-1] in last
 
 
 def check_region(region: Optional[str]) -> Optional[str]:
     """``region`` (None: unset) when a server could accept it: letters, digits, '-', '_', '.'."""
-    if region is None or _REGION.match(region):
+    # ^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$
+    if region is None or _matches(region, _ALNUM, _REGION_CHARS, _REGION_CHARS, 63):
         return region
     raise ConfigError(
         f"--region: {region!r} is not a region name (letters, digits, '-', '_' and '.', such as "
@@ -91,12 +107,10 @@ def check_region(region: Optional[str]) -> Optional[str]:
     )
 
 
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
 def check_bucket(name: str) -> str:
     problem = None
-    if not _BUCKET.match(name):
+    # ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$
+    if len(name.removesuffix("\n")) < 3 or not _matches(name, _LOWER_ALNUM, _BUCKET_CHARS, _LOWER_ALNUM, 63):
         problem = (
             "must be 3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit"
         )
@@ -107,17 +121,21 @@ def check_bucket(name: str) -> str:
             "must not use a form S3 reserves (prefixes xn--, sthree-, amzn-s3-demo-; suffixes "
             "-s3alias, --ol-s3, .mrap, --x-s3, --table-s3)"
         )
-    else:
-        import ipaddress
-
-        try:
-            ipaddress.IPv4Address(name)
-            problem = "must not look like an IP address"
-        except ValueError:
-            pass
+    elif _is_ipv4(name):
+        problem = "must not look like an IP address"
     if problem:
         raise ConfigError(f"--bucket: invalid bucket name {name!r}: {problem}")
     return name
+
+
+def _is_ipv4(name: str) -> bool:
+    """Whether ``ipaddress.IPv4Address(name)`` would accept ``name`` (four decimal octets up to
+    255, no leading zero), without importing ipaddress."""
+    octets = name.split(".")
+    return len(octets) == 4 and all(
+        0 < len(o) <= 3 and o.isascii() and o.isdigit() and int(o) <= 255 and (o == "0" or o[0] != "0")
+        for o in octets
+    )
 
 
 def parse_endpoint(url: str) -> tuple[Optional[S3Endpoint], Optional[Path]]:
