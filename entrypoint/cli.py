@@ -25,7 +25,6 @@ from .settings.store import ConfigError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-    from pathlib import Path
     from typing import Any, Optional
 
     import click
@@ -72,10 +71,12 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
 
         remove_spool(spool)
         return failed
+    from pathlib import Path
+
     from .wrapper.run import Run  # the rest of the machinery loads while COMMAND runs
 
     return Run(
-        cfg, reporter, supervisor, inputs=inputs, tekton=tekton, memory=(cgroup, baseline), spool=spool
+        cfg, reporter, supervisor, inputs=inputs, tekton=tekton, memory=(cgroup, baseline), spool=Path(spool)
     ).execute()
 
 
@@ -94,11 +95,11 @@ def _tekton_deadline(cfg: Config, reporter: Reporter) -> Optional[TektonDeadline
     return tekton
 
 
-def _spool(parent: Optional[Path]) -> Path:
-    from .spool.directory import SpoolDirError, make_spool
+def _spool(parent: Optional[str]) -> str:
+    from .spool.directory import SpoolDirError, make_spool_dir
 
     try:
-        return make_spool(parent)
+        return make_spool_dir(parent)
     except SpoolDirError as exc:
         raise ConfigError(str(exc)) from None
 

@@ -11,19 +11,55 @@ tuple with named fields, defaults, ``_fields``, ``_field_defaults``, ``_make``, 
         source: str = "default"
 
 Type checkers see ``typing.NamedTuple`` itself, so call sites are checked as before.
+
+A field annotated ``Path`` or ``Optional[Path]`` may hold the path as text, given by ``path()``: it
+reads as a ``pathlib.Path`` all the same. pathlib (with re, urllib.parse, ipaddress, fnmatch behind
+it) is then imported when such a field is first read, after COMMAND has started.
 """
 
 from __future__ import annotations
 
 from _operator import itemgetter
 
-__all__ = ["Record"]
+__all__ = ["Record", "path", "path_text"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any, ClassVar, TypeVar
 
     R = TypeVar("R", bound="_Record")
+
+
+_PATH_TYPES = ("Path", "Optional[Path]")  # as written (annotations are strings here)
+
+
+def path(raw: str) -> Path:
+    """The value of a record field annotated ``Path`` for the path ``raw``: kept as text (as
+    ``str(Path(raw))`` gives it) until the field is read, which gives the ``Path``. Only for
+    such fields: anywhere else it is a ``str``."""
+    return path_text(raw)  # type: ignore[return-value]
+
+
+def path_text(raw: str) -> str:
+    """``str(pathlib.Path(raw))`` on POSIX, without pathlib: empty and ``.`` parts dropped, one
+    or two leading slashes kept (three or more are one)."""
+    stripped = raw.lstrip("/")
+    slashes = len(raw) - len(stripped)
+    root = "//" if slashes == 2 else "/" if slashes else ""
+    return root + "/".join(p for p in stripped.split("/") if p and p != ".") or "."
+
+
+def _path_getter(index: int) -> Any:
+    def read(record: tuple[Any, ...]) -> Any:
+        value = record[index]
+        if isinstance(value, str):
+            from pathlib import Path
+
+            return Path(value)
+        return value
+
+    return read
 
 
 class _RecordType(type):
@@ -35,8 +71,10 @@ class _RecordType(type):
             raise TypeError(f"{name}: a record's fields are declared in one class")
         namespace.setdefault("__slots__", ())
         defaults = {f: namespace.pop(f) for f in fields if f in namespace}
+        annotations = namespace.get("__annotations__", {})
         for i, field in enumerate(fields):
-            namespace[field] = property(itemgetter(i), doc=f"field {i}: {field}")
+            read = _path_getter(i) if annotations[field] in _PATH_TYPES else itemgetter(i)
+            namespace[field] = property(read, doc=f"field {i}: {field}")
         cls = super().__new__(mcs, name, bases, namespace)
         if fields:
             cls._fields = fields  # type: ignore[attr-defined]
@@ -79,13 +117,13 @@ class _Record(tuple, metaclass=_RecordType):  # type: ignore[type-arg]
         return tuple.__new__(type(self), values)
 
     def _asdict(self) -> dict[str, Any]:
-        return dict(zip(self._fields, self))
+        return {f: getattr(self, f) for f in self._fields}
 
     def __getnewargs__(self) -> tuple[Any, ...]:
         return tuple(self)
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{f}={v!r}" for f, v in zip(self._fields, self))
+        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
         return f"{type(self).__name__}({inner})"
 
 

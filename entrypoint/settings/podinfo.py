@@ -19,10 +19,9 @@ Tekton step the wrapper then asks the store for the step's earlier attempts (``w
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ..formats.layout import MAX_ATTEMPT, results_log_key
-from ..records import Record
+from ..records import Record, path_text
 from .files import read_small_file
 from .store import ConfigError
 
@@ -30,6 +29,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from typing import Any, Optional
+
+    from _typeshed import StrPath
 
 
 DOWNWARD_LIMIT = 1024 * 1024  # a downward-API labels/annotations file (Kubernetes caps them far below)
@@ -81,7 +82,7 @@ def _hostname() -> str:
     return os.uname().nodename
 
 
-def read_downward(path: Path, option: str) -> dict[str, str]:
+def read_downward(path: StrPath, option: str) -> dict[str, str]:
     """Parse a downward-API labels or annotations file (lines ``key="value"``, the value quoted
     as a Go string). A missing file: nothing."""
     try:
@@ -104,7 +105,7 @@ def read_downward(path: Path, option: str) -> dict[str, str]:
     return found
 
 
-def namespace(given: Optional[str], service_account: Path = Path(SERVICE_ACCOUNT_NAMESPACE)) -> Optional[str]:
+def namespace(given: Optional[str], service_account: StrPath = SERVICE_ACCOUNT_NAMESPACE) -> Optional[str]:
     """``--namespace``/``POD_NAMESPACE``, else the service account's namespace file, else None."""
     if given:
         return given.strip()
@@ -132,8 +133,8 @@ def tekton_results_log_key(values: Mapping[str, Any], step: str) -> Optional[str
     logs_path = values.get("tekton_results_logs")
     if not logs_path:
         return None
-    labels_file = Path(values.get("pod_labels") or DEFAULT_POD_LABELS)
-    annotations_file = Path(values.get("pod_annotations") or DEFAULT_POD_ANNOTATIONS)
+    labels_file = path_text(values.get("pod_labels") or DEFAULT_POD_LABELS)
+    annotations_file = path_text(values.get("pod_annotations") or DEFAULT_POD_ANNOTATIONS)
     labels = read_downward(labels_file, "--pod-labels")
     annotations = read_downward(annotations_file, "--pod-annotations")
     ns = namespace(values.get("namespace"))

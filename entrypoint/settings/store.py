@@ -7,10 +7,8 @@
 from __future__ import annotations
 
 import os
-import urllib.parse
-from pathlib import Path
 
-from ..records import Record
+from ..records import Record, path, path_text
 from . import credentials as creds_mod
 from . import sse as sse_mod
 from . import tls as tls_mod
@@ -22,6 +20,7 @@ from .tls import TLSConfig
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from pathlib import Path
     from typing import Any, Optional
 
 
@@ -140,6 +139,44 @@ def _is_ipv4(name: str) -> bool:
 
 def parse_endpoint(url: str) -> tuple[Optional[S3Endpoint], Optional[Path]]:
     """``http(s)://host[:port]`` -> S3 endpoint; ``file:///dir`` -> local directory."""
+    endpoint, local_dir = _endpoint_of(url)
+    if local_dir is None:
+        return endpoint, None
+    from pathlib import Path
+
+    return endpoint, Path(local_dir)
+
+
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+
+
+def _endpoint_of(url: str) -> tuple[Optional[S3Endpoint], Optional[str]]:
+    """``parse_endpoint``, the directory as text. A plain URL (lower-case scheme and host, no
+    user, query, fragment, escape, space or bracket) is read here; any other is left to
+    urllib.parse (not imported before COMMAND starts otherwise), for its exact errors."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    plain = sep and not any(c <= " " or c in "?#%[]@" for c in url)
+    if plain and scheme == "file" and netloc in ("", "localhost") and slash:
+        return None, path_text(slash + tail)
+    host, _, port = netloc.partition(":")
+    if (
+        plain
+        and scheme in ("http", "https")
+        and tail == ""
+        and host
+        and _HOST_CHARS.issuperset(host)
+        and port.isascii()
+        and (port.isdigit() or not port)
+        and (not port or int(port) <= 65535)
+    ):
+        return S3Endpoint(f"{host}:{int(port)}" if port else host, scheme == "https"), None
+    return _endpoint_by_urllib(url)
+
+
+def _endpoint_by_urllib(url: str) -> tuple[Optional[S3Endpoint], Optional[str]]:
+    import urllib.parse
+
     hint = "use http://HOST[:PORT], https://HOST[:PORT] or file:///DIR"
     try:
         parts = urllib.parse.urlsplit(url)
@@ -149,7 +186,7 @@ def parse_endpoint(url: str) -> tuple[Optional[S3Endpoint], Optional[Path]]:
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
             raise ConfigError(f"--endpoint: {url!r} is not an absolute file:/// URL; {hint}")
-        return None, Path(urllib.parse.unquote(parts.path))
+        return None, path_text(urllib.parse.unquote(parts.path))
     if parts.scheme not in ("http", "https"):
         raise ConfigError(f"--endpoint: unsupported scheme in {url!r}; {hint}")
     if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
@@ -170,6 +207,7 @@ def check_url_style(
     if endpoint is None or path_style is not False:
         return
     import ipaddress
+    import urllib.parse
 
     host = urllib.parse.urlsplit(endpoint.url).hostname or ""
     try:
@@ -189,11 +227,11 @@ def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
     bucket = check_bucket(values.get("bucket") or DEFAULT_BUCKET)
     endpoint_url = values.get("endpoint") or kfp_endpoint(os.environ)
     endpoint: Optional[S3Endpoint] = None
-    local_dir: Optional[Path] = None
+    local_dir: Optional[str] = None
     if endpoint_url:
-        endpoint, local_dir = parse_endpoint(endpoint_url)
+        endpoint, local_dir = _endpoint_of(endpoint_url)
     else:
-        local_dir = Path(DEFAULT_LOCAL_DIR)
+        local_dir = DEFAULT_LOCAL_DIR
     check_url_style(endpoint, values.get("path_style"))
     credentials = None
     auth = tls = sse = None
@@ -213,7 +251,7 @@ def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
     return StoreConfig(
         bucket=bucket,
         endpoint=endpoint,
-        local_dir=local_dir,
+        local_dir=path(local_dir) if local_dir is not None else None,
         credentials=credentials,
         region=check_region(values.get("region") or None),
         create_bucket=bool(values.get("create_bucket", True)),
