@@ -22,7 +22,6 @@ import os
 
 from ..formats.layout import MAX_ATTEMPT, results_log_key
 from ..records import Record, path_text
-from .files import read_small_file
 from .store import ConfigError
 
 TYPE_CHECKING = False
@@ -85,6 +84,8 @@ def _hostname() -> str:
 def read_downward(path: StrPath, option: str) -> dict[str, str]:
     """Parse a downward-API labels or annotations file (lines ``key="value"``, the value quoted
     as a Go string). A missing file: nothing."""
+    from .files import read_small_file  # only when the labels are read
+
     try:
         text = read_small_file(path, option, DOWNWARD_LIMIT).decode("utf-8", "replace")
     except FileNotFoundError:
@@ -110,6 +111,8 @@ def namespace(given: Optional[str], service_account: StrPath = SERVICE_ACCOUNT_N
     if given:
         return given.strip()
     try:
+        from .files import read_small_file
+
         return read_small_file(service_account, "namespace", 1024).decode("utf-8", "replace").strip() or None
     except (OSError, ValueError):
         return None

@@ -9,19 +9,17 @@ from __future__ import annotations
 import os
 
 from ..records import Record, path, path_text
-from . import credentials as creds_mod
-from . import sse as sse_mod
-from . import tls as tls_mod
-from .credentials import CredentialChain
 from .environment import kfp_endpoint
-from .sse import SSEConfig
-from .tls import TLSConfig
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
     from typing import Any, Optional
+
+    from .credentials import CredentialChain
+    from .sse import SSEConfig
+    from .tls import TLSConfig
 
 
 DEFAULT_BUCKET = "mlpipeline"
@@ -237,13 +235,20 @@ def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
     auth = tls = sse = None
     try:
         if endpoint is not None:
-            auth = creds_mod.resolve(values)
-            tls = tls_mod.resolve(values, https=endpoint.secure)
+            from . import credentials as credential_settings  # S3 only: a local store loads neither
+            from . import tls as tls_settings
+
+            auth = credential_settings.resolve(values)
+            tls = tls_settings.resolve(values, https=endpoint.secure)
             if auth.explicit is not None and all(p.value is not None for p in auth.explicit.parts()):
                 given = auth.explicit
                 token = given.session_token.read() if given.session_token else None
                 credentials = Credentials(given.access_key.read(), given.secret_key.read(), token)
-        sse = sse_mod.resolve(values, s3=endpoint is not None, https=bool(endpoint and endpoint.secure))
+        if values.get("sse") or values.get("sse_kms_key_id") or values.get("sse_c_key_file"):
+            from . import sse as sse_settings  # without these options there is no SSE
+
+            https = bool(endpoint and endpoint.secure)
+            sse = sse_settings.resolve(values, s3=endpoint is not None, https=https)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     connect_timeout = float(ranged_option(values, "connect_timeout", 5.0))  # wrapper options; the
