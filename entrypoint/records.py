@@ -1,8 +1,8 @@
 """``Record``: ``typing.NamedTuple`` for the modules loaded before COMMAND starts.
 
 ``typing`` (with ``re``, ``collections``, ``functools`` and ``contextlib`` behind it) costs
-milliseconds to import, and each ``NamedTuple`` class milliseconds more to create (it builds its
-``__new__`` with ``exec``): the wrapper's start-up pays that on every step. A ``Record`` is a
+milliseconds to import, and each ``NamedTuple`` class more to create (its ``__new__`` is built with
+``exec``): the wrapper's start-up pays that on every step. A ``Record`` is a
 tuple with named fields, defaults, ``_fields``, ``_field_defaults``, ``_make``, ``_replace`` and
 ``_asdict``, declared the same way::
 
