@@ -6,8 +6,22 @@ The library API (``Writer``, ``Logger``, ``ObjectStoreHandler``, ...) is exporte
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .library import (
+        JsonFormatter,
+        Logger,
+        ObjectStoreConfig,
+        ObjectStoreConfigError,
+        ObjectStoreError,
+        ObjectStoreHandler,
+        TextStream,
+        Writer,
+        flush_on_signals,
+    )
+
 
 __version__ = "0.1.0"
 
@@ -24,24 +38,11 @@ __all__ = [
     "flush_on_signals",
 ]
 _LIBRARY = frozenset(__all__) - {"__version__"}
-
-if TYPE_CHECKING:
-    from .library import (
-        JsonFormatter,
-        Logger,
-        ObjectStoreConfig,
-        ObjectStoreConfigError,
-        ObjectStoreError,
-        ObjectStoreHandler,
-        TextStream,
-        Writer,
-        flush_on_signals,
-    )
-
-
 def __getattr__(name: str) -> Any:
     if name in _LIBRARY:
-        value = getattr(importlib.import_module(".library", __name__), name)
+        from . import library  # the root's one lazy import: its library API
+
+        value = getattr(library, name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

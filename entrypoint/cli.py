@@ -10,12 +10,8 @@ the messages are click's.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
 
 from . import __version__, exitcodes
 from .options.fastparse import parse_argv
@@ -26,7 +22,11 @@ from .report import PREFIX, Reporter, open_std_fds
 from .settings.step import build_config
 from .settings.store import ConfigError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Any, Optional
+
     import click
 
     from .settings.step import Config
@@ -71,10 +71,12 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
 
         remove_spool(spool)
         return failed
+    from pathlib import Path
+
     from .wrapper.run import Run  # the rest of the machinery loads while COMMAND runs
 
     return Run(
-        cfg, reporter, supervisor, inputs=inputs, tekton=tekton, memory=(cgroup, baseline), spool=spool
+        cfg, reporter, supervisor, inputs=inputs, tekton=tekton, memory=(cgroup, baseline), spool=Path(spool)
     ).execute()
 
 
@@ -93,11 +95,11 @@ def _tekton_deadline(cfg: Config, reporter: Reporter) -> Optional[TektonDeadline
     return tekton
 
 
-def _spool(parent: Optional[Path]) -> Path:
-    from .spool.directory import SpoolDirError, make_spool
+def _spool(parent: Optional[str]) -> str:
+    from .spool.directory import SpoolDirError, make_spool_dir
 
     try:
-        return make_spool(parent)
+        return make_spool_dir(parent)
     except SpoolDirError as exc:
         raise ConfigError(str(exc)) from None
 
@@ -112,9 +114,17 @@ def _warn_unknown_variables(debug: bool) -> None:
             reporter.warn(warning)
 
 
-@functools.cache
+_command: list[click.Command] = []  # built on first use
+
+
 def click_command() -> click.Command:
     """The click command (built on first use): ``--help``, ``--version`` and error messages."""
+    if not _command:
+        _command.append(_build_click_command())
+    return _command[0]
+
+
+def _build_click_command() -> click.Command:
     import click
 
     def command(command: tuple[str, ...], **values: Any) -> int:

@@ -10,36 +10,52 @@ bytes' ``repr()``, and each of its lines alone (a line-wrapped token file).
 
 from __future__ import annotations
 
-import re
-import threading
-import urllib.parse
-from collections.abc import Iterable
+# _thread, not threading; re and urllib.parse only when a secret or a message needs them: this
+# module loads before COMMAND starts, where they would cost milliseconds.
+from _thread import allocate_lock
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from re import Pattern
 
 MASK = "***"
 _MIN_LENGTH = 4  # shorter values would blank out ordinary words
 
-_lock = threading.Lock()
-_secrets: tuple[str, ...] = ()
-_QUERY_SECRET = re.compile(
+_lock = allocate_lock()
+_secrets: tuple[str, ...] = ()  # every form of every secret, longest first
+_pending: list[str] = []  # secrets added whose forms are not in _secrets yet
+_QUERY_SECRET = (
     r"(?i)((?:WebIdentityToken|Token|X-Amz-Security-Token|X-Amz-Credential|Signature|SecretAccessKey)=)[^&\s]+"
 )
+_query_secret: list[Pattern[str]] = []  # compiled on first use
 
 
 def add(value: str | bytes | None) -> None:
-    """Remember ``value`` as a secret (ignored when empty or very short)."""
+    """Remember ``value`` as a secret (ignored when empty or very short); its forms are worked
+    out when a message is first redacted."""
     if value is None:
         return
     text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
     text = text.strip()
     if len(text) < _MIN_LENGTH:
         return
-    global _secrets
-    forms = _forms(text)
     with _lock:
-        new = forms - set(_secrets)
-        if new:
-            # longest first, so a secret containing another is blanked as a whole
-            _secrets = tuple(sorted((*_secrets, *new), key=len, reverse=True))
+        _pending.append(text)
+
+
+def _registered() -> tuple[str, ...]:
+    """Every form of every secret added so far, longest first (so a secret containing another
+    is blanked as a whole)."""
+    global _secrets
+    if _pending:
+        with _lock:
+            forms = set(_secrets)
+            for text in _pending:
+                forms.update(_forms(text))
+            _pending.clear()
+            _secrets = tuple(sorted(forms, key=len, reverse=True))
+    return _secrets
 
 
 _PIECE_MIN = 8  # a line of a multi-line secret shorter than this is left alone (it could be a word)
@@ -47,6 +63,9 @@ _PIECE_MIN = 8  # a line of a multi-line secret shorter than this is left alone 
 
 def _forms(text: str) -> set[str]:
     """``text`` and the ways a message can quote it (escaped, encoded, one line of it)."""
+    import re
+    import urllib.parse
+
     forms = {
         text,
         repr(text)[1:-1],
@@ -71,7 +90,7 @@ def _json_forms(text: str) -> tuple[str, ...]:
 
 def redact(text: str) -> str:
     """``text`` with every registered secret, and secret-looking URL parameters, replaced."""
-    return _mask(text, _secrets)
+    return _mask(text, _registered())
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -87,7 +106,13 @@ def _mask(text: str, secrets: tuple[str, ...]) -> str:
     for secret in secrets:  # longest first
         if secret in text:
             text = text.replace(secret, MASK)
-    return _QUERY_SECRET.sub(rf"\g<1>{MASK}", text)
+    if "=" not in text:  # no URL parameter to blank out
+        return text
+    if not _query_secret:
+        import re
+
+        _query_secret.append(re.compile(_QUERY_SECRET))
+    return _query_secret[0].sub(rf"\g<1>{MASK}", text)
 
 
 def clear() -> None:
@@ -95,3 +120,4 @@ def clear() -> None:
     global _secrets
     with _lock:
         _secrets = ()
+        _pending.clear()

@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import os
 import sys
-import threading
-from typing import Optional, TextIO
+from _thread import allocate_lock
 
 from .redact import redact
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional, TextIO
+
 
 PREFIX = "tekton-uploader: "
 
@@ -49,7 +53,7 @@ class Reporter:
         self.prefix = prefix
         self._fd = fd
         self._stream = stream
-        self._lock = threading.Lock()
+        self._lock = allocate_lock()
 
     @property
     def stream(self) -> TextIO:

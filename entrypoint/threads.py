@@ -13,31 +13,63 @@ later). Elsewhere the name and the nice value are left as they are.
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Callable
+
+# _thread, not threading: threading (with collections, functools, itertools, _weakrefset behind
+# it) is not needed before COMMAND starts, and Thread.start() waits until the new thread has run,
+# milliseconds per thread when the interpreter is busy.
+from _thread import allocate_lock, get_native_id, start_new_thread
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Optional
 
 BACKGROUND_NICE = 5  # added to the process's nice value for background threads
 COMM_MAX = 15  # the kernel keeps 15 bytes of a thread's name
 _background: dict[int, int] = {}  # native thread id -> the nice value it had before
-_lock = threading.Lock()
+_lock = allocate_lock()
 _hurried = False
 
 
-def start(target: Callable[[], object], name: str, *, background: bool = False) -> threading.Thread:
-    """Start a daemon thread running ``target``; ``background`` lowers its CPU priority."""
+class Handle:
+    """A started thread: its ``name``, its ``ident`` and ``join()``."""
+
+    __slots__ = ("_done", "ident", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ident: Optional[int] = None
+        self._done = allocate_lock()  # held while the thread runs
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Wait until the thread has ended (at most ``timeout`` seconds)."""
+        if self._done.acquire(True, -1 if timeout is None else max(0.0, timeout)):
+            self._done.release()
+
+    def is_alive(self) -> bool:
+        return self._done.locked()
+
+
+def start(target: Callable[[], object], name: str, *, background: bool = False) -> Handle:
+    """Start a daemon thread running ``target``; ``background`` lowers its CPU priority. Returns
+    at once (the thread runs when it gets the interpreter)."""
+    handle = Handle(name)
+    handle._done.acquire()
 
     def run() -> None:
-        settle(name, background)
-        target()
+        try:
+            settle(name, background)
+            target()
+        finally:
+            handle._done.release()
 
-    thread = threading.Thread(target=run, name=name, daemon=True)
-    thread.start()
-    return thread
+    handle.ident = start_new_thread(run, ())
+    return handle
 
 
 def settle(name: str, background: bool = False) -> None:
     """Name the calling thread (and lower its priority when ``background``)."""
-    tid = threading.get_native_id()
+    tid = get_native_id()
     try:
         with open(f"/proc/self/task/{tid}/comm", "w") as f:
             f.write(f"tu-{name}"[:COMM_MAX])

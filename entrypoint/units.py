@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 _SIZE_UNITS = {
     "": 1,
     "b": 1,
@@ -19,25 +17,45 @@ _SIZE_UNITS = {
     "tib": 1024**4,
 }
 _DURATION_UNITS = {"": 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def _number_and_unit(text: str) -> tuple[str, str] | None:
+    r"""``text`` as ``^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$`` (number, unit lower-cased), without
+    ``re``: this runs before COMMAND starts."""
+    rest = text.strip()
+    end = _digits_end(rest, 0)
+    if end == 0:
+        return None
+    if rest[end : end + 1] == "." and _digits_end(rest, end + 1) > end + 1:
+        end = _digits_end(rest, end + 1)
+    unit = rest[end:].lstrip()
+    if not _LETTERS.issuperset(unit):
+        return None
+    return rest[:end], unit.lower()
+
+
+def _digits_end(text: str, start: int) -> int:
+    end = start
+    while end < len(text) and text[end].isdecimal():  # what \d matches
+        end += 1
+    return end
 
 
 def parse_size(text: str) -> int:
     """``"8MiB"`` -> 8388608. Plain numbers are bytes. Raises ValueError."""
-    match = _NUMBER.match(text)
-    unit = match.group(2).lower() if match else None
-    if not match or unit not in _SIZE_UNITS:
+    parsed = _number_and_unit(text)
+    if parsed is None or parsed[1] not in _SIZE_UNITS:
         raise ValueError(f"{text!r} is not a size (use bytes or a unit: 512KiB, 8MiB, 1GiB)")
-    return int(float(match.group(1)) * _SIZE_UNITS[unit])
+    return int(float(parsed[0]) * _SIZE_UNITS[parsed[1]])
 
 
 def parse_duration(text: str) -> float:
     """``"500ms"`` -> 0.5, ``"2m"`` -> 120.0. Plain numbers are seconds. Raises ValueError."""
-    match = _NUMBER.match(text)
-    unit = match.group(2).lower() if match else None
-    if not match or unit not in _DURATION_UNITS:
+    parsed = _number_and_unit(text)
+    if parsed is None or parsed[1] not in _DURATION_UNITS:
         raise ValueError(f"{text!r} is not a duration (use seconds or a unit: 500ms, 5s, 2m, 1h)")
-    return float(match.group(1)) * _DURATION_UNITS[unit]
+    return float(parsed[0]) * _DURATION_UNITS[parsed[1]]
 
 
 def format_size(n: float) -> str:

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "entrypoint"
 
 # Lowest first: a module may import from its own stage and from the stages listed before it.
 STAGES = [
-    {"exitcodes", "units", "redact", "report", "threads"},  # small shared pieces at the package root
+    {"exitcodes", "units", "redact", "report", "threads", "records"},  # small shared pieces at the package root
     {"formats"},  # stored formats: keys, archives, the manifest
     {"options"},  # the option table and its parsers
     {"settings"},  # options -> validated settings

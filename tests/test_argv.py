@@ -22,6 +22,7 @@ from entrypoint.options.fastparse import parse_argv
 from entrypoint.options.table import Option
 from entrypoint.options.wrapper import OPTIONS
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout
 ALL_ENV = sorted({variable for option in OPTIONS for variable in option.env})
 
 # A valid raw value per option kind, and alternatives to vary mixes.
@@ -185,21 +186,42 @@ def test_variables_split_by_click_still_reach_the_command() -> None:
 # -- the start-up path ---------------------------------------------------------------------------
 
 
-def test_start_up_path_imports_no_click_and_nothing_heavy() -> None:
-    """Up to the spawn of COMMAND the wrapper loads only small modules (start-up is per step)."""
+# Before the spawn of COMMAND only builtin modules and a few small ones of the standard library load:
+# each of these costs from a fraction of a millisecond to several (typing, pathlib, urllib.parse, re
+# with enum, collections with functools, ...), on every step.
+HEAVY = (
+    "click", "dataclasses", "inspect", "minio", "ssl", "psutil", "urllib3", "entrypoint.wrapper.run",
+    "typing", "re", "enum", "pathlib", "urllib", "ipaddress", "unicodedata", "fnmatch", "collections",
+    "functools", "contextlib", "operator", "threading", "selectors", "signal", "ctypes", "struct", "math",
+    "importlib", "warnings", "json", "base64", "tempfile", "random", "socket", "difflib", "configparser",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("endpoint", ["http://127.0.0.1:9", "file:///nonexistent/store"])
+def test_start_up_path_imports_no_click_and_nothing_heavy(tmp_path: Any, endpoint: str) -> None:
+    """Up to the spawn of COMMAND the wrapper loads only small modules (start-up is per step).
+
+    The interpreter runs without ``site`` (-S): an editable install's path hook alone imports
+    pathlib, re and more at start-up, which would hide what the wrapper imports itself."""
     code = (
-        "import sys, entrypoint.wrapper.supervisor as s, entrypoint.cli as c\n"
-        "heavy = ('click', 'dataclasses', 'inspect', 'minio', 'ssl', 'psutil', 'urllib3', 'entrypoint.wrapper.run')\n"
+        "import sys\n"
+        "before = set(sys.modules)\n"
+        "import entrypoint.wrapper.supervisor as s, entrypoint.cli as c\n"
+        f"heavy = {HEAVY!r}\n"
         "def start(supervisor, reporter):\n"
-        "    print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+        "    loaded = set(sys.modules) - before\n"
+        "    print(sorted(m for m in loaded if m.split('.')[0] in heavy or m in heavy))\n"
         "    sys.stdout.flush()\n"
         "    raise SystemExit(0)\n"
         "s.start = start\n"
-        "c.main(['--pipelinerun', 'r', '--pipelinetask', 't', '--quiet', '--', 'true'])\n"
+        "c.main(['--pipelinerun', 'r', '--pipelinetask', 't', '--spool-dir', sys.argv[1], '--quiet', '--', 'true'])\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ALL_ENV}
-    env.update(OBJECTSTORE_ENDPOINT="http://127.0.0.1:9", OBJECTSTORE_ACCESS_KEY="a", OBJECTSTORE_SECRET_KEY="s")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    env.update(OBJECTSTORE_ENDPOINT=endpoint, OBJECTSTORE_ACCESS_KEY="an-access-key", OBJECTSTORE_SECRET_KEY="a-secret")
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code, str(tmp_path)], capture_output=True, text=True, env=env, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
 

@@ -22,16 +22,16 @@ the reader tells the library's logs from pipeline runs. Loggers before 0.2 wrote
 
 from __future__ import annotations
 
-import re
-import unicodedata
-import urllib.parse
-from typing import NamedTuple
+from ..records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from re import Pattern
 
 CHUNK_DIGITS = 8
 MAX_KEY_BYTES = 1024  # S3's limit on an object key (UTF-8)
 LIBRARY_LOGS = "_logs"
 OLD_LIBRARY_LOGS = "logs"  # read, never written
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # A step's own objects, named relative to its task's prefix (the reader parses with the same words).
 LOG_ARCHIVE = "log.tgz"  # <step>-log.tgz
@@ -42,10 +42,11 @@ RESULT_EXT = ".tgz"
 CHUNKS = "logs"  # logs/<step>/<chunk>.log
 ATTEMPT = "attempt-"  # <step>-attempt-<N>-<what>, logs/<step>/attempt-<N>/
 MAX_ATTEMPT = 10000
-_ATTEMPT_END = re.compile(r"-attempt-[0-9]+$")
-_STEP_OBJECT = re.compile(
+_STEP_OBJECT = (
     r"^(?P<step>.+?)(?:-attempt-(?P<n>[1-9][0-9]*))?-(?P<what>log\.tgz|summary\.json|manifest\.json)$"
 )
+_step_object: list[Pattern[str]] = []  # compiled on first use: the names are checked before COMMAND
+# starts without re (and without unicodedata and urllib.parse for ASCII names without '%')
 
 
 def step_object_name(step: str, what: str, attempt: int = 1) -> str:
@@ -72,7 +73,11 @@ def attempt_dir_of(name: str) -> int | None:
 def step_object_of(name: str) -> tuple[str, int, str] | None:
     """(step, attempt, what) of a task-level step object name (``build-attempt-2-log.tgz`` ->
     ``("build", 2, "log.tgz")``, ``build-log.tgz`` -> ``("build", 1, "log.tgz")``), or None."""
-    match = _STEP_OBJECT.match(name)
+    if not _step_object:
+        import re
+
+        _step_object.append(re.compile(_STEP_OBJECT))
+    match = _step_object[0].match(name)
     if match is None:
         return None
     attempt = int(match["n"]) if match["n"] else 1
@@ -89,7 +94,8 @@ def step_of(name: str) -> str | None:
 
 def attempt_problem(step: str) -> str | None:
     """Why ``step`` cannot be a step name: it would read as a retry's objects of another step."""
-    if _ATTEMPT_END.search(step):
+    _, sep, digits = (step[:-1] if step.endswith("\n") else step).rpartition("-attempt-")
+    if sep and digits and all("0" <= c <= "9" for c in digits):  # re's -attempt-[0-9]+$
         return "ends in -attempt-<digits>, which names a retry's objects"
     return None
 
@@ -107,28 +113,52 @@ def name_problem(value: str) -> str | None:
         return "is empty"
     if value in (".", ".."):
         return f"is {value!r}"
-    if not unicodedata.normalize("NFKC", value).strip():
+    folded = _nfkc(value)
+    if not folded.strip():
         return "is only white space"
-    if _CONTROL.search(value) or any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in value):
+    if _has_control(value) or (not value.isascii() and _has_format(value)):
         return "contains control characters"
-    folded = unicodedata.normalize("NFKC", value)
     if "/" in value or "\\" in value or "/" in folded or "\\" in folded:
         return "contains a path separator"
     if folded in (".", ".."):
         return f"normalises to {folded!r}"
     for decoded in {_percent_decoded(value), _percent_decoded(folded)} - {value, folded}:
-        unfolded = unicodedata.normalize("NFKC", decoded)  # also NFKC first, then decoding (fullwidth "%2e")
+        unfolded = _nfkc(decoded)  # also NFKC first, then decoding (fullwidth "%2e")
         separator = any(c in text for c in "/\\" for text in (decoded, unfolded))
-        if separator or unfolded in (".", "..") or _CONTROL.search(decoded):
+        if separator or unfolded in (".", "..") or _has_control(decoded):
             return "percent-encodes a path separator, a control character, '.' or '..'"
     if len(value.encode("utf-8", "surrogateescape")) > 255:
         return "is longer than 255 bytes"
     return None
 
 
+def _nfkc(value: str) -> str:
+    """``value`` in Unicode normalisation form NFKC (ASCII is its own)."""
+    if value.isascii():
+        return value
+    import unicodedata
+
+    return unicodedata.normalize("NFKC", value)
+
+
+def _has_control(value: str) -> bool:
+    return any(c < "\x20" or c == "\x7f" for c in value)
+
+
+def _has_format(value: str) -> bool:
+    """A control, format or surrogate character (no ASCII character is a format or surrogate one)."""
+    import unicodedata
+
+    return any(unicodedata.category(c) in ("Cc", "Cf", "Cs") for c in value)
+
+
 def _percent_decoded(value: str, rounds: int = 3) -> str:
     """``value`` URL-decoded until it stops changing (a layer that decodes once, or twice, must
     not see a separator or a dot-segment either)."""
+    if "%" not in value:  # nothing to decode
+        return value
+    import urllib.parse
+
     for _ in range(rounds):
         decoded = urllib.parse.unquote(value, errors="surrogateescape")
         if decoded == value:
@@ -145,7 +175,7 @@ def check_name(what: str, value: str) -> str:
     return value
 
 
-class _Names(NamedTuple):
+class _Names(Record):
     prefix: str
     pipelinerun: str
     pipelinetask: str

@@ -10,10 +10,12 @@ their messages stay click's own; tests/test_argv.py checks both parsers agree.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Optional
-
 from .table import KINDS, Option
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from typing import Optional
 
 
 class Parsed:

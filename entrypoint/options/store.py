@@ -8,12 +8,13 @@ reproducible archives; the reader takes the part that applies to reading).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, TypeVar
-
 from .table import Option, apply, env_option
 from .table import env_option as _opt
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, Callable, TypeVar
+
     F = TypeVar("F", bound=Callable[..., Any])
 
 

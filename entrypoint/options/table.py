@@ -12,11 +12,13 @@ click type object) is passed to click as it is; the fast parser leaves such opti
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
-
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, TypeVar
+
     F = TypeVar("F", bound=Callable[..., Any])
+
 
 KINDS = frozenset({"text", "flag", "bool", "size", "duration", "choice"})  # what fastparse.py parses
 

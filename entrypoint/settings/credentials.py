@@ -23,12 +23,19 @@ could possibly apply. ``build_provider`` runs in the background with the S3 clie
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, NamedTuple, Optional
 
 from .. import redact
+from ..records import Record, path, path_text
 from .files import check_regular, read_small_file
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+    from typing import Any, Optional
+
+    from _typeshed import StrPath
+
 
 _FILE_LIMIT = 64 * 1024
 _SHARED_LIMIT = 1024 * 1024  # the shared credentials file: many profiles, still small
@@ -40,7 +47,7 @@ NONE_FOUND_HINT = (
 )
 
 
-class Secret(NamedTuple):
+class Secret(Record):
     """One credential value: given directly, or read from ``file``."""
 
     option: str  # the option naming it in messages, e.g. "--secret-key"
@@ -57,7 +64,7 @@ class Secret(NamedTuple):
         return read_secret_file(self.file, f"{self.option}-file")
 
 
-class ExplicitCredentials(NamedTuple):
+class ExplicitCredentials(Record):
     access_key: Secret
     secret_key: Secret
     session_token: Optional[Secret] = None
@@ -69,7 +76,7 @@ class ExplicitCredentials(NamedTuple):
         return [s.file for s in self.parts() if s.value is None and s.file is not None]
 
 
-class CredentialChain(NamedTuple):
+class CredentialChain(Record):
     """Which sources the wrapper may take credentials from (no secret values, except given ones)."""
 
     explicit: Optional[ExplicitCredentials] = None
@@ -99,7 +106,7 @@ class CredentialChain(NamedTuple):
 # -- configuration (no network, no minio) --------------------------------------------------------
 
 
-def read_secret_file(path: Path, option: str) -> str:
+def read_secret_file(path: StrPath, option: str) -> str:
     """A secret from a file; ValueError naming ``option`` when unreadable or empty."""
     try:
         data = read_small_file(path, option, _FILE_LIMIT)
@@ -151,9 +158,8 @@ def resolve(values: Mapping[str, Any], environ: Mapping[str, str] = os.environ) 
             check_header_value(value, option)
             parts[name] = Secret(option, value=value)
         elif file is not None:
-            from_file = Secret(option, file=Path(file))
-            from_file.read()  # fail now, before COMMAND starts, when the file is unusable
-            parts[name] = from_file
+            read_secret_file(path_text(file), f"{option}-file")  # fail now, before COMMAND starts
+            parts[name] = Secret(option, file=path(file))
         else:
             parts[name] = None
     chain = CredentialChain(
@@ -194,11 +200,11 @@ def check_aws_files(environ: Mapping[str, str]) -> None:
     (``/dev/zero`` would be read without end, a FIFO would block)."""
     for variable in ("AWS_SHARED_CREDENTIALS_FILE", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONFIG_FILE"):
         if environ.get(variable):
-            check_regular(Path(environ[variable]), variable)
+            check_regular(path_text(environ[variable]), variable)
 
 
 def shared_credentials_file(environ: Mapping[str, str] = os.environ) -> str:
-    home = environ.get("HOME") or str(Path.home())
+    home = environ.get("HOME") or os.path.expanduser("~")  # Path.home()
     return environ.get("AWS_SHARED_CREDENTIALS_FILE") or os.path.join(home, ".aws", "credentials")
 
 
@@ -219,8 +225,8 @@ def aws_chain_may_apply(environ: Mapping[str, str]) -> bool:
 
     parser = configparser.ConfigParser(interpolation=None)
     try:
-        path = Path(shared_credentials_file(environ))
-        data = read_small_file(path, "AWS_SHARED_CREDENTIALS_FILE", _SHARED_LIMIT)
+        shared = path_text(shared_credentials_file(environ))
+        data = read_small_file(shared, "AWS_SHARED_CREDENTIALS_FILE", _SHARED_LIMIT)
         parser.read_string(data.decode("utf-8"))
     except (OSError, configparser.Error, UnicodeDecodeError):
         return False

@@ -14,9 +14,15 @@ Inside a pod or container when any of these holds (the first found is named in t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from pathlib import Path
-from typing import Optional
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+    from typing import Optional
+
+    from _typeshed import StrPath
+
 
 IN_IMAGE = "TEKTON_UPLOADER_IN_IMAGE"
 TEKTON_RUN_DIR = "tekton/run"  # under the root: /tekton/run
@@ -36,18 +42,19 @@ def kfp_endpoint(environ: Mapping[str, str]) -> Optional[str]:
     return scheme + endpoint
 
 
-def container_reason(environ: Mapping[str, str], root: Path = Path("/")) -> Optional[str]:
+def container_reason(environ: Mapping[str, str], root: StrPath = "/") -> Optional[str]:
     """Why we seem to run in a pod or container (see the module docstring), or None."""
     if environ.get("KUBERNETES_SERVICE_HOST"):
         return "KUBERNETES_SERVICE_HOST is set: a Kubernetes pod"
-    if (root / TEKTON_RUN_DIR).is_dir():
-        return f"{root / TEKTON_RUN_DIR} exists: a Tekton step"
+    run_dir = os.path.join(root, TEKTON_RUN_DIR)
+    if os.path.isdir(run_dir):
+        return f"{run_dir} exists: a Tekton step"
     if environ.get(IN_IMAGE) == "1":
         return f"{IN_IMAGE}=1: the tekton-uploader image"
     return None
 
 
-def no_endpoint_problem(environ: Mapping[str, str], root: Path = Path("/")) -> Optional[str]:
+def no_endpoint_problem(environ: Mapping[str, str], root: StrPath = "/") -> Optional[str]:
     """The one-line error when no endpoint is set where ``./objectstore`` would be lost, or None."""
     reason = container_reason(environ, root)
     if reason is None:

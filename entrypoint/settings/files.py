@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
 _KINDS = (
     (stat.S_ISDIR, "a directory"),
@@ -25,7 +28,7 @@ def kind_of(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
-def read_small_file(path: Path, option: str, limit: int, *, truncate: bool = False) -> bytes:
+def read_small_file(path: StrPath, option: str, limit: int, *, truncate: bool = False) -> bytes:
     """The bytes of the regular file ``path``. ``FileNotFoundError`` as it is; any other problem:
     ``ValueError`` naming ``option``. Over ``limit`` bytes: ValueError, or (``truncate``) the first
     ``limit`` bytes only."""
@@ -60,7 +63,7 @@ def read_small_file(path: Path, option: str, limit: int, *, truncate: bool = Fal
     return data
 
 
-def check_regular(path: Path, option: str) -> None:
+def check_regular(path: StrPath, option: str) -> None:
     """ValueError naming ``option`` when ``path`` exists and is not a regular file (a missing
     file is the caller's business: it may appear later, as a rotated Secret does)."""
     try:

@@ -19,14 +19,18 @@ Tekton step the wrapper then asks the store for the step's earlier attempts (``w
 from __future__ import annotations
 
 import os
-import re
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, NamedTuple, Optional
 
 from ..formats.layout import MAX_ATTEMPT, results_log_key
-from .files import read_small_file
+from ..records import Record, path_text
 from .store import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Optional
+
+    from _typeshed import StrPath
+
 
 DOWNWARD_LIMIT = 1024 * 1024  # a downward-API labels/annotations file (Kubernetes caps them far below)
 
@@ -36,11 +40,11 @@ SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/names
 RESULT_ANNOTATION = "results.tekton.dev/result"
 RESULT_LABELS = ("triggers.tekton.dev/triggers-eventid", "tekton.dev/pipelineRunUID", "tekton.dev/taskRunUID")
 TASKRUN_UID_LABEL = "tekton.dev/taskRunUID"
-_RETRY_POD = re.compile(r"-retry([0-9]{1,5})$")  # <taskrun>-pod-retryN
+_RETRY = "-retry"  # <taskrun>-pod-retryN
 _FIRST_POD = "-pod"  # <taskrun>-pod
 
 
-class Attempt(NamedTuple):
+class Attempt(Record):
     """Which attempt of the step this is, and how that was learnt."""
 
     number: int
@@ -56,12 +60,20 @@ def attempt_of(raw: Optional[str], environ: Mapping[str, str], in_tekton: bool) 
             raise ConfigError(f"--attempt: {raw!r} is not auto or a whole number from 1 to {MAX_ATTEMPT}")
         return Attempt(int(text), "--attempt")
     host = environ.get("HOSTNAME") or _hostname()
-    retry = _RETRY_POD.search(host)
-    if retry is not None and int(retry.group(1)) < MAX_ATTEMPT:
-        return Attempt(int(retry.group(1)) + 1, "pod name")
+    retry = _retry_of(host)
+    if retry is not None and retry < MAX_ATTEMPT:
+        return Attempt(retry + 1, "pod name")
     if host.endswith(_FIRST_POD):
         return Attempt(1, "pod name")
     return Attempt(1, "default", ask_store=in_tekton)
+
+
+def _retry_of(host: str) -> Optional[int]:
+    """N of a host name ending in ``-retryN`` (re's ``-retry([0-9]{1,5})$``, without re)."""
+    _, sep, digits = host.removesuffix("\n").rpartition(_RETRY)
+    if sep and 1 <= len(digits) <= 5 and all("0" <= c <= "9" for c in digits):
+        return int(digits)
+    return None
 
 
 def _hostname() -> str:
@@ -69,9 +81,11 @@ def _hostname() -> str:
     return os.uname().nodename
 
 
-def read_downward(path: Path, option: str) -> dict[str, str]:
+def read_downward(path: StrPath, option: str) -> dict[str, str]:
     """Parse a downward-API labels or annotations file (lines ``key="value"``, the value quoted
     as a Go string). A missing file: nothing."""
+    from .files import read_small_file  # only when the labels are read
+
     try:
         text = read_small_file(path, option, DOWNWARD_LIMIT).decode("utf-8", "replace")
     except FileNotFoundError:
@@ -92,11 +106,13 @@ def read_downward(path: Path, option: str) -> dict[str, str]:
     return found
 
 
-def namespace(given: Optional[str], service_account: Path = Path(SERVICE_ACCOUNT_NAMESPACE)) -> Optional[str]:
+def namespace(given: Optional[str], service_account: StrPath = SERVICE_ACCOUNT_NAMESPACE) -> Optional[str]:
     """``--namespace``/``POD_NAMESPACE``, else the service account's namespace file, else None."""
     if given:
         return given.strip()
     try:
+        from .files import read_small_file
+
         return read_small_file(service_account, "namespace", 1024).decode("utf-8", "replace").strip() or None
     except (OSError, ValueError):
         return None
@@ -120,8 +136,8 @@ def tekton_results_log_key(values: Mapping[str, Any], step: str) -> Optional[str
     logs_path = values.get("tekton_results_logs")
     if not logs_path:
         return None
-    labels_file = Path(values.get("pod_labels") or DEFAULT_POD_LABELS)
-    annotations_file = Path(values.get("pod_annotations") or DEFAULT_POD_ANNOTATIONS)
+    labels_file = path_text(values.get("pod_labels") or DEFAULT_POD_LABELS)
+    annotations_file = path_text(values.get("pod_annotations") or DEFAULT_POD_ANNOTATIONS)
     labels = read_downward(labels_file, "--pod-labels")
     annotations = read_downward(annotations_file, "--pod-annotations")
     ns = namespace(values.get("namespace"))

@@ -7,22 +7,27 @@ range: a zero that silently meant "the default", or a duration too long for the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from functools import lru_cache
-from typing import Any, Optional
-
 from ..options.table import Option
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Optional
 
 
 class RangeError(ValueError):
     """A value outside its option's range; the message is one line naming the option."""
 
 
-@lru_cache(maxsize=1)
-def _options() -> dict[str, Option]:
-    from ..options.wrapper import OPTIONS
+_ranged: dict[str, Option] = {}  # filled on first use
 
-    return {o.name: o for o in OPTIONS if o.limits[0]}
+
+def _options() -> dict[str, Option]:
+    if not _ranged:
+        from ..options.wrapper import OPTIONS
+
+        _ranged.update((o.name, o) for o in OPTIONS if o.limits[0])
+    return _ranged
 
 
 def limits(name: str) -> tuple[float, float]:

@@ -11,18 +11,24 @@ Mapped to minio's ``SseS3``, ``SseKMS`` and ``SseCustomerKey`` (imported only wh
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Literal, NamedTuple, Optional
-
 from .. import redact
+from ..records import Record, path_text
 
-Mode = Literal["s3", "kms", "c"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Literal, Optional
+
+    from _typeshed import StrPath
+
+    Mode = Literal["s3", "kms", "c"]
+
+
 MODES: tuple[Mode, ...] = ("s3", "kms", "c")
 KEY_BYTES = 32
 
 
-class SSEConfig(NamedTuple):
+class SSEConfig(Record):
     mode: Mode
     kms_key_id: Optional[str] = None
     customer_key: Optional[bytes] = None
@@ -66,11 +72,11 @@ def resolve(values: Mapping[str, Any], s3: bool, https: bool) -> Optional[SSECon
                 "--sse c: SSE-C sends the encryption key with every request and S3 refuses it over "
                 "plain http; use an https:// endpoint"
             )
-        return SSEConfig("c", customer_key=read_customer_key(Path(key_file)))
+        return SSEConfig("c", customer_key=read_customer_key(path_text(key_file)))
     return SSEConfig(mode, kms_key_id=kms_key_id)
 
 
-def read_customer_key(path: Path) -> bytes:
+def read_customer_key(path: StrPath) -> bytes:
     """32 raw bytes, or their base64 text (as Kubernetes Secrets often hold them)."""
     import base64
     import binascii

@@ -7,33 +7,43 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any, NamedTuple, Optional
 
 from ..formats.layout import KeysTooLong, Layout, name_problem
 from ..options.wrapper import FLUSH_TIMEOUT, KILL_AFTER_SHARE, TERMINATION_GRACE
+from ..records import Record, path, path_text
 from .environment import kfp_endpoint, no_endpoint_problem
 from .podinfo import DEFAULT_POD_LABELS, Attempt, attempt_of, read_downward, tekton_results_log_key
 from .store import ConfigError, StoreConfig, build_store_config, check_bucket_for, ranged_option
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+    from pathlib import Path
+    from typing import Any, Optional
+
+    from _typeshed import StrPath
+
 
 DEFAULT_SPOOL_LIMIT = 1024**3
 PREFLIGHT_MODES = ("off", "warn", "strict")
 TEKTON_TIMEOUT_MODES = ("auto", "off")
 DEFAULT_FAST_FLUSH_AT = 0.9
-DEFAULT_CGROUP_ROOT = Path("/sys/fs/cgroup")
-TEKTON_TERMINATION = Path("/tekton/termination")  # Tekton's terminationMessagePath for steps
-TEKTON_RUN = Path("/tekton/run")  # mounted into every Tekton step
+DEFAULT_CGROUP_ROOT = "/sys/fs/cgroup"
+TEKTON_TERMINATION = "/tekton/termination"  # Tekton's terminationMessagePath for steps
+TEKTON_RUN = "/tekton/run"  # mounted into every Tekton step
 
 
-class Config(NamedTuple):
+class Config(Record):
+    """The validated settings. Its ``Path`` fields are kept as text until read (``records.path``);
+    ``spool_dir`` and ``cgroup_root`` are read before COMMAND starts, and stay text."""
+
     command: tuple[str, ...]
     store: StoreConfig
     layout: Layout
     results_dir: Path
     log_chunk_size: int
     log_flush_interval: float
-    spool_dir: Optional[Path]
+    spool_dir: Optional[str]
     flush_timeout: float = FLUSH_TIMEOUT
     timeout: Optional[float] = None
     kill_after: float = TERMINATION_GRACE * KILL_AFTER_SHARE  # a share of termination_grace unless given
@@ -53,14 +63,14 @@ class Config(NamedTuple):
     fetch_results: tuple[FetchSpec, ...] = ()  # inputs to download before COMMAND starts
     tekton_timeout: str = "auto"  # auto: plan for the Tekton entrypoint's step -timeout; off
     fast_flush_at: float = DEFAULT_FAST_FLUSH_AT  # fraction of the memory limit: flush every second
-    cgroup_root: Path = DEFAULT_CGROUP_ROOT  # the cgroup filesystem (memory limit, OOM kills)
+    cgroup_root: str = DEFAULT_CGROUP_ROOT  # the cgroup filesystem (memory limit, OOM kills)
     termination_log: Optional[Path] = None  # where an OOM kill is written for Tekton's message
     results_log_key: Optional[str] = None  # --tekton-results-logs: the plain-text log's key
     chains_outputs: bool = False  # --chains-outputs: write R-ARTIFACT_OUTPUTS/INPUTS results
     attempt: Attempt = Attempt(1, "default")  # which attempt (Tekton retry) this is; layout.attempt too
 
 
-class FetchSpec(NamedTuple):
+class FetchSpec(Record):
     """``--fetch-result``: a stored result to extract to ``path`` before COMMAND starts.
 
     Either ``task`` and ``result`` (and ``run``, default the current pipelinerun) or ``key``
@@ -76,13 +86,13 @@ class FetchSpec(NamedTuple):
     key: Optional[str] = None
 
 
-def read_pod_labels(path: Path) -> dict[str, str]:
+def read_pod_labels(path: StrPath) -> dict[str, str]:
     """Parse a downward-API labels file (lines ``key="value"``). Missing file: no labels."""
     return read_downward(path, "--pod-labels")
 
 
 def resolve_identity(
-    pipelinerun: Optional[str], pipelinetask: Optional[str], labels_file: Path
+    pipelinerun: Optional[str], pipelinetask: Optional[str], labels_file: StrPath
 ) -> tuple[str, str]:
     """Flags/env first, then the pod labels Tekton sets."""
     labels: Mapping[str, str] = {}
@@ -127,11 +137,11 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
     run, task = resolve_identity(
         values.get("pipelinerun"),
         values.get("pipelinetask"),
-        Path(values.get("pod_labels") or DEFAULT_POD_LABELS),
+        path_text(values.get("pod_labels") or DEFAULT_POD_LABELS),
     )
     step = values.get("step") or "main"
     prefix = str(values.get("key_prefix") if values.get("key_prefix") is not None else "artifacts").strip("/")
-    attempt = attempt_of(values.get("attempt"), os.environ, TEKTON_RUN.exists())
+    attempt = attempt_of(values.get("attempt"), os.environ, os.path.exists(TEKTON_RUN))
     try:
         layout = Layout(prefix, run, task, step, attempt.number)
     except KeysTooLong as exc:
@@ -153,10 +163,10 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         command=tuple(command),
         store=store,
         layout=layout,
-        results_dir=Path(values.get("results_dir") or "/tekton/results"),
+        results_dir=path(values.get("results_dir") or "/tekton/results"),
         log_chunk_size=chunk,
         log_flush_interval=interval,
-        spool_dir=Path(spool) if spool else None,
+        spool_dir=path_text(spool) if spool else None,
         flush_timeout=ranged_option(values, "flush_timeout", FLUSH_TIMEOUT),
         timeout=ranged_option(values, "timeout", None),
         kill_after=ranged_option(values, "kill_after", grace * KILL_AFTER_SHARE),  # the rest is the flush's
@@ -176,7 +186,7 @@ def build_config(values: Mapping[str, Any], command: Sequence[str]) -> Config:
         fetch_results=tuple(parse_fetch(t) for t in values.get("fetch_result") or ()),
         tekton_timeout=_tekton_timeout(values),
         fast_flush_at=fast_flush_at(values.get("fast_flush_at")),
-        cgroup_root=Path(values.get("cgroup_root") or DEFAULT_CGROUP_ROOT),
+        cgroup_root=path_text(values.get("cgroup_root") or DEFAULT_CGROUP_ROOT),
         termination_log=termination_log(values.get("termination_log")),
         results_log_key=tekton_results_log_key(values, step),
         chains_outputs=bool(values.get("chains_outputs")),
@@ -208,13 +218,13 @@ def fast_flush_at(raw: Optional[str]) -> float:
 def termination_log(raw: Optional[str]) -> Optional[Path]:
     """``--termination-log``; by default Tekton's termination message file inside a Tekton step."""
     if raw:
-        return Path(raw)
-    return TEKTON_TERMINATION if TEKTON_RUN.exists() else None
+        return path(raw)
+    return path(TEKTON_TERMINATION) if os.path.exists(TEKTON_RUN) else None
 
 
 def _path(values: Mapping[str, Any], name: str) -> Optional[Path]:
     value = values.get(name)
-    return Path(value) if value else None
+    return path(value) if value else None
 
 
 def _offload(values: Mapping[str, Any]) -> Optional[int]:
@@ -225,8 +235,8 @@ def _offload(values: Mapping[str, Any]) -> Optional[int]:
 def parse_fetch(text: str) -> FetchSpec:
     """``[PIPELINERUN/]PIPELINETASK/RESULT=PATH`` or ``s3://BUCKET/KEY=PATH``."""
     hint = "use PIPELINETASK/RESULT=PATH, PIPELINERUN/PIPELINETASK/RESULT=PATH or s3://BUCKET/KEY=PATH"
-    source, sep, path = text.rpartition("=")
-    if not sep or not source or not path:
+    source, sep, target = text.rpartition("=")
+    if not sep or not source or not target:
         raise ConfigError(f"--fetch-result: {text!r} has no '=PATH'; {hint}")
     source = source.strip()
     if source.startswith("s3://"):
@@ -235,7 +245,7 @@ def parse_fetch(text: str) -> FetchSpec:
         problems = [p for p in [bucket, *parts] if name_problem(p)]
         if not bucket or not key or problems or not key.endswith(".tgz"):
             raise ConfigError(f"--fetch-result: {source!r} is not an s3://BUCKET/KEY.tgz URI; {hint}")
-        return FetchSpec(text, Path(path), bucket=check_bucket_for(bucket), key=key)
+        return FetchSpec(text, path(target), bucket=check_bucket_for(bucket), key=key)
     parts = source.strip("/").split("/")
     if len(parts) not in (2, 3):
         raise ConfigError(f"--fetch-result: {source!r} is not PIPELINETASK/RESULT; {hint}")
@@ -247,7 +257,7 @@ def parse_fetch(text: str) -> FetchSpec:
     task, result = parts[-2], parts[-1]
     if result.endswith(".tgz"):
         result = result[:-4]
-    return FetchSpec(text, Path(path), run=run, task=task, result=result)
+    return FetchSpec(text, path(target), run=run, task=task, result=result)
 
 
 def reproducible_mtime(values: Mapping[str, Any]) -> Optional[float]:

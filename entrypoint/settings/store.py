@@ -7,19 +7,20 @@
 from __future__ import annotations
 
 import os
-import re
-import urllib.parse
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, NamedTuple, Optional
 
-from . import credentials as creds_mod
-from . import sse as sse_mod
-from . import tls as tls_mod
-from .credentials import CredentialChain
+from ..records import Record, path, path_text
 from .environment import kfp_endpoint
-from .sse import SSEConfig
-from .tls import TLSConfig
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+    from typing import Any, Optional
+
+    from .credentials import CredentialChain
+    from .sse import SSEConfig
+    from .tls import TLSConfig
+
 
 DEFAULT_BUCKET = "mlpipeline"
 
@@ -31,7 +32,7 @@ class ConfigError(Exception):
     """Bad configuration; the message is one line naming the option and the fix."""
 
 
-class S3Endpoint(NamedTuple):
+class S3Endpoint(Record):
     host: str  # host[:port], as minio wants it
     secure: bool
 
@@ -40,7 +41,7 @@ class S3Endpoint(NamedTuple):
         return f"{'https' if self.secure else 'http'}://{self.host}"
 
 
-class Credentials(NamedTuple):
+class Credentials(Record):
     access_key: str
     secret_key: str
     session_token: Optional[str] = None
@@ -49,7 +50,7 @@ class Credentials(NamedTuple):
         return "Credentials(access_key=***, secret_key=***)"
 
 
-class StoreConfig(NamedTuple):
+class StoreConfig(Record):
     """Where objects go: an S3 endpoint, or a local directory (``local_dir``)."""
 
     bucket: str = DEFAULT_BUCKET
@@ -73,12 +74,29 @@ class StoreConfig(NamedTuple):
 
 _RESERVED_PREFIXES = ("xn--", "sthree-", "amzn-s3-demo-")
 _RESERVED_SUFFIXES = ("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")
-_REGION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_LOWER_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+_REGION_CHARS = _ALNUM | frozenset("_.-")
+_BUCKET_CHARS = _LOWER_ALNUM | frozenset(".-")
+
+
+# The checks below run before COMMAND starts, so they are plain string tests rather than re
+# patterns; each says which pattern it is (re's "$" also matches before a final newline).
+def _matches(
+    text: str, first: frozenset[str], middle: frozenset[str], last: frozenset[str], most: int
+) -> bool:
+    """``text`` matches ``^[first][middle]*[last]$`` (one character: ``^[first]$``) and is at most
+    ``most`` characters long."""
+    text = text[:-1] if text.endswith("\n") else text
+    if not text or len(text) > most or text[0] not in first or not middle.issuperset(text[1:-1]):
+        return False
+    return len(text) == 1 or text[-1] in last
 
 
 def check_region(region: Optional[str]) -> Optional[str]:
     """``region`` (None: unset) when a server could accept it: letters, digits, '-', '_', '.'."""
-    if region is None or _REGION.match(region):
+    # ^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$
+    if region is None or _matches(region, _ALNUM, _REGION_CHARS, _REGION_CHARS, 63):
         return region
     raise ConfigError(
         f"--region: {region!r} is not a region name (letters, digits, '-', '_' and '.', such as "
@@ -86,12 +104,10 @@ def check_region(region: Optional[str]) -> Optional[str]:
     )
 
 
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
 def check_bucket(name: str) -> str:
     problem = None
-    if not _BUCKET.match(name):
+    # ^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$
+    if len(name.removesuffix("\n")) < 3 or not _matches(name, _LOWER_ALNUM, _BUCKET_CHARS, _LOWER_ALNUM, 63):
         problem = (
             "must be 3-63 characters of a-z, 0-9, '.' and '-', starting and ending with a letter or digit"
         )
@@ -102,21 +118,63 @@ def check_bucket(name: str) -> str:
             "must not use a form S3 reserves (prefixes xn--, sthree-, amzn-s3-demo-; suffixes "
             "-s3alias, --ol-s3, .mrap, --x-s3, --table-s3)"
         )
-    else:
-        import ipaddress
-
-        try:
-            ipaddress.IPv4Address(name)
-            problem = "must not look like an IP address"
-        except ValueError:
-            pass
+    elif _is_ipv4(name):
+        problem = "must not look like an IP address"
     if problem:
         raise ConfigError(f"--bucket: invalid bucket name {name!r}: {problem}")
     return name
 
 
+def _is_ipv4(name: str) -> bool:
+    """Whether ``ipaddress.IPv4Address(name)`` would accept ``name`` (four decimal octets up to
+    255, no leading zero), without importing ipaddress."""
+    octets = name.split(".")
+    return len(octets) == 4 and all(
+        0 < len(o) <= 3 and o.isascii() and o.isdigit() and int(o) <= 255 and (o == "0" or o[0] != "0")
+        for o in octets
+    )
+
+
 def parse_endpoint(url: str) -> tuple[Optional[S3Endpoint], Optional[Path]]:
     """``http(s)://host[:port]`` -> S3 endpoint; ``file:///dir`` -> local directory."""
+    endpoint, local_dir = _endpoint_of(url)
+    if local_dir is None:
+        return endpoint, None
+    from pathlib import Path
+
+    return endpoint, Path(local_dir)
+
+
+_HOST_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
+
+
+def _endpoint_of(url: str) -> tuple[Optional[S3Endpoint], Optional[str]]:
+    """``parse_endpoint``, the directory as text. A plain URL (lower-case scheme and host, no
+    user, query, fragment, escape, space or bracket) is read here; any other is left to
+    urllib.parse (not imported before COMMAND starts otherwise), for its exact errors."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, tail = rest.partition("/")
+    plain = sep and not any(c <= " " or c in "?#%[]@" for c in url)
+    if plain and scheme == "file" and netloc in ("", "localhost") and slash:
+        return None, path_text(slash + tail)
+    host, _, port = netloc.partition(":")
+    if (
+        plain
+        and scheme in ("http", "https")
+        and tail == ""
+        and host
+        and _HOST_CHARS.issuperset(host)
+        and port.isascii()
+        and (port.isdigit() or not port)
+        and (not port or int(port) <= 65535)
+    ):
+        return S3Endpoint(f"{host}:{int(port)}" if port else host, scheme == "https"), None
+    return _endpoint_by_urllib(url)
+
+
+def _endpoint_by_urllib(url: str) -> tuple[Optional[S3Endpoint], Optional[str]]:
+    import urllib.parse
+
     hint = "use http://HOST[:PORT], https://HOST[:PORT] or file:///DIR"
     try:
         parts = urllib.parse.urlsplit(url)
@@ -126,7 +184,7 @@ def parse_endpoint(url: str) -> tuple[Optional[S3Endpoint], Optional[Path]]:
     if parts.scheme == "file":
         if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
             raise ConfigError(f"--endpoint: {url!r} is not an absolute file:/// URL; {hint}")
-        return None, Path(urllib.parse.unquote(parts.path))
+        return None, path_text(urllib.parse.unquote(parts.path))
     if parts.scheme not in ("http", "https"):
         raise ConfigError(f"--endpoint: unsupported scheme in {url!r}; {hint}")
     if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
@@ -147,6 +205,7 @@ def check_url_style(
     if endpoint is None or path_style is not False:
         return
     import ipaddress
+    import urllib.parse
 
     host = urllib.parse.urlsplit(endpoint.url).hostname or ""
     try:
@@ -166,23 +225,30 @@ def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
     bucket = check_bucket(values.get("bucket") or DEFAULT_BUCKET)
     endpoint_url = values.get("endpoint") or kfp_endpoint(os.environ)
     endpoint: Optional[S3Endpoint] = None
-    local_dir: Optional[Path] = None
+    local_dir: Optional[str] = None
     if endpoint_url:
-        endpoint, local_dir = parse_endpoint(endpoint_url)
+        endpoint, local_dir = _endpoint_of(endpoint_url)
     else:
-        local_dir = Path(DEFAULT_LOCAL_DIR)
+        local_dir = DEFAULT_LOCAL_DIR
     check_url_style(endpoint, values.get("path_style"))
     credentials = None
     auth = tls = sse = None
     try:
         if endpoint is not None:
-            auth = creds_mod.resolve(values)
-            tls = tls_mod.resolve(values, https=endpoint.secure)
+            from . import credentials as credential_settings  # S3 only: a local store loads neither
+            from . import tls as tls_settings
+
+            auth = credential_settings.resolve(values)
+            tls = tls_settings.resolve(values, https=endpoint.secure)
             if auth.explicit is not None and all(p.value is not None for p in auth.explicit.parts()):
                 given = auth.explicit
                 token = given.session_token.read() if given.session_token else None
                 credentials = Credentials(given.access_key.read(), given.secret_key.read(), token)
-        sse = sse_mod.resolve(values, s3=endpoint is not None, https=bool(endpoint and endpoint.secure))
+        if values.get("sse") or values.get("sse_kms_key_id") or values.get("sse_c_key_file"):
+            from . import sse as sse_settings  # without these options there is no SSE
+
+            https = bool(endpoint and endpoint.secure)
+            sse = sse_settings.resolve(values, s3=endpoint is not None, https=https)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     connect_timeout = float(ranged_option(values, "connect_timeout", 5.0))  # wrapper options; the
@@ -190,7 +256,7 @@ def build_store_config(values: Mapping[str, Any]) -> StoreConfig:
     return StoreConfig(
         bucket=bucket,
         endpoint=endpoint,
-        local_dir=local_dir,
+        local_dir=path(local_dir) if local_dir is not None else None,
         credentials=credentials,
         region=check_region(values.get("region") or None),
         create_bucket=bool(values.get("create_bucket", True)),

@@ -22,8 +22,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
-from typing import NamedTuple, Optional
+
+from ..records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Optional
+
 
 CAUSE = "tekton-timeout"  # the summary's "cause" when the wrapper stopped COMMAND for it
 ANCESTORS = 3  # parent, grandparent, great-grandparent
@@ -44,7 +50,7 @@ _UNITS = {
 }  # fmt: skip
 
 
-class TektonDeadline(NamedTuple):
+class TektonDeadline(Record):
     """The wrapper's plan for a Tekton step timeout; times on the ``clock`` given to ``detect``."""
 
     step_timeout: float  # D, seconds

@@ -10,12 +10,16 @@ context is built in the background with the S3 client (``store/s3_security.py``)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, Optional
+from ..records import Record, path, path_text
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
-    pass
+    from collections.abc import Mapping
+    from pathlib import Path
+    from typing import Any, Optional
+
+    from _typeshed import StrPath
+
 
 _PEM_MARK = b"-----BEGIN CERTIFICATE-----"
 _SCAN_LIMIT = 16 * 1024 * 1024
@@ -26,7 +30,7 @@ INSECURE_WARNING = (
 )
 
 
-class TLSConfig(NamedTuple):
+class TLSConfig(Record):
     ca_bundle: Optional[Path] = None  # None: the certifi bundle
     insecure: bool = False
 
@@ -40,13 +44,12 @@ def resolve(values: Mapping[str, Any], https: bool) -> TLSConfig:
     """TLS settings from the option values; ValueError (one line) for an unusable bundle."""
     insecure = bool(values.get("insecure_skip_tls_verify"))
     raw = values.get("ca_bundle")
-    bundle = Path(raw) if raw else None
-    if bundle is not None and https and not insecure:
-        check_bundle(bundle)
-    return TLSConfig(ca_bundle=bundle, insecure=insecure)
+    if raw and https and not insecure:
+        check_bundle(path_text(raw))
+    return TLSConfig(ca_bundle=path(raw) if raw else None, insecure=insecure)
 
 
-def check_bundle(path: Path) -> None:
+def check_bundle(path: StrPath) -> None:
     """A readable file with at least one PEM certificate (parsed for real when first used)."""
     hint = "point --ca-bundle (or AWS_CA_BUNDLE / SSL_CERT_FILE) at a PEM file of CA certificates"
     from .files import read_small_file

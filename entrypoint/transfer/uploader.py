@@ -68,7 +68,7 @@ class Uploader:
         self._ahead = threading.Semaphore(PREPARED_AHEAD + 1)  # prepared and not finished yet
         self._pool: queue.Queue[object] = queue.Queue()
         self._workers = workers
-        self._threads: list[threading.Thread] = []
+        self._threads: list[threads.Handle] = []
         self._store: Optional[Store] = None
         self._store_lock = threading.Lock()
         self.permanent: Optional[StoreError] = None

@@ -12,16 +12,25 @@ done at the start, on the sampler's tick and at the end, never on the output pat
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import NamedTuple, Optional
+import os
+
+from ..records import Record, path_text
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import Optional
+
+    from _typeshed import StrPath
+
 
 NO_LIMIT = 1 << 62  # v1 writes "no limit" as a page-rounded 2**63-1; v2 writes "max"
-PROC_SELF_CGROUP = Path("/proc/self/cgroup")
+PROC_SELF_CGROUP = "/proc/self/cgroup"
 # the counters that prove an OOM kill, in the order they are looked at
 OOM_COUNTERS = ("oom_kill", "oom_group_kill")
 
 
-class Memory(NamedTuple):
+class Memory(Record):
     """One reading of the memory cgroup. Bytes; None where the kernel does not say.
 
     (A NamedTuple: this module loads before COMMAND starts, where dataclasses would cost.)"""
@@ -51,9 +60,18 @@ class Memory(NamedTuple):
 class Cgroup:
     """A memory cgroup directory, v1 or v2; ``read()`` gives one ``Memory``."""
 
-    def __init__(self, path: Path, version: int) -> None:
-        self.path = path
+    def __init__(self, path: StrPath, version: int) -> None:
+        self.directory = path_text(os.fspath(path))  # text: read before COMMAND starts, without pathlib
         self.version = version
+
+    @property
+    def path(self) -> Path:
+        from pathlib import Path
+
+        return Path(self.directory)
+
+    def _file(self, name: str) -> str:
+        return os.path.join(self.directory, name)
 
     def read(self) -> Optional[Memory]:
         try:
@@ -62,41 +80,42 @@ class Cgroup:
             return None
 
     def _read_v2(self) -> Memory:
-        events = _keyed(self.path / "memory.events")
+        events = _keyed(self._file("memory.events"))
         counters = {k: events[k] for k in ("oom", *OOM_COUNTERS) if k in events}
         return Memory(
             2,
-            str(self.path),
-            _limit(_text(self.path / "memory.max")),
-            _int(_text(self.path / "memory.current")),
-            _int(_text(self.path / "memory.peak")),
+            self.directory,
+            _limit(_text(self._file("memory.max"))),
+            _int(_text(self._file("memory.current"))),
+            _int(_text(self._file("memory.peak"))),
             counters,
-            _pressure(self.path / "memory.pressure"),
-            _keyed(self.path / "memory.stat").get("inactive_file", 0),
+            _pressure(self._file("memory.pressure")),
+            _keyed(self._file("memory.stat")).get("inactive_file", 0),
         )
 
     def _read_v1(self) -> Memory:
-        control = _keyed(self.path / "memory.oom_control")
+        control = _keyed(self._file("memory.oom_control"))
         counters = {k: control[k] for k in ("oom_kill",) if k in control}
-        failcnt = _int(_text(self.path / "memory.failcnt"))
+        failcnt = _int(_text(self._file("memory.failcnt")))
         if failcnt is not None:
             counters["failcnt"] = failcnt
         return Memory(
             1,
-            str(self.path),
-            _limit(_text(self.path / "memory.limit_in_bytes")),
-            _int(_text(self.path / "memory.usage_in_bytes")),
-            _int(_text(self.path / "memory.max_usage_in_bytes")),
+            self.directory,
+            _limit(_text(self._file("memory.limit_in_bytes"))),
+            _int(_text(self._file("memory.usage_in_bytes"))),
+            _int(_text(self._file("memory.max_usage_in_bytes"))),
             counters,
             None,
-            _keyed(self.path / "memory.stat").get("total_inactive_file", 0),
+            _keyed(self._file("memory.stat")).get("total_inactive_file", 0),
         )
 
 
-def locate(root: Path, proc_cgroup: Path = PROC_SELF_CGROUP) -> Optional[Cgroup]:
+def locate(root: StrPath, proc_cgroup: StrPath = PROC_SELF_CGROUP) -> Optional[Cgroup]:
     """The memory cgroup of this process under ``root``; None when there is none to read."""
     try:
-        lines = proc_cgroup.read_text().splitlines()
+        with open(proc_cgroup) as f:
+            lines = f.read().splitlines()
     except OSError:
         lines = []
     v2_path: Optional[str] = None
@@ -107,25 +126,26 @@ def locate(root: Path, proc_cgroup: Path = PROC_SELF_CGROUP) -> Optional[Cgroup]
             v2_path = path
         elif "memory" in controllers.split(","):
             v1_path = path
-    if (root / "cgroup.controllers").is_file():  # unified hierarchy
-        return _first(2, "memory.current", root, v2_path)
-    if (root / "memory").is_dir():
-        return _first(1, "memory.usage_in_bytes", root / "memory", v1_path)
+    if os.path.isfile(os.path.join(root, "cgroup.controllers")):  # unified hierarchy
+        return _first(2, "memory.current", os.fspath(root), v2_path)
+    if os.path.isdir(os.path.join(root, "memory")):
+        return _first(1, "memory.usage_in_bytes", os.path.join(root, "memory"), v1_path)
     return None
 
 
-def _first(version: int, probe: str, base: Path, relative: Optional[str]) -> Optional[Cgroup]:
-    candidates = [base / relative.lstrip("/")] if relative else []
+def _first(version: int, probe: str, base: str, relative: Optional[str]) -> Optional[Cgroup]:
+    candidates = [os.path.join(base, relative.lstrip("/"))] if relative else []
     candidates.append(base)  # a cgroup namespace shows the container's own cgroup at the root
     for path in candidates:
-        if (path / probe).is_file():
+        if os.path.isfile(os.path.join(path, probe)):
             return Cgroup(path, version)
     return None
 
 
-def _text(path: Path) -> Optional[str]:
+def _text(path: str) -> Optional[str]:
     try:
-        return path.read_text().strip()
+        with open(path) as f:
+            return f.read().strip()
     except FileNotFoundError:
         return None
 
@@ -144,7 +164,7 @@ def _limit(text: Optional[str]) -> Optional[int]:
     return None if value is None or value >= NO_LIMIT else value
 
 
-def _keyed(path: Path) -> dict[str, int]:
+def _keyed(path: str) -> dict[str, int]:
     """``key value`` lines (memory.events, memory.oom_control)."""
     out: dict[str, int] = {}
     for line in (_text(path) or "").splitlines():
@@ -155,7 +175,7 @@ def _keyed(path: Path) -> dict[str, int]:
     return out
 
 
-def _pressure(path: Path) -> Optional[float]:
+def _pressure(path: str) -> Optional[float]:
     """PSI ``some avg10=...`` in percent."""
     for line in (_text(path) or "").splitlines():
         if line.startswith("some "):

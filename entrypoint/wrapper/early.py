@@ -7,7 +7,10 @@ the capture when it arrives. The loop stops reading (so COMMAND waits) once ``EA
 
 from __future__ import annotations
 
-from typing import Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
+
 
 EARLY_LIMIT = 8 * 1024 * 1024  # bytes held before the loop stops reading
 

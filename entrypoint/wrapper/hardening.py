@@ -10,13 +10,19 @@
 
 from __future__ import annotations
 
-import ctypes
+# _ctypes, not ctypes: ctypes (with struct and its type definitions) costs a millisecond before
+# COMMAND starts, and prctl needs one function pointer type returning a C int.
+import _ctypes
 import os
-from collections.abc import Mapping
-from typing import Any, Optional
 
-from ..report import Reporter
-from ..settings.step import Config
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any, Optional
+
+    from ..report import Reporter
+    from ..settings.step import Config
+
 
 SECRET_VARIABLES = ("OBJECTSTORE_SECRET_KEY", "OBJECTSTORE_SESSION_TOKEN")
 PR_SET_DUMPABLE = 4
@@ -30,13 +36,28 @@ def scrub_environment(environ: Any = os.environ) -> list[str]:
     return removed
 
 
-def make_undumpable() -> bool:
-    """prctl(PR_SET_DUMPABLE, 0); False where that is not possible (not Linux)."""
+class _CInt(_ctypes._SimpleCData):  # type: ignore[type-arg]  # ctypes.c_int
+    _type_ = "i"
+
+
+class _CFunction(_ctypes.CFuncPtr):  # ctypes.CDLL's function pointers, with errno kept
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = _CInt
+
+
+def prctl(option: int, value: int) -> bool:
+    """``prctl(option, value, 0, 0, 0) == 0``; False where it cannot be called (not Linux)."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)  # find_library would run ldconfig: slow
-        return bool(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0)
+        # the process's own symbols (dlopen(NULL)), as ctypes.CDLL(None): libc is among them
+        function = _CFunction(_ctypes.dlsym(_ctypes.dlopen(None, 0), "prctl"))  # type: ignore[arg-type]
+        return bool(function(option, value, 0, 0, 0) == 0)
     except (OSError, AttributeError):
         return False
+
+
+def make_undumpable() -> bool:
+    """prctl(PR_SET_DUMPABLE, 0); False where that is not possible (not Linux)."""
+    return prctl(PR_SET_DUMPABLE, 0)
 
 
 def announce(cfg: Config, reporter: Reporter, from_command_line: Mapping[str, bool]) -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
-
 from ..options.wrapper import KILL_AFTER_SHARE, TERMINATION_GRACE
+from ..records import Record
 from ..settings.tekton import TektonDeadline
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
-class Policy(NamedTuple):
+
+class Policy(Record):
     """How COMMAND is stopped. Durations in seconds; None: never."""
 
     timeout: Optional[float] = None  # --timeout: SIGTERM COMMAND's group when it passes

@@ -19,25 +19,42 @@ the terminal at once is never stopped by SIGTTIN.
 
 from __future__ import annotations
 
-import collections
-import ctypes
 import errno
 import fcntl
 import os
 import select
-import selectors
-import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
-from typing import Optional, Protocol
+from _thread import allocate_lock
 
 from .. import exitcodes, threads
-from ..report import Reporter
 from . import proctree
 from .early import EARLY_LIMIT, Early
+from .hardening import prctl
 from .policy import DEFAULT_POLICY, Policy
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import signal as _signal
+    from collections import deque
+    from collections.abc import Callable, Sequence
+    from typing import Optional, Protocol
+
+    from ..report import Reporter
+
+    class Sink(Protocol):
+        """Where captured output goes (the capture's rolling buffer)."""
+
+        def write(self, data: memoryview) -> None: ...
+        def due(self) -> Optional[float]: ...
+        def tick(self, now: float) -> None: ...
+
+else:
+    # The builtin modules under signal (which imports enum) and collections (which imports much
+    # more): this module loads before COMMAND starts. Signals are plain ints here.
+    import _signal
+    from _collections import deque
+
 
 READ_SIZE = 1024 * 1024
 PIPE_SIZE = 1024 * 1024
@@ -52,23 +69,15 @@ TTY_CHECK = 0.5  # on a terminal: how often a stopped (^Z) foreground job is loo
 
 # SIGPIPE stays ignored (Python's default) so that a closed stdout shows up as EPIPE on write;
 # SIGCHLD is ours; SIGKILL and SIGSTOP cannot be taken. Every other signal is forwarded.
-NOT_FORWARDED = {signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD, signal.SIGPIPE}
-WAITED = frozenset(signal.valid_signals()) - {signal.SIGKILL, signal.SIGSTOP, signal.SIGPIPE}
+NOT_FORWARDED = {_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGCHLD, _signal.SIGPIPE}
+WAITED = frozenset(_signal.valid_signals()) - {_signal.SIGKILL, _signal.SIGSTOP, _signal.SIGPIPE}
 # Forwarded only when sent (kill, sigqueue, tgkill): a real fault is the kernel's to deliver.
 FAULT_NAMES = ("ABRT", "BUS", "FPE", "ILL", "SEGV", "SYS", "TRAP")
-FAULTS = frozenset(signal.Signals[f"SIG{name}"] for name in FAULT_NAMES)
+FAULTS = frozenset(getattr(_signal, f"SIG{name}") for name in FAULT_NAMES)
 SENT = (0, -1, -6)  # si_code SI_USER, SI_QUEUE, SI_TKILL
 # Python ignores these at start-up, before any code of ours runs: COMMAND gets their default.
-PYTHON_IGNORES = (signal.SIGPIPE, signal.SIGXFSZ)
-INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
-
-
-class Sink(Protocol):
-    """Where captured output goes (the capture's rolling buffer)."""
-
-    def write(self, data: memoryview) -> None: ...
-    def due(self) -> Optional[float]: ...
-    def tick(self, now: float) -> None: ...
+PYTHON_IGNORES = (_signal.SIGPIPE, _signal.SIGXFSZ)
+INTERRUPTS = (_signal.SIGINT, _signal.SIGTERM)
 
 
 class SpawnError(Exception):
@@ -84,11 +93,7 @@ def exit_code(status: int) -> int:
 
 
 def become_subreaper() -> bool:
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-    except (OSError, AttributeError):
-        return False
+    return prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 class Supervisor:
@@ -118,11 +123,11 @@ class Supervisor:
         self.signals_received: list[int] = []
         self._wake_r = self._wake_w = -1
         self._pipes: dict[int, int] = {}  # our read end -> where it passes through
-        self._arrived: collections.deque[tuple[int, float]] = collections.deque()  # (signal, when)
-        self._signal_thread: Optional[threading.Thread] = None
-        self._lock = threading.Lock()  # a pid is never signalled once reaped: reap and send hold it
-        self._reaped: collections.deque[int] = collections.deque()  # for the loop to act on
-        self._loop_thread: Optional[threading.Thread] = None
+        self._arrived: deque[tuple[int, float]] = deque()  # (signal, when)
+        self._signal_thread: Optional[threads.Handle] = None
+        self._lock = allocate_lock()  # a pid is never signalled once reaped: reap and send hold it
+        self._reaped: deque[int] = deque()  # for the loop to act on
+        self._loop_thread: Optional[threads.Handle] = None
         self._early = Early()  # the sink until the capture is wired
         self._next_sink: Optional[Sink] = None  # handed over by run()
         self._adopted = False  # the loop writes to the capture (not to _early)
@@ -146,10 +151,10 @@ class Supervisor:
         if self._inherited_mask is not None:
             return
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._inherited_mask = signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
-        if signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN:  # would reap for us: no status
+        self._inherited_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, WAITED)
+        if _signal.getsignal(_signal.SIGCHLD) == _signal.SIG_IGN:  # would reap for us: no status
             self._chld_was_ignored = True
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
 
     def restore_signals(self) -> None:
         """Stop taking signals: the signal thread ends and the inherited mask is back."""
@@ -158,11 +163,11 @@ class Supervisor:
         thread = self._signal_thread
         self._listening = False
         if thread is not None and thread.ident is not None:
-            signal.pthread_kill(thread.ident, signal.SIGCHLD)  # ends its sigwaitinfo
+            _signal.pthread_kill(thread.ident, _signal.SIGCHLD)  # ends its sigwaitinfo
             thread.join(1.0)
         if self._chld_was_ignored:
-            signal.signal(signal.SIGCHLD, signal.SIG_IGN)
-        signal.pthread_sigmask(signal.SIG_SETMASK, self._inherited_mask)
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_IGN)
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, self._inherited_mask)
         self._inherited_mask = None
 
     def _listen(self) -> None:
@@ -173,13 +178,13 @@ class Supervisor:
     def _take_signals(self) -> None:
         """Forward each signal the moment it is taken (the loop only does the bookkeeping)."""
         while self._listening:
-            info = signal.sigwaitinfo(WAITED)
+            info = _signal.sigwaitinfo(WAITED)
             sig = info.si_signo
             if sig in FAULTS and info.si_code not in SENT:
                 continue  # not sent by anyone: never forwarded
             if not self._listening:
                 break
-            if sig == signal.SIGCHLD:
+            if sig == _signal.SIGCHLD:
                 self._collect()  # zombies go at once, not when the loop next runs
             else:
                 with self._lock:
@@ -244,7 +249,7 @@ class Supervisor:
         return set(self._inherited_mask or ())
 
     def _command_defaults(self) -> tuple[int, ...]:
-        return (*PYTHON_IGNORES, signal.SIGCHLD) if self._chld_was_ignored else PYTHON_IGNORES
+        return (*PYTHON_IGNORES, _signal.SIGCHLD) if self._chld_was_ignored else PYTHON_IGNORES
 
     @staticmethod
     def _owns_terminal() -> bool:
@@ -267,10 +272,10 @@ class Supervisor:
                 for fd, target in dups:
                     os.dup2(fd, target)
                 for sig in self._command_defaults():
-                    signal.signal(sig, signal.SIG_DFL)
-                if signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, signal.SIG_DFL):
-                    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python's: no KeyboardInterrupt here
-                signal.pthread_sigmask(signal.SIG_SETMASK, self._command_mask())
+                    _signal.signal(sig, _signal.SIG_DFL)
+                if _signal.getsignal(_signal.SIGINT) not in (_signal.SIG_IGN, _signal.SIG_DFL):
+                    _signal.signal(_signal.SIGINT, _signal.SIG_DFL)  # Python's: no KeyboardInterrupt here
+                _signal.pthread_sigmask(_signal.SIG_SETMASK, self._command_mask())
                 os.execvpe(self.command[0], self.command, os.environ)
             except OSError as exc:
                 os.write(err_w, str(exc.errno or errno.ENOEXEC).encode())
@@ -309,7 +314,7 @@ class Supervisor:
         tree = proctree.tree(self.pid)
         stopped = [pid for pid in tree if proctree.state(pid) == "T" and proctree.pgid(pid) == foreground]
         for pid in stopped:
-            proctree.kill(pid, signal.SIGCONT)
+            proctree.kill(pid, _signal.SIGCONT)
         if stopped and not self._tty_resumed:
             self._tty_resumed = True
             self.reporter.warn("COMMAND was stopped (^Z) and is resumed: no job control here (^C ends it)")
@@ -339,9 +344,9 @@ class Supervisor:
         self.signals_received.append(sig)
         if sig in INTERRUPTS:
             self.interrupts += 1
-        if sig == signal.SIGTERM and self.terminated_at is None:
+        if sig == _signal.SIGTERM and self.terminated_at is None:
             self.terminated_at = at
-        if sig == signal.SIGTERM and self.status is None:
+        if sig == _signal.SIGTERM and self.status is None:
             self._schedule_kill()
 
     def _schedule_kill(self) -> None:
@@ -358,7 +363,7 @@ class Supervisor:
         got = []
         while self._arrived:
             sig, at = self._arrived.popleft()
-            if sig != signal.SIGCHLD:
+            if sig != _signal.SIGCHLD:
                 got.append(sig)
                 self._on_signal(sig, at)
         self.reap()
@@ -434,10 +439,10 @@ class Supervisor:
         """Pump, reap and run the timers; COMMAND's first output goes to memory (``Early``, in
         arrival order) until run() hands over the capture, then is replayed into it."""
         sink: Sink = self._early
-        selector = selectors.DefaultSelector()
+        poller = select.epoll()  # selectors' EpollSelector, without importing selectors
         for fd in self._pipes:
-            selector.register(fd, selectors.EVENT_READ)
-        selector.register(self._wake_r, selectors.EVENT_READ)
+            poller.register(fd, select.EPOLLIN)
+        poller.register(self._wake_r, select.EPOLLIN)
         paused = False  # the pipes wait (COMMAND blocks) while _early is full
         try:
             while not self._finished():
@@ -447,12 +452,11 @@ class Supervisor:
                 if due is not None and (deadline is None or due < deadline):
                     deadline = due
                 timeout = None if deadline is None else max(0.0, deadline - now)
-                for key, _ in selector.select(timeout):
-                    fd = int(key.fd)
+                for fd, _ in poller.poll(-1 if timeout is None else timeout):
                     if fd == self._wake_r:
                         self.read_wakeups()
                     elif not self._pump(fd, sink):
-                        selector.unregister(fd)
+                        poller.unregister(fd)
                         os.close(fd)
                         del self._pipes[fd]
                 if not self._adopted and self._next_sink is not None:
@@ -460,21 +464,21 @@ class Supervisor:
                     if paused:
                         paused = False
                         for fd in self._pipes:
-                            selector.register(fd, selectors.EVENT_READ)
+                            poller.register(fd, select.EPOLLIN)
                 elif not self._adopted and not paused and self._early.size >= EARLY_LIMIT:
                     paused = True
                     for fd in self._pipes:
-                        selector.unregister(fd)
+                        poller.unregister(fd)
                 now = self.clock()
                 sink.tick(now)
                 self._run_timers(now)
         finally:
             for fd in list(self._pipes):
                 if not paused:
-                    selector.unregister(fd)
+                    poller.unregister(fd)
                 os.close(fd)
             self._pipes.clear()
-            selector.close()
+            poller.close()
             self._timers.pop("drain", None)
             self._take_back_terminal()
         assert self.status is not None
@@ -513,7 +517,7 @@ class Supervisor:
         if self._leftovers:
             self.reporter.debug(f"stopping {len(self._leftovers)} leftover process(es)")
             for pid in self._leftovers:
-                proctree.kill(pid, signal.SIGTERM)
+                proctree.kill(pid, _signal.SIGTERM)
             self._timers["leftovers"] = self.clock() + self.policy.leftover_grace
 
     def _run_timers(self, now: float) -> None:
@@ -527,16 +531,16 @@ class Supervisor:
                     self.policy.timeout_warning
                     or f"--timeout passed after {now - self.started_at:.1f}s: stopping COMMAND"
                 )
-                self.send(signal.SIGTERM)
+                self.send(_signal.SIGTERM)
                 self._schedule_kill()
             elif name == "kill" and self.status is None:
                 self.reporter.warn(
                     f"COMMAND still running {self.policy.kill_after:g}s after SIGTERM: sending SIGKILL"
                 )
-                self.send(signal.SIGKILL)
+                self.send(_signal.SIGKILL)
             elif name == "leftovers":
                 self._leftovers.update(proctree.descendants())  # late forks too
-                self._leftovers = {pid for pid in self._leftovers if proctree.kill(pid, signal.SIGKILL)}
+                self._leftovers = {pid for pid in self._leftovers if proctree.kill(pid, _signal.SIGKILL)}
                 if self._leftovers:
                     self._timers["leftovers-gone"] = now + 1.0
             elif name == "leftovers-gone":
