@@ -383,3 +383,42 @@ def test_a_real_fault_of_the_wrapper_still_ends_it(fault: str) -> None:
     out = subprocess.run([PY, "-c", REAL_FAULT, fault], capture_output=True, timeout=60, cwd=Path(__file__).parent.parent)
     assert out.stdout == b"running\n", out.stderr
     assert out.returncode == -(signal.SIGSEGV if fault == "segv" else signal.SIGABRT)
+
+
+SESSION = "import os; print('session' if os.getsid(0) == os.getpid() else 'inherited', os.getpgid(0) == os.getpid())"
+
+
+def _session_of_command(env: dict[str, str], opts: list[str], terminal: bool) -> str:
+    """What COMMAND reports of its session and group, the wrapper started in a session of its own
+    with (or without) a controlling terminal, stdin not that terminal in either case."""
+    import fcntl
+    import termios
+
+    main, tty = os.openpty()
+    try:
+        out = subprocess.run(
+            [*WRAPPER, *opts, "-q", "--", PY, "-c", SESSION],
+            env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
+            start_new_session=True,  # runs before preexec_fn: the terminal is taken in a new session
+            preexec_fn=(lambda: fcntl.ioctl(tty, termios.TIOCSCTTY, 0)) if terminal else None,
+            pass_fds=(tty,),
+        )  # fmt: skip
+    finally:
+        os.close(main)
+        os.close(tty)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_command_leads_a_session_of_its_own_without_a_terminal(local) -> None:
+    """As with dumb-init: a pod has no terminal, and COMMAND's processes are then scheduled apart
+    from the wrapper's reaping thread wherever the kernel's autogroup acts."""
+    env, _read, opts = local
+    assert _session_of_command(env, opts, terminal=False) == "session True\n"
+
+
+def test_command_keeps_the_session_of_a_controlling_terminal(local) -> None:
+    """With a controlling terminal (stdin redirected), COMMAND stays in its session, so it can still
+    open /dev/tty (a password prompt), in a process group of its own as before."""
+    env, _read, opts = local
+    assert _session_of_command(env, opts, terminal=True) == "inherited True\n"

@@ -14,7 +14,9 @@ process is forwarded like any other; a real fault of the wrapper still ends it.
 
 On a terminal, COMMAND is put in its own process group and made the terminal's foreground group
 *before* it execs (fork + exec; posix_spawn otherwise, which is faster), so a COMMAND that reads
-the terminal at once is never stopped by SIGTTIN.
+the terminal at once is never stopped by SIGTTIN. Without a terminal COMMAND gets a session of its
+own (as with dumb-init): where the kernel's autogroup acts (the root CPU cgroup), a storm of its
+processes is then scheduled as one group and cannot starve our reaping thread.
 """
 
 from __future__ import annotations
@@ -90,10 +92,6 @@ def exit_code(status: int) -> int:
     """A wait status as a shell reports it: the exit code, or 128+N for signal N."""
     code = os.waitstatus_to_exitcode(status)
     return exitcodes.SIGNAL_BASE - code if code < 0 else code
-
-
-def become_subreaper() -> bool:
-    return prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 class Supervisor:
@@ -196,7 +194,7 @@ class Supervisor:
     def spawn(self) -> int:
         """Start COMMAND in its own process group, its stdout/stderr on our pipes."""
         self.install_signals()
-        become_subreaper()
+        prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphaned descendants are ours to reap, PID 1 or not
         if not self.command[0]:
             raise SpawnError(exitcodes.NOT_FOUND, "'': command not found")
         fds = []
@@ -209,18 +207,20 @@ class Supervisor:
             fds.append((r, w))
         dups = [(w, target) for (_r, w), target in zip(fds, (1, 2))]
         try:
-            if self._owns_terminal():
+            terminal = self._terminal()
+            if terminal == "foreground":
                 self.pid = self._fork_exec_in_foreground(dups)
                 self._tty_handed_over = True
             else:
+                group = {"setpgroup": 0} if terminal else {"setsid": True}
                 self.pid = os.posix_spawnp(
                     self.command[0],
                     self.command,
                     os.environ,
                     file_actions=[(os.POSIX_SPAWN_DUP2, w, target) for w, target in dups],
-                    setpgroup=0,
                     setsigmask=self._command_mask(),
                     setsigdef=self._command_defaults(),
+                    **group,
                 )
         except OSError as exc:
             for r, w in fds:
@@ -252,12 +252,15 @@ class Supervisor:
         return (*PYTHON_IGNORES, _signal.SIGCHLD) if self._chld_was_ignored else PYTHON_IGNORES
 
     @staticmethod
-    def _owns_terminal() -> bool:
-        """Interactive use: stdin is a terminal whose foreground group is ours."""
+    def _terminal() -> str:
+        """"foreground": ours (interactive use); "other": one COMMAND may open (/dev/tty); "": none."""
         try:
-            return os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp()
+            if os.isatty(0) and os.tcgetpgrp(0) == os.getpgrp():
+                return "foreground"
+            os.close(os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK))
         except OSError:
-            return False
+            return ""  # ENXIO: no controlling terminal (a pod, a CI job); ENOENT: no /dev/tty
+        return "other"
 
     def _fork_exec_in_foreground(self, dups: list[tuple[int, int]]) -> int:
         """fork + exec, the child taking its own group and the terminal before it execs (as tini
