@@ -41,9 +41,17 @@ class LogArchiver:
         self._parts: list[GzipMember] = []  # every member, in log order (``plain()``)
         self._finish_lock = threading.Lock()
         self._finished = False
-        self._thread = threads.start(self._work, "log-archiver", background=True)
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        """Compress in the background from now on (the first ``add`` starts it too)."""
+        with self._finish_lock:
+            if self._thread is None and not self._finished:
+                self._thread = threads.start(self._work, "log-archiver", background=True)
 
     def add(self, chunk: Chunk) -> None:
+        if self._thread is None:
+            self.start()
         self._queue.put(chunk)
 
     def _work(self) -> None:
@@ -81,8 +89,9 @@ class LogArchiver:
         """Wait for the queued chunks (once; both payloads below may ask, from two workers)."""
         with self._finish_lock:
             if not self._finished:
-                self._queue.put(None)
-                self._thread.join()
+                if self._thread is not None:  # None: no chunk ever came
+                    self._queue.put(None)
+                    self._thread.join()
                 if self._out is not None:
                     self._out.close()
                 self._finished = True

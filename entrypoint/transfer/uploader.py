@@ -69,6 +69,10 @@ class Uploader:
         self._pool: queue.Queue[object] = queue.Queue()
         self._workers = workers
         self._threads: list[threading.Thread] = []
+        self._started = False  # start() was called: jobs start the lanes' threads
+        self._stopping = False  # stop() was called: no thread starts any more
+        self._ordered_lane = False  # its two threads are started
+        self._pool_workers = 0  # pool workers started
         self._store: Optional[Store] = None
         self._store_lock = threading.Lock()
         self.permanent: Optional[StoreError] = None
@@ -85,18 +89,36 @@ class Uploader:
         self.failed_causes: set[str] = set()  # codes of the permanent errors met
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, preflight: str = "off", probe_prefix: str = "") -> None:
-        lanes = [("upload-ordered", self._ready)] + [
-            (f"upload-{i}", self._pool) for i in range(self._workers)
-        ]
-        for name, q in lanes:
-            self._threads.append(threads.start(functools.partial(self._work, q), name, background=True))
-        self._threads.append(threads.start(self._prepare_ordered, "upload-prepare", background=True))
-        # Build the store (imports the S3 client) in the background, and check it if asked to.
+    def start(self, preflight: str = "off", probe_prefix: str = "", warm_up: bool = True) -> None:
+        """Take jobs from now on: each lane's threads start with its first job (a step that
+        uploads no live log starts no ordered lane; a pool worker starts per job, up to
+        ``workers``). ``warm_up``: build the store (import the S3 client) in the background now."""
+        with self._lock:
+            self._started = True
+            ordered, pool = self._ordered_pending > 0, self._pool.qsize()
+        self._lanes(ordered, pool)
         if preflight != "warn":
             self._verdict.set()
-        target = self._warm_up if preflight != "warn" else lambda: self._preflight_warn(probe_prefix)
-        threads.start(target, "store-warm-up")  # on the final flush's path in a short step
+            if warm_up:
+                threads.start(self._warm_up, "store-warm-up")  # on the final flush's path in a short step
+        else:  # build the store and check it in the background
+            threads.start(lambda: self._preflight_warn(probe_prefix), "store-warm-up")
+
+    def _lanes(self, ordered: bool, pool: int) -> None:
+        """Start the ordered lane's threads if ``ordered`` and up to ``pool`` more pool workers."""
+        with self._lock:
+            if not self._started or self._stopping:
+                return
+            start_ordered = ordered and not self._ordered_lane
+            self._ordered_lane = self._ordered_lane or start_ordered
+            first = self._pool_workers
+            self._pool_workers = min(self._workers, first + pool)
+        names = [("upload-ordered", self._ready)] if start_ordered else []
+        names += [(f"upload-{i}", self._pool) for i in range(first, self._pool_workers)]
+        for name, q in names:
+            self._threads.append(threads.start(functools.partial(self._work, q), name, background=True))
+        if start_ordered:
+            self._threads.append(threads.start(self._prepare_ordered, "upload-prepare", background=True))
 
     def submit(self, job: Job, ordered: bool = False) -> Job:
         with self._lock:
@@ -104,6 +126,7 @@ class Uploader:
             if ordered:
                 self._ordered_pending += 1
         (self._ordered if ordered else self._pool).put(job)
+        self._lanes(ordered, 0 if ordered else 1)
         return job
 
     def backlog(self) -> int:
@@ -131,7 +154,10 @@ class Uploader:
 
     def stop(self) -> None:
         """Let the workers finish what is queued, then end."""
-        for _ in range(self._workers):
+        with self._lock:
+            self._stopping = True
+            workers = self._pool_workers
+        for _ in range(workers):
             self._pool.put(_STOP)
         self._ordered.put(_STOP)
 

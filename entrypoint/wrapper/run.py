@@ -121,7 +121,7 @@ class Run:
         try:
             started_wall = time.time() - (sup.clock() - sup.started_at)  # COMMAND's spawn, in wall time
             # after the spawn: the S3 client is imported (and the bucket checked) in the background
-            self.uploader.start(cfg.preflight, cfg.layout.task_prefix)
+            self.uploader.start(cfg.preflight, cfg.layout.task_prefix, warm_up=cfg.store.endpoint is not None)
             watch = MemoryWatch(
                 *self.memory,
                 self.capture,
@@ -130,8 +130,13 @@ class Run:
                 terminated=lambda: sup.terminated_at is not None,
                 wake=sup.wake,
             )
-            sampler = TreeSampler(sup.pid, on_tick=watch.tick).start()
-            threads.start(warm_up, "warm-up", background=True)
+            sampler = TreeSampler(sup.pid, on_tick=watch.tick)
+            if sup.status is None:
+                sampler.start()
+                self.archiver.start()
+                threads.start(warm_up, "warm-up", background=True)
+            else:  # COMMAND is gone already: no thread for what only matters while it runs
+                watch.tick()  # the sampler's first look, all the same
             if cfg.embedded_default:
                 self.reporter.info(f"no --endpoint set: storing objects in {cfg.store.describe()}")
             code = sup.run()

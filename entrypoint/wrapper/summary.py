@@ -31,19 +31,20 @@ class TreeSampler:
         self.on_tick = on_tick
         self.peak = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
+        self._thread: Optional[threading.Thread] = None
 
     def start(self) -> TreeSampler:
-        self._thread.start()
+        self._thread = threads.start(self._run, "sampler", background=True)
         return self
 
     def stop(self) -> int:
+        """The peak seen (0: never sampled, or not started)."""
         self._stop.set()
-        self._thread.join(timeout=2)
+        if self._thread is not None:
+            self._thread.join(timeout=2)
         return self.peak
 
     def _run(self) -> None:
-        threads.settle("sampler", background=True)
         while not self._stop.is_set():
             self.on_tick()
             pids = proctree.tree(self.pid)
