@@ -336,6 +336,18 @@ def test_local_store_reports_sha256_and_does_not_create_bucket_unless_allowed(tm
     assert (tmp_path / "bkt/a/b").read_bytes() == b"data"
 
 
+@pytest.mark.parametrize("size", [0, 5, MiB - 1, MiB, 3 * MiB + 7])
+def test_local_store_digest_and_file_are_those_of_a_mkstemp_write(tmp_path: Path, size: int) -> None:
+    """Either SHA-256 module (builtin for small objects, OpenSSL's for large ones) gives the same
+    digest; the object is a 0600 file like ``tempfile.mkstemp``'s, and no temporary file is left."""
+    data = os.urandom(size)
+    stored = LocalStore(tmp_path, "bkt").put("a/b", Payload.of(data))
+    assert (stored.size, stored.sha256) == (size, hashlib.sha256(data).hexdigest())
+    assert (tmp_path / "bkt/a/b").read_bytes() == data
+    assert (tmp_path / "bkt/a/b").stat().st_mode & 0o777 == 0o600
+    assert os.listdir(tmp_path / "bkt/a") == ["b"]
+
+
 class FlakyStore(LocalStore):
     """A local store whose first ``failures`` writes of each key fail as a 503 would."""
 

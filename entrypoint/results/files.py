@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import stat
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -102,6 +101,8 @@ def archive_result(result: ResultFile, out_path: Path, mtime: float | None = Non
 
 def replace_file(path: Path, data: bytes) -> None:
     """Write ``data`` to a new file and rename it over ``path`` (a symlink is replaced, not followed)."""
+    import tempfile  # seldom needed (offloaded results): not loaded on every run's exit
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as out:

@@ -16,7 +16,6 @@ one is on the wire (``transfer/uploader.py``), so the store's request needs no p
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from collections.abc import Sequence
@@ -126,6 +125,8 @@ class Payload(NamedTuple):
     def hashed(self, keep: bool) -> Payload:
         """This payload with its digests, from one read of it; ``keep``: its bytes in memory
         (one ``bytes`` part), else the same parts (re-read when sent)."""
+        import hashlib  # OpenSSL: only for a store that needs the digests ahead (S3)
+
         md5, sha256 = hashlib.md5(), hashlib.sha256()
         with self.open() as reader:
             if keep:
