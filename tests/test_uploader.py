@@ -383,6 +383,32 @@ def test_ordered_lane_stores_in_order_through_retries(tmp_path: Path) -> None:
     assert all(j.retries == 2 and j.result is not None for j in uploader.jobs())
 
 
+@pytest.mark.parametrize("last", [False, True], ids=["pool", "last"])
+@pytest.mark.parametrize("failures", [0, 1, 3])
+def test_stored_here_first_then_retried_elsewhere_as_if_never_moved(
+    tmp_path: Path, failures: int, last: bool
+) -> None:
+    """``store_here``: the first attempt on the caller's thread; after a transient failure the
+    job goes on in the pool (or on a thread of its own) with the same retry count and backoff."""
+    store = FlakyStore(tmp_path, failures=failures)
+    uploader = Uploader(lambda: store, Reporter(quiet=True), policy=RetryPolicy(base=0.001, cap=0.002))
+    uploader.start(preflight="off")
+    job = uploader.store_here(Job("a/b", lambda: Payload.of(b"data")), time.monotonic() + 60 if last else None)
+    assert job.done.is_set() is (failures == 0)  # stored here, at once, when nothing failed
+    assert job.done.wait(30)
+    assert job.stored and (tmp_path / "bkt/a/b").read_bytes() == b"data"
+    assert (job.attempts, job.retries, uploader.requests) == (failures + 1, failures, failures + 1)
+    assert uploader.close(None) == []
+
+
+def test_a_permanent_error_here_is_final_at_once(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path, "bkt")
+    uploader = Uploader(lambda: store, Reporter(quiet=True, fd=os.open(os.devnull, os.O_WRONLY)))
+    uploader.start(preflight="off")
+    job = uploader.store_here(Job("../escape", lambda: Payload.of(b"x")), time.monotonic() + 60)
+    assert job.done.is_set() and not job.stored and "refusing object key" in job.error
+
+
 def test_whole_store_error_fails_every_job_with_one_attempt(tmp_path: Path) -> None:
     store = LocalStore(tmp_path, "missing", create_bucket=False)
     uploader = Uploader(lambda: store, Reporter(quiet=True, fd=os.open(os.devnull, os.O_WRONLY)))

@@ -59,31 +59,41 @@ class LogArchiver:
             chunk = self._queue.get()
             if chunk is None:
                 return
-            member: Optional[GzipMember] = None
-            out = self._out
             try:
-                if self._error is None and out is not None:
-                    if self._budget is not None:
-                        self._budget.start_archiving(chunk.size)
-                    offset = out.tell()
-                    fd = os.open(chunk.path, os.O_RDONLY | os.O_CLOEXEC)
-                    try:
-                        size = archive.gzip_file(fd, out)
-                    finally:
-                        os.close(fd)
-                    out.flush()  # uploads read the member through a file of their own
-                    part = GzipMember(self.members, offset, out.tell() - offset, size)
-                    self._parts.append(part)
-                    if size == chunk.size:
-                        member = part
-            except OSError as exc:
-                self._error = exc
+                self._compress(chunk)
             finally:
+                self._queue.task_done()
+
+    def _compress(self, chunk: Chunk) -> None:
+        member: Optional[GzipMember] = None
+        out = self._out
+        try:
+            if self._error is None and out is not None:
                 if self._budget is not None:
-                    self._budget.end_archiving(out.tell() if out is not None else 0)
-                chunk.done(archived=True, member=member)
-            if member is not None:  # at most one chunk is both compressed and raw (held by its upload)
-                chunk.wait_unheld(HOLD_WAIT)
+                    self._budget.start_archiving(chunk.size)
+                offset = out.tell()
+                fd = os.open(chunk.path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    size = archive.gzip_file(fd, out)
+                finally:
+                    os.close(fd)
+                out.flush()  # uploads read the member through a file of their own
+                part = GzipMember(self.members, offset, out.tell() - offset, size)
+                self._parts.append(part)
+                if size == chunk.size:
+                    member = part
+        except OSError as exc:
+            self._error = exc
+        finally:
+            if self._budget is not None:
+                self._budget.end_archiving(out.tell() if out is not None else 0)
+            chunk.done(archived=True, member=member)
+        if member is not None:  # at most one chunk is both compressed and raw (held by its upload)
+            chunk.wait_unheld(HOLD_WAIT)
+
+    def idle(self) -> bool:
+        """Every chunk added is compressed already: ``finish`` and ``plain`` do not wait."""
+        return self._queue.unfinished_tasks == 0
 
     def _complete(self) -> None:
         """Wait for the queued chunks (once; both payloads below may ask, from two workers)."""

@@ -59,6 +59,11 @@ class DeadlinePassed(StoreError):
         self.last = last
 
 
+class Deferred(Exception):
+    """The first attempt of an ``Attempts(first_only=True)`` failed transiently: call it again
+    (where it may wait) to go on, as if it had never stopped."""
+
+
 class Backoff:
     def __init__(self, clock: Clock = time.monotonic) -> None:
         self._clock = clock
@@ -112,6 +117,7 @@ class Attempts:
         on_attempt: Callable[[], None] = lambda: None,
         on_transient: Callable[[StoreError], None] = lambda _exc: None,
         doomed: Callable[[], Optional[StoreError]] = lambda: None,
+        first_only: bool = False,
     ) -> None:
         self.backoff = backoff
         self.policy = policy
@@ -120,10 +126,16 @@ class Attempts:
         self.on_transient = on_transient
         self.doomed = doomed  # a whole-store permanent error seen elsewhere: stop at once
         self.retries = 0
+        self.first_only = first_only  # a transient failure of the first attempt raises Deferred
+        self._deferred: Optional[StoreError] = None  # that failure: the next call backs off first
 
     def __call__(self, request: Callable[[], T], what: str) -> T:
         failures = 0
-        last: Optional[StoreError] = None
+        last = self._deferred
+        if last is not None:  # the first attempt failed where it could not wait: back off now
+            self._deferred = None
+            failures = 1
+            self._back_off(failures, last, what)
         while True:
             fatal = self.doomed()
             if fatal is not None:
@@ -141,11 +153,18 @@ class Attempts:
                 self.retries += 1
                 self.backoff.failed()
                 self.on_transient(exc)
-                delay = self.policy.delay(failures, exc)
-                if self.backoff.expired(delay):
-                    raise DeadlinePassed(exc) from None
-                self.reporter.debug(f"retry {failures} of {what} in {delay:.2f}s after: {exc}")
-                self.backoff.sleep(delay)
+                if self.first_only:
+                    self.first_only = False
+                    self._deferred = exc
+                    raise Deferred(what) from None
+                self._back_off(failures, exc, what)
                 continue
             self.backoff.succeeded()
             return result
+
+    def _back_off(self, failures: int, exc: StoreError, what: str) -> None:
+        delay = self.policy.delay(failures, exc)
+        if self.backoff.expired(delay):
+            raise DeadlinePassed(exc) from None
+        self.reporter.debug(f"retry {failures} of {what} in {delay:.2f}s after: {exc}")
+        self.backoff.sleep(delay)

@@ -142,6 +142,8 @@ class FinalFlush:
         self.capture, self.archiver, self.budget, self.spool = capture, archiver, budget, spool
         self.sup, self.clock, self.inputs = supervisor, clock, list(inputs)
         self.aborted = False
+        # a local directory: no network to hang on, so objects are first tried on this thread
+        self.here = cfg.store.endpoint is None
         self.deadlines: Optional[Deadlines] = None
         self.manifest: dict[str, Any] = {}
 
@@ -162,8 +164,10 @@ class FinalFlush:
         self.capture.close()
         total = self.capture.total
         mtime = ended.finished_wall if cfg.archive_mtime is None else cfg.archive_mtime
+        # with a local store and the archive complete (nothing to wait for), stored right here
+        submit = self.uploader.store_here if self.here and self.archiver.idle() else self.uploader.submit
         for key in cfg.layout.log_archive_keys():  # a retry's own, then <step>-log.tgz (the latest's)
-            self.uploader.submit(
+            submit(
                 Job(
                     key=key,
                     build=lambda: self.archiver.finish(total, mtime),
@@ -172,7 +176,7 @@ class FinalFlush:
                 )
             )
         if cfg.results_log_key is not None:  # --tekton-results-logs: the same bytes, plain, once
-            self.uploader.submit(
+            submit(
                 Job(
                     key=cfg.results_log_key,
                     build=self.archiver.plain,
@@ -271,9 +275,13 @@ class FinalFlush:
         outcome.missing.append(job)
 
     def _store_last(self, suffix: str, data: bytes, deadline: Callable[[], float]) -> Job:
-        """Store ``<step>-<suffix>`` (summary, manifest) on its own thread within ``deadline()``."""
+        """Store ``<step>-<suffix>`` (summary, manifest) on its own thread within ``deadline()``
+        (a local store: first tried right here)."""
         job = self._last_job(suffix, data)
-        self.uploader.start_last(job, deadline())
+        if self.here:
+            self.uploader.store_here(job, deadline())
+        else:
+            self.uploader.start_last(job, deadline())
         self._wait([job], deadline)
         return job
 

@@ -51,9 +51,7 @@ def preflight_strict(cfg: Config, reporter: Reporter) -> bool:
 
 
 def warm_up() -> None:
-    """Load what the final flush needs (tar, the deflate module) while COMMAND runs, not after."""
-    import tarfile  # noqa: F401
-
+    """Load what the final flush needs (the deflate module) while COMMAND runs, not after."""
     deflate_module()
 
 
@@ -120,8 +118,10 @@ class Run:
         cfg, sup = self.cfg, self.supervisor
         try:
             started_wall = time.time() - (sup.clock() - sup.started_at)  # COMMAND's spawn, in wall time
-            # after the spawn: the S3 client is imported (and the bucket checked) in the background
-            self.uploader.start(cfg.preflight, cfg.layout.task_prefix, warm_up=cfg.store.endpoint is not None)
+            # after the spawn: the S3 client is imported (and the bucket checked) in the background;
+            # a local directory is checked right here when COMMAND is gone already
+            local, gone = cfg.store.endpoint is None, sup.status is not None
+            self.uploader.start(cfg.preflight, cfg.layout.task_prefix, warm_up=not local, here=local and gone)
             watch = MemoryWatch(
                 *self.memory,
                 self.capture,
@@ -131,7 +131,7 @@ class Run:
                 wake=sup.wake,
             )
             sampler = TreeSampler(sup.pid, on_tick=watch.tick)
-            if sup.status is None:
+            if not gone:
                 sampler.start()
                 self.archiver.start()
                 threads.start(warm_up, "warm-up", background=True)
