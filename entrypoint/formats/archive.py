@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import zlib
 from pathlib import Path
 from types import ModuleType
 from typing import Any, BinaryIO
@@ -26,6 +25,8 @@ def deflate_module() -> tuple[ModuleType, str, int]:
     try:
         return importlib.import_module("isal.isal_zlib"), "isal", 1
     except ImportError:
+        import zlib
+
         return zlib, "zlib", 1
 
 

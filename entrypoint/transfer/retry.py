@@ -8,14 +8,16 @@ is back: everyone waiting may try again at once instead of sleeping out a long b
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Optional, TypeVar
+from typing import TYPE_CHECKING, Optional, TypeVar
 
 from ..report import Reporter
 from ..store import StoreError
+
+if TYPE_CHECKING:
+    import random
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -29,7 +31,7 @@ class RetryPolicy:
         self.base = base  # the first backoff is drawn from [0, base]
         self.cap = cap  # no wait between two attempts is longer than this (the server is busy)
         self.network_cap = network_cap  # ... or this when the server could not be reached at all
-        self.rng = random.Random() if rng is None else rng
+        self.rng = rng  # made on the first retry: ``random`` loads in milliseconds a run rarely needs
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RetryPolicy):
@@ -49,6 +51,10 @@ class RetryPolicy:
         noticed sooner when it comes back. Throttling and 5xx answers get the longer one.
         """
         cap = self.network_cap if error is not None and error.code == "Network" else self.cap
+        if self.rng is None:
+            import random
+
+            self.rng = random.Random()
         return self.rng.uniform(0, min(cap, self.base * (2 ** min(max(failures - 1, 0), 30))))
 
 

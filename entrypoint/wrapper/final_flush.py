@@ -17,9 +17,9 @@ once (the summary and the manifest are then counted missing).
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from signal import Signals
@@ -333,4 +333,17 @@ class FinalFlush:
 
 
 def _iso(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="milliseconds")
+    """``ts`` in ISO 8601, UTC, to the millisecond: what ``datetime.fromtimestamp(ts, timezone.utc)
+    .isoformat(timespec="milliseconds")`` writes (microseconds rounded half to even, then cut),
+    without loading ``datetime`` after the spawn."""
+    whole = float(int(ts))
+    micros = round((ts - whole) * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    t = time.gmtime(whole)
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        f".{micros // 1000:03d}+00:00"
+    )
