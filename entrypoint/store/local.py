@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import builtins
 import errno
+import functools
 import importlib
 import io
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from stat import S_ISREG
-from typing import Any
+from typing import Any, Optional
 
 from .base import Metadata, ObjectInfo, Retry, Stored, StoreError, once
 from .payload import Payload
@@ -27,15 +29,23 @@ def _sha256(size: int) -> Any:
     """A SHA-256 hash object for ``size`` bytes. Loading OpenSSL (``hashlib``) costs ~2 ms of a
     short step's exit and the builtin module hashes at a third of its speed: the builtin one
     below ``_OPENSSL_FROM`` bytes, unless ``hashlib`` is loaded already."""
-    if size < _OPENSSL_FROM and "hashlib" not in sys.modules:
-        for name in ("_sha2", "_sha256"):  # Python 3.12+, before
-            try:
-                return importlib.import_module(name).sha256()
-            except ImportError:
-                continue
+    builtin = _builtin_sha256() if size < _OPENSSL_FROM and "hashlib" not in sys.modules else None
+    if builtin is not None:
+        return builtin()
     import hashlib
 
     return hashlib.sha256()
+
+
+@functools.cache
+def _builtin_sha256() -> Optional[Callable[[], Any]]:
+    for name in ("_sha2", "_sha256"):  # Python 3.12+, before
+        try:
+            constructor: Callable[[], Any] = importlib.import_module(name).sha256
+            return constructor
+        except ImportError:
+            continue
+    return None  # a Python built without it
 
 
 def _create_temporary(directory: Path, name: str) -> tuple[int, str]:
