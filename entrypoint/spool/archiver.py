@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import queue
 import threading
+from _queue import SimpleQueue  # queue.SimpleQueue, without loading queue (and heapq) after the spawn
 from pathlib import Path
 from typing import BinaryIO, Optional
 
@@ -37,7 +37,8 @@ class LogArchiver:
         except OSError as exc:
             self._error = exc
         # each chunk's member is also read on its own (``GzipMember``) by a later upload
-        self._queue: queue.Queue[Optional[Chunk]] = queue.Queue()
+        self._queue: SimpleQueue[Optional[Chunk]] = SimpleQueue()
+        self._added = self._compressed = 0  # chunks (each written by one thread only)
         self._parts: list[GzipMember] = []  # every member, in log order (``plain()``)
         self._finish_lock = threading.Lock()
         self._finished = False
@@ -52,6 +53,7 @@ class LogArchiver:
     def add(self, chunk: Chunk) -> None:
         if self._thread is None:
             self.start()
+        self._added += 1
         self._queue.put(chunk)
 
     def _work(self) -> None:
@@ -62,7 +64,7 @@ class LogArchiver:
             try:
                 self._compress(chunk)
             finally:
-                self._queue.task_done()
+                self._compressed += 1
 
     def _compress(self, chunk: Chunk) -> None:
         member: Optional[GzipMember] = None
@@ -93,7 +95,7 @@ class LogArchiver:
 
     def idle(self) -> bool:
         """Every chunk added is compressed already: ``finish`` and ``plain`` do not wait."""
-        return self._queue.unfinished_tasks == 0
+        return self._compressed == self._added
 
     def _complete(self) -> None:
         """Wait for the queued chunks (once; both payloads below may ask, from two workers)."""

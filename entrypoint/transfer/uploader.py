@@ -23,9 +23,9 @@ over the chunk size, see ``spool/capture.py``).
 from __future__ import annotations
 
 import functools
-import queue
 import threading
 import time
+from _queue import SimpleQueue  # queue.SimpleQueue, without loading queue (and heapq) after the spawn
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -60,10 +60,10 @@ class Uploader(StoreAccess):
         super().__init__(store_factory, reporter, clock, policy or RetryPolicy())
         self._backoff = Backoff(clock)
         self._notify = notify  # called after every finished job (wakes the supervisor's loop)
-        self._ordered: queue.Queue[object] = queue.Queue()
-        self._ready: queue.Queue[object] = queue.Queue()  # ordered jobs, prepared, for the sender
+        self._ordered: SimpleQueue[object] = SimpleQueue()
+        self._ready: SimpleQueue[object] = SimpleQueue()  # ordered jobs, prepared, for the sender
         self._ahead = threading.Semaphore(PREPARED_AHEAD + 1)  # prepared and not finished yet
-        self._pool: queue.Queue[object] = queue.Queue()
+        self._pool: SimpleQueue[object] = SimpleQueue()
         self._workers = workers
         self._threads: list[threading.Thread] = []
         self._started = False  # start() was called: jobs start the lanes' threads
@@ -230,7 +230,7 @@ class Uploader(StoreAccess):
         preload: Any = getattr(self.store(), "preload", None)
         return payload if preload is None else preload(payload)
 
-    def _work(self, q: queue.Queue[object]) -> None:
+    def _work(self, q: SimpleQueue[object]) -> None:
         ordered = q is self._ready
         while True:
             item = q.get()
