@@ -228,11 +228,12 @@ def test_a_whole_run_imports_no_dataclasses(tmp_path: Any) -> None:
 def test_a_whole_local_store_run_loads_no_tempfile_tarfile_nor_openssl(tmp_path: Any) -> None:
     """A COMMAND that ends at once waits for what loads after the spawn: the local store writes
     without ``tempfile`` (it pulls shutil, bz2, lzma, random), hashes small objects without
-    OpenSSL (``_hashlib``: milliseconds to load), and the log archive's tar header is built
-    without ``tarfile``."""
+    OpenSSL (``_hashlib``: milliseconds to load), the log archive's tar header is built without
+    ``tarfile``, the summary's times without ``datetime``, the queues are ``_queue``'s, and
+    ``random`` waits for a first retry."""
     code = (
         "import sys, entrypoint.cli as c\n"
-        "heavy = ('tempfile', '_hashlib', 'hashlib', 'tarfile')\n"
+        "heavy = ('tempfile', '_hashlib', 'hashlib', 'tarfile', 'datetime', 'random', 'queue')\n"
         "def end(code):\n"
         "    print(code, sorted(m for m in sys.modules if m in heavy))\n"
         "    sys.stdout.flush()\n"
