@@ -103,7 +103,8 @@ class LogArchiver:
             if not self._finished:
                 if self._thread is not None:  # None: no chunk ever came
                     self._queue.put(None)
-                    self._thread.join()
+                    if not self.idle():  # idle, it touches nothing more: no need to wait for its end
+                        self._thread.join()
                 if self._out is not None:
                     self._out.close()
                 self._finished = True
