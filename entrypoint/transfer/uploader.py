@@ -6,7 +6,11 @@ results, archives). The ordered lane is a two-stage pipeline: a *preparer* threa
 chunk ahead (``Store.preload``: its bytes and MD5/SHA-256 digests) while the sender thread has the
 current one on the wire, so the CPU work per chunk (decompressing its gzip member, hashing)
 overlaps the server's; requests still go out one at a time, in log order, each only after the one
-before it is stored, so a reader never sees chunk N+1 while chunk N is missing.
+before it is stored, so a reader never sees chunk N+1 while chunk N is missing. Threads start
+with the work: the ordered lane's two with the first chunk, a pool worker per job up to
+``workers`` (a COMMAND that ends at once, with no output, starts none). With a local store,
+``store_here`` makes a job's first attempt on the caller's thread (no hand-off to a worker and
+back); a transient failure sends it on to a thread, retried from where it is.
 
 Every request retries transient errors with exponential backoff and full jitter (``retry.py``)
 until it succeeds, hits a permanent error, or the flush deadline passes. A permanent error that

@@ -10,9 +10,11 @@ SIGKILLs the step at the timeout, with no warning). The time left between the
 flush's start (or a later SIGTERM) and that end is split once: everything but the summary and the
 manifest has all but the last ``RESERVE_SHARE`` of it (at most ``RESERVE_MAX``), the summary half of
 that reserve, the manifest the rest. The summary and the manifest go up each on a thread of its
-own, so that workers stuck on a dead connection cannot keep them from being tried. The wrapper
-exits by the flush's end whatever the store does; a second SIGINT/SIGTERM gives the flush up at
-once (the summary and the manifest are then counted missing).
+own, so that workers stuck on a dead connection cannot keep them from being tried; with a local
+store (no network to hang on) they, and the log archive when it is complete, are first tried on
+the main thread, and only a transient failure hands them on to a thread (``Uploader.store_here``).
+The wrapper exits by the flush's end whatever the store does; a second SIGINT/SIGTERM gives the
+flush up at once (the summary and the manifest are then counted missing).
 """
 
 from __future__ import annotations
