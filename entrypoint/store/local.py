@@ -39,13 +39,12 @@ def _sha256(size: int) -> Any:
 
 @functools.cache
 def _builtin_sha256() -> Optional[Callable[[], Any]]:
-    for name in ("_sha2", "_sha256"):  # Python 3.12+, before
-        try:
-            constructor: Callable[[], Any] = importlib.import_module(name).sha256
-            return constructor
-        except ImportError:
-            continue
-    return None  # a Python built without it
+    try:
+        module = importlib.import_module("_sha2" if sys.version_info >= (3, 12) else "_sha256")
+    except ImportError:
+        return None  # a Python built without it
+    constructor: Callable[[], Any] = module.sha256
+    return constructor
 
 
 def _create_temporary(directory: Path, name: str) -> tuple[int, str]:
