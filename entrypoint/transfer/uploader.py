@@ -81,16 +81,22 @@ class Uploader(StoreAccess):
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(
-        self, preflight: str = "off", probe_prefix: str = "", warm_up: bool = True, here: bool = False
+        self,
+        preflight: str = "off",
+        probe_prefix: str = "",
+        warm_up: bool = True,
+        here: bool = False,
+        ordered_lane: bool = False,
     ) -> None:
         """Take jobs from now on: each lane's threads start with its first job (a step that
         uploads no live log starts no ordered lane; a pool worker starts per job, up to
         ``workers``). ``warm_up``: build the store (import the S3 client) in the background now.
         ``here``: the preflight check runs on the calling thread (a local store, and nothing to
-        overlap it with: COMMAND is gone)."""
+        overlap it with: COMMAND is gone). ``ordered_lane``: its threads start now, on the calling
+        thread (the first live chunk is sealed on the pump's, which must not wait for them)."""
         with self._lock:
             self._started = True
-            ordered, pool = self._ordered_pending > 0, self._pool.qsize()
+            ordered, pool = ordered_lane or self._ordered_pending > 0, self._pool.qsize()
         self._lanes(ordered, pool)
         if preflight != "warn":
             self._verdict.set()

@@ -121,7 +121,13 @@ class Run:
             # after the spawn: the S3 client is imported (and the bucket checked) in the background;
             # a local directory is checked right here when COMMAND is gone already
             local, gone = cfg.store.endpoint is None, sup.status is not None
-            self.uploader.start(cfg.preflight, cfg.layout.task_prefix, warm_up=not local, here=local and gone)
+            self.uploader.start(
+                cfg.preflight,
+                cfg.layout.task_prefix,
+                warm_up=not local,
+                here=local and gone,
+                ordered_lane=not gone,  # not started by the first chunk, on the pump's thread
+            )
             watch = MemoryWatch(
                 *self.memory,
                 self.capture,
