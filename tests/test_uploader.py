@@ -467,6 +467,20 @@ def test_uploads_wait_for_the_preflights_verdict_however_long_it_takes(tmp_path:
     assert all(j.attempts == 0 and j.cause == "SignatureDoesNotMatch" for j in missing)
 
 
+@pytest.mark.parametrize("last", [False, True], ids=["pool", "last"])
+def test_stored_here_never_waits_for_the_preflight_on_the_callers_thread(tmp_path: Path, last: bool) -> None:
+    """A preflight still out (a hung file system): ``store_here`` hands the job on at once, and it
+    goes up once the verdict comes, as a submitted one would."""
+    store = GatedStore(tmp_path, None)
+    uploader = Uploader(lambda: store, Reporter(quiet=True))
+    uploader.start(preflight="warn", probe_prefix="x/")
+    job = uploader.store_here(Job("r.tgz", lambda: Payload.of(b"x")), time.monotonic() + 60 if last else None)
+    wait_until(lambda: uploader.awaiting_verdict == 1, timeout=30, what="the upload waiting, on a thread")
+    assert not job.done.is_set() and store.puts == 0
+    store.gate.set()
+    assert job.done.wait(30) and job.stored and store.puts == 1
+
+
 def test_uploads_go_ahead_once_a_slow_preflight_says_the_store_is_fine(tmp_path: Path) -> None:
     store = GatedStore(tmp_path, None)
     uploader = Uploader(lambda: store, Reporter(quiet=True))

@@ -192,7 +192,10 @@ class Uploader(StoreAccess):
         """Make ``job``'s first attempt on the calling thread, sparing two thread hand-offs: for a
         store with no network to hang on (a local directory). Should it fail for now, the job
         goes on, retried from where it is, where waiting costs the caller nothing: in the pool
-        (as ``submit``), or with ``last``, its deadline, on a thread of its own (as ``start_last``)."""
+        (as ``submit``), or with ``last``, its deadline, on a thread of its own (as ``start_last``).
+        So it does too while the preflight has not answered (the caller never waits for it)."""
+        if not self._verdict.is_set():
+            return self.submit(job) if last is None else self.start_last(job, last)
         with self._lock:
             self._jobs.append(job)
         backoff = self._backoff if last is None else self._last(last)
