@@ -22,7 +22,6 @@ from typing import Any, Optional
 
 from ..report import Reporter
 from ..settings.step import Config
-from .chains import write_chains_results
 from .files import replace_file, skip_reason
 from .queue import Queued
 
@@ -193,6 +192,8 @@ def tekton_outputs(
     if cfg.offload_results_over is not None:
         offloaded = offload(queued, cfg.store.bucket, cfg.offload_results_over, step, reporter)
     if cfg.chains_outputs:  # before the sizes: they count toward Tekton's limit
+        from .chains import write_chains_results  # loaded only when asked for: a short step's exit waits
+
         write_chains_results(queued, cfg.store.bucket, cfg.results_dir, inputs, reporter)
     dirs = [(cfg.results_dir, "")]
     if cfg.step_results_dir is not None:

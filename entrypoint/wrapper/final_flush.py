@@ -44,7 +44,6 @@ from .outcome import Cause, Outcome, cause_of, log_account
 from .pressure import MemoryWatch
 from .summary import Summary, children_cpu
 from .supervisor import INTERRUPTS
-from .termination import note_termination
 
 EXIT_MARGIN = 1.0  # seconds kept back from the termination grace for exiting cleanly
 RESERVE_SHARE = 1 / 3  # of the time left for the flush, kept for the summary and the manifest
@@ -178,6 +177,8 @@ class FinalFlush:
         )
         cause = ended.cause(tekton_timeout=self.stopped_for_tekton)
         if cause.name == "oom-kill" and cfg.termination_log is not None:
+            from .termination import note_termination  # seldom needed: not loaded on every exit
+
             note_termination(cfg.termination_log, f"{cfg.layout.step}: COMMAND {cause.text}", self.reporter)
         self.capture.close()
         total = self.capture.total
