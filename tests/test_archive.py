@@ -69,3 +69,34 @@ def test_write_tgz_and_tgz_bytes_agree(backend: str, tmp_path: Path) -> None:
         os.close(fd)
     assert untar_single(out.getvalue()) == ("r", data)
     assert gzip.decompress(out.getvalue()) == gzip.decompress(archive.tgz_bytes("r", data, 0))
+
+
+def _tarfile_header(name: str, size: int, mtime: float, mode: int = 0o644) -> bytes:
+    import tarfile
+
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = size, int(mtime), mode
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.type = tarfile.REGTYPE
+    return info.tobuf(tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+
+
+@pytest.mark.parametrize(
+    ("name", "size", "mtime", "mode"),
+    [
+        ("main.log", 0, 0, 0o644),
+        ("main.log", 123_456, 1_700_000_000.9, 0o644),
+        ("step-with-a-long-name.log", 8**11 - 1, 8**11 - 1, 0o644),
+        ("n" * 100, 1, 1, 0o644),  # the longest name a ustar block holds
+        ("n" * 101, 1, 1, 0o644),  # PAX
+        ("été.log", 1, 1, 0o644),  # PAX
+        ("main.log", 8**11, 1, 0o644),  # 8 GiB: PAX
+        ("main.log", 1, 8**11, 0o644),  # PAX
+        ("main.log", 1, -1, 0o644),  # PAX
+        ("main.log", 1, 1, 0o100755),
+    ],
+)
+def test_tar_header_is_byte_for_byte_tarfiles(name: str, size: int, mtime: float, mode: int) -> None:
+    """Built without tarfile where one ustar block holds it; the same bytes tarfile writes."""
+    assert archive.tar_header(name, size, mtime, mode) == _tarfile_header(name, size, mtime, mode)

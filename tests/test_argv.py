@@ -247,6 +247,30 @@ def test_a_whole_run_imports_no_dataclasses(tmp_path: Any) -> None:
     assert list((tmp_path / "store").rglob("main-summary.json")), "the run stored its summary"
 
 
+def test_a_whole_local_store_run_loads_no_tempfile_tarfile_nor_openssl(tmp_path: Any) -> None:
+    """A COMMAND that ends at once waits for what loads after the spawn: the local store writes
+    without ``tempfile`` (it pulls shutil, bz2, lzma, random), hashes small objects without
+    OpenSSL (``_hashlib``: milliseconds to load), the log archive's tar header is built without
+    ``tarfile``, the summary's times without ``datetime``, the queues are ``_queue``'s, and
+    ``random`` waits for a first retry."""
+    code = (
+        "import sys, entrypoint.cli as c\n"
+        "heavy = ('tempfile', '_hashlib', 'hashlib', 'tarfile', 'datetime', 'random', 'queue')\n"
+        "def end(code):\n"
+        "    print(code, sorted(m for m in sys.modules if m in heavy))\n"
+        "    sys.stdout.flush()\n"
+        "c._exit = end\n"
+        f"c.main(['--pipelinerun', 'r', '--pipelinetask', 't', '--results-dir', {str(tmp_path / 'none')!r},"
+        " '--quiet', '--', 'sh', '-c', 'echo some output'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ALL_ENV}
+    env.update(OBJECTSTORE_ENDPOINT=f"file://{tmp_path / 'store'}")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["some output", "0 []"]
+    assert len(list((tmp_path / "store").rglob("*.log"))) == 1, "the run stored a log chunk"
+
+
 def test_help_and_errors_still_come_from_click(tmp_path: Any) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ALL_ENV}
     run = [sys.executable, "-m", "entrypoint"]

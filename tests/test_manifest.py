@@ -138,3 +138,18 @@ def test_options_read_their_environment_variables(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "s/mlpipeline/artifacts/r/t/main-manifest.json").read_bytes())
     assert doc["log"]["spool_limit"] == 1024 * 1024
     assert doc["log"]["not_captured_bytes"] > 0
+
+
+def test_summary_times_are_what_datetime_writes() -> None:
+    """``started_at``/``finished_at`` are written without ``datetime``: the same strings, rounding
+    included (microseconds half to even, then cut to milliseconds)."""
+    import datetime
+    import random
+
+    from entrypoint.wrapper.final_flush import _iso
+
+    rng = random.Random(16)
+    edges = [0.0, 0.0005, 0.9995, 0.9999994, 0.9999995, 1.0000005, 1_700_000_000.9999996, -0.5, -1.0000005]
+    values = edges + [rng.uniform(0, 5e9) for _ in range(20_000)] + [rng.randrange(5 * 10**15) / 1e6 for _ in range(20_000)]
+    for ts in values:
+        assert _iso(ts) == datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="milliseconds")

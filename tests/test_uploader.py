@@ -336,6 +336,18 @@ def test_local_store_reports_sha256_and_does_not_create_bucket_unless_allowed(tm
     assert (tmp_path / "bkt/a/b").read_bytes() == b"data"
 
 
+@pytest.mark.parametrize("size", [0, 5, MiB - 1, MiB, 3 * MiB + 7])
+def test_local_store_digest_and_file_are_those_of_a_mkstemp_write(tmp_path: Path, size: int) -> None:
+    """Either SHA-256 module (builtin for small objects, OpenSSL's for large ones) gives the same
+    digest; the object is a 0600 file like ``tempfile.mkstemp``'s, and no temporary file is left."""
+    data = os.urandom(size)
+    stored = LocalStore(tmp_path, "bkt").put("a/b", Payload.of(data))
+    assert (stored.size, stored.sha256) == (size, hashlib.sha256(data).hexdigest())
+    assert (tmp_path / "bkt/a/b").read_bytes() == data
+    assert (tmp_path / "bkt/a/b").stat().st_mode & 0o777 == 0o600
+    assert os.listdir(tmp_path / "bkt/a") == ["b"]
+
+
 class FlakyStore(LocalStore):
     """A local store whose first ``failures`` writes of each key fail as a 503 would."""
 
@@ -369,6 +381,32 @@ def test_ordered_lane_stores_in_order_through_retries(tmp_path: Path) -> None:
     assert [k for k in store.order if k.startswith("logs/")] == keys
     assert all(store.tries[k] == 3 for k in keys)
     assert all(j.retries == 2 and j.result is not None for j in uploader.jobs())
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["pool", "last"])
+@pytest.mark.parametrize("failures", [0, 1, 3])
+def test_stored_here_first_then_retried_elsewhere_as_if_never_moved(
+    tmp_path: Path, failures: int, last: bool
+) -> None:
+    """``store_here``: the first attempt on the caller's thread; after a transient failure the
+    job goes on in the pool (or on a thread of its own) with the same retry count and backoff."""
+    store = FlakyStore(tmp_path, failures=failures)
+    uploader = Uploader(lambda: store, Reporter(quiet=True), policy=RetryPolicy(base=0.001, cap=0.002))
+    uploader.start(preflight="off")
+    job = uploader.store_here(Job("a/b", lambda: Payload.of(b"data")), time.monotonic() + 60 if last else None)
+    assert job.done.is_set() is (failures == 0)  # stored here, at once, when nothing failed
+    assert job.done.wait(30)
+    assert job.stored and (tmp_path / "bkt/a/b").read_bytes() == b"data"
+    assert (job.attempts, job.retries, uploader.requests) == (failures + 1, failures, failures + 1)
+    assert uploader.close(None) == []
+
+
+def test_a_permanent_error_here_is_final_at_once(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path, "bkt")
+    uploader = Uploader(lambda: store, Reporter(quiet=True, fd=os.open(os.devnull, os.O_WRONLY)))
+    uploader.start(preflight="off")
+    job = uploader.store_here(Job("../escape", lambda: Payload.of(b"x")), time.monotonic() + 60)
+    assert job.done.is_set() and not job.stored and "refusing object key" in job.error
 
 
 def test_whole_store_error_fails_every_job_with_one_attempt(tmp_path: Path) -> None:
@@ -427,6 +465,20 @@ def test_uploads_wait_for_the_preflights_verdict_however_long_it_takes(tmp_path:
     assert missing == [*jobs, chunk]
     assert (store.puts, uploader.requests) == (0, 1)  # the preflight's request alone
     assert all(j.attempts == 0 and j.cause == "SignatureDoesNotMatch" for j in missing)
+
+
+@pytest.mark.parametrize("last", [False, True], ids=["pool", "last"])
+def test_stored_here_never_waits_for_the_preflight_on_the_callers_thread(tmp_path: Path, last: bool) -> None:
+    """A preflight still out (a hung file system): ``store_here`` hands the job on at once, and it
+    goes up once the verdict comes, as a submitted one would."""
+    store = GatedStore(tmp_path, None)
+    uploader = Uploader(lambda: store, Reporter(quiet=True))
+    uploader.start(preflight="warn", probe_prefix="x/")
+    job = uploader.store_here(Job("r.tgz", lambda: Payload.of(b"x")), time.monotonic() + 60 if last else None)
+    wait_until(lambda: uploader.awaiting_verdict == 1, timeout=30, what="the upload waiting, on a thread")
+    assert not job.done.is_set() and store.puts == 0
+    store.gate.set()
+    assert job.done.wait(30) and job.stored and store.puts == 1
 
 
 def test_uploads_go_ahead_once_a_slow_preflight_says_the_store_is_fine(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-import zlib
 from pathlib import Path
 from types import ModuleType
 from typing import Any, BinaryIO
@@ -26,6 +25,8 @@ def deflate_module() -> tuple[ModuleType, str, int]:
     try:
         return importlib.import_module("isal.isal_zlib"), "isal", 1
     except ImportError:
+        import zlib
+
         return zlib, "zlib", 1
 
 
@@ -35,11 +36,20 @@ def _compressobj(level: int | None) -> Any:
 
 
 BLOCK = 512
+_OCTAL_11 = 8**11  # a ustar size or mtime field holds 11 octal digits
 _READ = 1024 * 1024
 
 
 def tar_header(name: str, size: int, mtime: float, mode: int = 0o644) -> bytes:
-    """The header block(s) of a regular-file member: safe relative name, root-owned, 0644."""
+    """The header block(s) of a regular-file member: safe relative name, root-owned, 0644.
+
+    What fits one ustar block (a name of at most 100 ASCII characters, size and mtime below
+    8**11) is built here, byte for byte as ``tarfile`` writes it, without loading ``tarfile``
+    (it pulls shutil, bz2, lzma: milliseconds of a short step's exit); anything else is
+    ``tarfile``'s, with its PAX headers."""
+    when = int(mtime)
+    if name.isascii() and len(name) <= 100 and 0 <= size < _OCTAL_11 and 0 <= when < _OCTAL_11:
+        return _ustar_header(name.encode("ascii"), size, when, mode)
     import tarfile  # only at the end of a run: keeps it off the start-up path
 
     info = tarfile.TarInfo(name)
@@ -50,6 +60,22 @@ def tar_header(name: str, size: int, mtime: float, mode: int = 0o644) -> bytes:
     info.uname = info.gname = ""
     info.type = tarfile.REGTYPE
     return info.tobuf(tarfile.PAX_FORMAT, encoding="utf-8", errors="surrogateescape")
+
+
+def _ustar_header(name: bytes, size: int, mtime: int, mode: int) -> bytes:
+    """One ustar block of a root-owned regular file, as ``tarfile.TarInfo.tobuf(PAX_FORMAT)``."""
+    head = b"".join(
+        (
+            name.ljust(100, b"\0"),
+            b"%07o\0" % (mode & 0o7777),
+            b"0000000\0" * 2,  # uid, gid
+            b"%011o\0" % size,
+            b"%011o\0" % mtime,
+        )
+    )
+    tail = b"0" + bytes(100) + b"ustar\x0000" + bytes(32 + 32 + 8 + 8 + 155 + 12)  # type, link, magic...
+    checksum = sum(head) + 8 * ord(" ") + sum(tail)  # the checksum field counts as spaces
+    return head + b"%06o\0 " % checksum + tail
 
 
 def tar_trailer(size: int) -> bytes:

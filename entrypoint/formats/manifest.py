@@ -12,48 +12,56 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any, NamedTuple, Optional
+from typing import Any, Optional
 
 from .layout import Layout
 
 VERSION = 1
 
 
-class Gap(NamedTuple):
-    """Output not captured: ``size`` bytes after ``at`` bytes of COMMAND's output."""
+class Gap:
+    """Output not captured: ``size`` bytes after ``at`` bytes of COMMAND's output.
 
-    at: int
-    size: int
-    reason: str
+    (A plain class, as every record loaded after the spawn: a ``typing.NamedTuple`` costs ~0.1 ms
+    to define, and a COMMAND that ends at once waits for it.)"""
+
+    __slots__ = ("at", "reason", "size")
+
+    def __init__(self, at: int, size: int, reason: str) -> None:
+        self.at, self.size, self.reason = at, size, reason
 
 
-class Entry(NamedTuple):
+class Entry:
     """One object of the step: stored (``size``, ``sha256``), or not (``reason``)."""
 
-    key: str
-    kind: str
-    stored: bool
-    size: int = 0
-    sha256: str = ""
-    reason: str = ""
-    verified: bool = True  # False: the store could not check the copy it holds (``"verified": false``)
+    __slots__ = ("key", "kind", "reason", "sha256", "size", "stored", "verified")
+
+    def __init__(self, key: str, kind: str, stored: bool, size: int = 0, sha256: str = "", reason: str = "",
+                 verified: bool = True) -> None:
+        self.key, self.kind, self.stored, self.size, self.sha256 = key, kind, stored, size, sha256
+        self.reason = reason
+        self.verified = verified  # False: the store could not check the copy it holds (``"verified": false``)
 
 
-class LogAccount(NamedTuple):
-    output_bytes: int  # what COMMAND wrote to stdout and stderr
-    captured_bytes: int  # what the log holds (markers included)
-    gaps: Sequence[Gap] = ()
-    spool_limit: int = 0
-    spool_peak: int = 0
+class LogAccount:
+    __slots__ = ("captured_bytes", "gaps", "output_bytes", "spool_limit", "spool_peak")
+
+    def __init__(self, output_bytes: int, captured_bytes: int, gaps: Sequence[Gap] = (), spool_limit: int = 0,
+                 spool_peak: int = 0) -> None:
+        self.output_bytes = output_bytes  # what COMMAND wrote to stdout and stderr
+        self.captured_bytes = captured_bytes  # what the log holds (markers included)
+        self.gaps, self.spool_limit, self.spool_peak = gaps, spool_limit, spool_peak
 
     @property
     def not_captured_bytes(self) -> int:
         return sum(g.size for g in self.gaps)
 
 
-class Skipped(NamedTuple):
-    name: str
-    reason: str
+class Skipped:
+    __slots__ = ("name", "reason")
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name, self.reason = name, reason
 
 
 class Manifest:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import queue
 import threading
+from _queue import SimpleQueue  # queue.SimpleQueue, without loading queue (and heapq) after the spawn
 from pathlib import Path
 from typing import BinaryIO, Optional
 
@@ -37,13 +37,23 @@ class LogArchiver:
         except OSError as exc:
             self._error = exc
         # each chunk's member is also read on its own (``GzipMember``) by a later upload
-        self._queue: queue.Queue[Optional[Chunk]] = queue.Queue()
+        self._queue: SimpleQueue[Optional[Chunk]] = SimpleQueue()
+        self._added = self._compressed = 0  # chunks (each written by one thread only)
         self._parts: list[GzipMember] = []  # every member, in log order (``plain()``)
         self._finish_lock = threading.Lock()
         self._finished = False
-        self._thread = threads.start(self._work, "log-archiver", background=True)
+        self._thread: Optional[threads.Handle] = None
+
+    def start(self) -> None:
+        """Compress in the background from now on (the first ``add`` starts it too)."""
+        with self._finish_lock:
+            if self._thread is None and not self._finished:
+                self._thread = threads.start(self._work, "log-archiver", background=True)
 
     def add(self, chunk: Chunk) -> None:
+        if self._thread is None:
+            self.start()
+        self._added += 1
         self._queue.put(chunk)
 
     def _work(self) -> None:
@@ -51,38 +61,50 @@ class LogArchiver:
             chunk = self._queue.get()
             if chunk is None:
                 return
-            member: Optional[GzipMember] = None
-            out = self._out
             try:
-                if self._error is None and out is not None:
-                    if self._budget is not None:
-                        self._budget.start_archiving(chunk.size)
-                    offset = out.tell()
-                    fd = os.open(chunk.path, os.O_RDONLY | os.O_CLOEXEC)
-                    try:
-                        size = archive.gzip_file(fd, out)
-                    finally:
-                        os.close(fd)
-                    out.flush()  # uploads read the member through a file of their own
-                    part = GzipMember(self.members, offset, out.tell() - offset, size)
-                    self._parts.append(part)
-                    if size == chunk.size:
-                        member = part
-            except OSError as exc:
-                self._error = exc
+                self._compress(chunk)
             finally:
+                self._compressed += 1
+
+    def _compress(self, chunk: Chunk) -> None:
+        member: Optional[GzipMember] = None
+        out = self._out
+        try:
+            if self._error is None and out is not None:
                 if self._budget is not None:
-                    self._budget.end_archiving(out.tell() if out is not None else 0)
-                chunk.done(archived=True, member=member)
-            if member is not None:  # at most one chunk is both compressed and raw (held by its upload)
-                chunk.wait_unheld(HOLD_WAIT)
+                    self._budget.start_archiving(chunk.size)
+                offset = out.tell()
+                fd = os.open(chunk.path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    size = archive.gzip_file(fd, out)
+                finally:
+                    os.close(fd)
+                out.flush()  # uploads read the member through a file of their own
+                part = GzipMember(self.members, offset, out.tell() - offset, size)
+                self._parts.append(part)
+                if size == chunk.size:
+                    member = part
+        except OSError as exc:
+            self._error = exc
+        finally:
+            if self._budget is not None:
+                self._budget.end_archiving(out.tell() if out is not None else 0)
+            chunk.done(archived=True, member=member)
+        if member is not None:  # at most one chunk is both compressed and raw (held by its upload)
+            chunk.wait_unheld(HOLD_WAIT)
+
+    def idle(self) -> bool:
+        """Every chunk added is compressed already: ``finish`` and ``plain`` do not wait."""
+        return self._compressed == self._added
 
     def _complete(self) -> None:
         """Wait for the queued chunks (once; both payloads below may ask, from two workers)."""
         with self._finish_lock:
             if not self._finished:
-                self._queue.put(None)
-                self._thread.join()
+                if self._thread is not None:  # None: no chunk ever came
+                    self._queue.put(None)
+                    if not self.idle():  # idle, it touches nothing more: no need to wait for its end
+                        self._thread.join()
                 if self._out is not None:
                     self._out.close()
                 self._finished = True

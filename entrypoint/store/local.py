@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import builtins
 import errno
-import hashlib
+import functools
+import importlib
 import io
 import os
-import tempfile
+import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from stat import S_ISREG
+from typing import Any, Optional
 
 from .base import Metadata, ObjectInfo, Retry, Stored, StoreError, once
 from .payload import Payload
@@ -18,6 +21,42 @@ from .payload import Payload
 _COPY = 1024 * 1024
 _PERMANENT_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 _XATTR = "user."  # user metadata: extended attributes, where the file system keeps them
+_OPENSSL_FROM = 1024 * 1024  # bytes: from this size on, OpenSSL's SHA-256 (see _sha256)
+_TMP_TRIES = 100  # unique names tried for a temporary file
+
+
+def _sha256(size: int) -> Any:
+    """A SHA-256 hash object for ``size`` bytes. Loading OpenSSL (``hashlib``) costs ~2 ms of a
+    short step's exit and the builtin module hashes at a third of its speed: the builtin one
+    below ``_OPENSSL_FROM`` bytes, unless ``hashlib`` is loaded already."""
+    builtin = _builtin_sha256() if size < _OPENSSL_FROM and "hashlib" not in sys.modules else None
+    if builtin is not None:
+        return builtin()
+    import hashlib
+
+    return hashlib.sha256()
+
+
+@functools.cache
+def _builtin_sha256() -> Optional[Callable[[], Any]]:
+    try:
+        module = importlib.import_module("_sha2" if sys.version_info >= (3, 12) else "_sha256")
+    except ImportError:
+        return None  # a Python built without it
+    constructor: Callable[[], Any] = module.sha256
+    return constructor
+
+
+def _create_temporary(directory: Path, name: str) -> tuple[int, str]:
+    """A new file ``.<name>.<random>.part`` in ``directory``, mode 0600, open for writing (what
+    ``tempfile.mkstemp`` makes, without loading ``tempfile``)."""
+    for _ in range(_TMP_TRIES):
+        tmp = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.part")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no unique temporary name found", str(directory))
 
 
 class LocalStore:
@@ -88,11 +127,11 @@ class LocalStore:
 
     def _put(self, key: str, path: Path, payload: Payload, metadata: Metadata) -> Stored:
         self._ensure_bucket()
-        digest = hashlib.sha256()
+        digest = _sha256(payload.size)
         size = 0
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+            fd, tmp = _create_temporary(path.parent, path.name)
             try:
                 with os.fdopen(fd, "wb") as out, payload.open() as src:
                     while data := src.read(_COPY):

@@ -16,7 +16,6 @@ one is on the wire (``transfer/uploader.py``), so the store's request needs no p
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from collections.abc import Sequence
@@ -38,13 +37,16 @@ _COMPRESSED_READ = 256 * 1024
 _HASH_READ = 1024 * 1024  # bytes per read while hashing a payload that is not kept in memory
 
 
-class GzipMember(NamedTuple):
-    """The ``length`` bytes at ``offset`` of ``path`` are one gzip member of ``size`` bytes of data."""
+class GzipMember:
+    """The ``length`` bytes at ``offset`` of ``path`` are one gzip member of ``size`` bytes of data.
 
-    path: Path
-    offset: int
-    length: int
-    size: int
+    (A plain class, as every record loaded after the spawn: a ``typing.NamedTuple`` costs ~0.1 ms
+    to define, and a COMMAND that ends at once waits for it.)"""
+
+    __slots__ = ("length", "offset", "path", "size")
+
+    def __init__(self, path: Path, offset: int, length: int, size: int) -> None:
+        self.path, self.offset, self.length, self.size = path, offset, length, size
 
     def open(self) -> BinaryIO:
         return GzipMemberReader(self)  # type: ignore[return-value]
@@ -106,12 +108,13 @@ class GzipMemberReader(io.RawIOBase):
         super().close()
 
 
-class Digests(NamedTuple):
+class Digests:
     """Of the bytes a payload's reader gave (``size`` of them: a source may have changed size)."""
 
-    md5: bytes
-    sha256: bytes
-    size: int
+    __slots__ = ("md5", "sha256", "size")
+
+    def __init__(self, md5: bytes, sha256: bytes, size: int) -> None:
+        self.md5, self.sha256, self.size = md5, sha256, size
 
 
 class Payload(NamedTuple):
@@ -126,6 +129,8 @@ class Payload(NamedTuple):
     def hashed(self, keep: bool) -> Payload:
         """This payload with its digests, from one read of it; ``keep``: its bytes in memory
         (one ``bytes`` part), else the same parts (re-read when sent)."""
+        import hashlib  # OpenSSL: only for a store that needs the digests ahead (S3)
+
         md5, sha256 = hashlib.md5(), hashlib.sha256()
         with self.open() as reader:
             if keep:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from ..formats.manifest import Entry
 from ..store import Stored
 from ..store.payload import Payload
+
+if TYPE_CHECKING:
+    from .retry import Attempts
 
 
 class Job:
@@ -30,6 +33,7 @@ class Job:
         "prepared",
         "result",
         "retries",
+        "retrying",
         "size",
         "stored",
     )
@@ -53,6 +57,7 @@ class Job:
         self.done = threading.Event()
         self.prepared: Optional[Payload] = None  # built and preloaded by the ordered lane's preparer
         self.build_error: Optional[OSError] = None  # the preparer could not read it
+        self.retrying: Optional[Attempts] = None  # its first attempt failed on the caller's thread
 
     def __repr__(self) -> str:
         return f"Job(key={self.key!r}, kind={self.kind!r}, stored={self.stored!r}, error={self.error!r})"

@@ -8,14 +8,16 @@ is back: everyone waiting may try again at once instead of sleeping out a long b
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Optional, TypeVar
+from typing import TYPE_CHECKING, Optional, TypeVar
 
 from ..report import Reporter
 from ..store import StoreError
+
+if TYPE_CHECKING:
+    import random
 
 T = TypeVar("T")
 Clock = Callable[[], float]
@@ -29,7 +31,7 @@ class RetryPolicy:
         self.base = base  # the first backoff is drawn from [0, base]
         self.cap = cap  # no wait between two attempts is longer than this (the server is busy)
         self.network_cap = network_cap  # ... or this when the server could not be reached at all
-        self.rng = random.Random() if rng is None else rng
+        self.rng = rng  # made on the first retry: ``random`` loads in milliseconds a run rarely needs
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, RetryPolicy):
@@ -49,6 +51,10 @@ class RetryPolicy:
         noticed sooner when it comes back. Throttling and 5xx answers get the longer one.
         """
         cap = self.network_cap if error is not None and error.code == "Network" else self.cap
+        if self.rng is None:
+            import random
+
+            self.rng = random.Random()
         return self.rng.uniform(0, min(cap, self.base * (2 ** min(max(failures - 1, 0), 30))))
 
 
@@ -57,6 +63,11 @@ class DeadlinePassed(StoreError):
         reason = f"flush deadline passed; last error: {last}" if last else "flush deadline passed"
         super().__init__(reason, transient=True, code=last.code if last else "Deadline")
         self.last = last
+
+
+class Deferred(Exception):
+    """The first attempt of an ``Attempts(first_only=True)`` failed transiently: call it again
+    (where it may wait) to go on, as if it had never stopped."""
 
 
 class Backoff:
@@ -112,6 +123,7 @@ class Attempts:
         on_attempt: Callable[[], None] = lambda: None,
         on_transient: Callable[[StoreError], None] = lambda _exc: None,
         doomed: Callable[[], Optional[StoreError]] = lambda: None,
+        first_only: bool = False,
     ) -> None:
         self.backoff = backoff
         self.policy = policy
@@ -120,10 +132,16 @@ class Attempts:
         self.on_transient = on_transient
         self.doomed = doomed  # a whole-store permanent error seen elsewhere: stop at once
         self.retries = 0
+        self.first_only = first_only  # a transient failure of the first attempt raises Deferred
+        self._deferred: Optional[StoreError] = None  # that failure: the next call backs off first
 
     def __call__(self, request: Callable[[], T], what: str) -> T:
         failures = 0
-        last: Optional[StoreError] = None
+        last = self._deferred
+        if last is not None:  # the first attempt failed where it could not wait: back off now
+            self._deferred = None
+            failures = 1
+            self._back_off(failures, last, what)
         while True:
             fatal = self.doomed()
             if fatal is not None:
@@ -141,11 +159,18 @@ class Attempts:
                 self.retries += 1
                 self.backoff.failed()
                 self.on_transient(exc)
-                delay = self.policy.delay(failures, exc)
-                if self.backoff.expired(delay):
-                    raise DeadlinePassed(exc) from None
-                self.reporter.debug(f"retry {failures} of {what} in {delay:.2f}s after: {exc}")
-                self.backoff.sleep(delay)
+                if self.first_only:
+                    self.first_only = False
+                    self._deferred = exc
+                    raise Deferred(what) from None
+                self._back_off(failures, exc, what)
                 continue
             self.backoff.succeeded()
             return result
+
+    def _back_off(self, failures: int, exc: StoreError, what: str) -> None:
+        delay = self.policy.delay(failures, exc)
+        if self.backoff.expired(delay):
+            raise DeadlinePassed(exc) from None
+        self.reporter.debug(f"retry {failures} of {what} in {delay:.2f}s after: {exc}")
+        self.backoff.sleep(delay)

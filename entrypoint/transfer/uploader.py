@@ -6,7 +6,11 @@ results, archives). The ordered lane is a two-stage pipeline: a *preparer* threa
 chunk ahead (``Store.preload``: its bytes and MD5/SHA-256 digests) while the sender thread has the
 current one on the wire, so the CPU work per chunk (decompressing its gzip member, hashing)
 overlaps the server's; requests still go out one at a time, in log order, each only after the one
-before it is stored, so a reader never sees chunk N+1 while chunk N is missing.
+before it is stored, so a reader never sees chunk N+1 while chunk N is missing. Threads start
+with the work: the ordered lane's two with the first chunk, a pool worker per job up to
+``workers`` (a COMMAND that ends at once, with no output, starts none). With a local store,
+``store_here`` makes a job's first attempt on the caller's thread (no hand-off to a worker and
+back); a transient failure sends it on to a thread, retried from where it is.
 
 Every request retries transient errors with exponential backoff and full jitter (``retry.py``)
 until it succeeds, hits a permanent error, or the flush deadline passes. A permanent error that
@@ -23,9 +27,9 @@ over the chunk size, see ``spool/capture.py``).
 from __future__ import annotations
 
 import functools
-import queue
 import threading
 import time
+from _queue import SimpleQueue  # queue.SimpleQueue, without loading queue (and heapq) after the spawn
 from collections.abc import Callable
 from typing import Any, Optional
 
@@ -34,8 +38,9 @@ from ..formats.layout import NotSent
 from ..report import Reporter
 from ..store import Store, StoreError
 from ..store.payload import Payload
+from .access import StoreAccess
 from .job import Job
-from .retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
+from .retry import Attempts, Backoff, Deferred, RetryPolicy
 
 __all__ = ["Job", "Uploader"]
 
@@ -44,10 +49,9 @@ Clock = Callable[[], float]
 
 _STOP = object()
 PREPARED_AHEAD = 1  # ordered jobs prepared (in memory, up to 8 MiB each) besides the one being sent
-VERDICT_POLL = 0.5  # s: how often a job waiting for the preflight looks at the flush deadline
 
 
-class Uploader:
+class Uploader(StoreAccess):
     def __init__(
         self,
         store_factory: Callable[[], Store],
@@ -57,46 +61,67 @@ class Uploader:
         policy: Optional[RetryPolicy] = None,
         notify: Optional[Callable[[], None]] = None,
     ) -> None:
-        self._store_factory = store_factory
-        self._reporter = reporter
-        self._clock = clock
-        self._policy = policy or RetryPolicy()
+        super().__init__(store_factory, reporter, clock, policy or RetryPolicy())
         self._backoff = Backoff(clock)
         self._notify = notify  # called after every finished job (wakes the supervisor's loop)
-        self._ordered: queue.Queue[object] = queue.Queue()
-        self._ready: queue.Queue[object] = queue.Queue()  # ordered jobs, prepared, for the sender
+        self._ordered: SimpleQueue[object] = SimpleQueue()
+        self._ready: SimpleQueue[object] = SimpleQueue()  # ordered jobs, prepared, for the sender
         self._ahead = threading.Semaphore(PREPARED_AHEAD + 1)  # prepared and not finished yet
-        self._pool: queue.Queue[object] = queue.Queue()
+        self._pool: SimpleQueue[object] = SimpleQueue()
         self._workers = workers
         self._threads: list[threads.Handle] = []
-        self._store: Optional[Store] = None
-        self._store_lock = threading.Lock()
-        self.permanent: Optional[StoreError] = None
-        self._lock = threading.Lock()
+        self._started = False  # start() was called: jobs start the lanes' threads
+        self._stopping = False  # stop() was called: no thread starts any more
+        self._ordered_lane = False  # its two threads are started
+        self._pool_workers = 0  # pool workers started
         self._jobs: list[Job] = []
         self._ordered_pending = 0
-        self._abandoned = False
-        # Uploads wait for the preflight's answer before their first request (``_await_verdict``),
-        # so a misconfiguration costs the preflight's one request, not one per worker.
-        self._verdict = threading.Event()
-        self.awaiting_verdict = 0  # jobs waiting for it now (tests watch this)
         self._last_backoff: Optional[Backoff] = None
-        self.requests = 0  # attempts made, all jobs
         self.failed_causes: set[str] = set()  # codes of the permanent errors met
 
     # -- lifecycle ---------------------------------------------------------------------------
-    def start(self, preflight: str = "off", probe_prefix: str = "") -> None:
-        lanes = [("upload-ordered", self._ready)] + [
-            (f"upload-{i}", self._pool) for i in range(self._workers)
-        ]
-        for name, q in lanes:
-            self._threads.append(threads.start(functools.partial(self._work, q), name, background=True))
-        self._threads.append(threads.start(self._prepare_ordered, "upload-prepare", background=True))
-        # Build the store (imports the S3 client) in the background, and check it if asked to.
+    def start(
+        self,
+        preflight: str = "off",
+        probe_prefix: str = "",
+        warm_up: bool = True,
+        here: bool = False,
+        ordered_lane: bool = False,
+    ) -> None:
+        """Take jobs from now on: each lane's threads start with its first job (a step that
+        uploads no live log starts no ordered lane; a pool worker starts per job, up to
+        ``workers``). ``warm_up``: build the store (import the S3 client) in the background now.
+        ``here``: the preflight check runs on the calling thread (a local store, and nothing to
+        overlap it with: COMMAND is gone). ``ordered_lane``: its threads start now, on the calling
+        thread (the first live chunk is sealed on the pump's, which must not wait for them)."""
+        with self._lock:
+            self._started = True
+            ordered, pool = ordered_lane or self._ordered_pending > 0, self._pool.qsize()
+        self._lanes(ordered, pool)
         if preflight != "warn":
             self._verdict.set()
-        target = self._warm_up if preflight != "warn" else lambda: self._preflight_warn(probe_prefix)
-        threads.start(target, "store-warm-up")  # on the final flush's path in a short step
+            if warm_up:
+                threads.start(self._warm_up, "store-warm-up")  # on the final flush's path in a short step
+        elif here:
+            self._preflight_warn(probe_prefix)
+        else:  # build the store and check it in the background
+            threads.start(lambda: self._preflight_warn(probe_prefix), "store-warm-up")
+
+    def _lanes(self, ordered: bool, pool: int) -> None:
+        """Start the ordered lane's threads if ``ordered`` and up to ``pool`` more pool workers."""
+        with self._lock:
+            if not self._started or self._stopping:
+                return
+            start_ordered = ordered and not self._ordered_lane
+            self._ordered_lane = self._ordered_lane or start_ordered
+            first = self._pool_workers
+            self._pool_workers = min(self._workers, first + pool)
+        names = [("upload-ordered", self._ready)] if start_ordered else []
+        names += [(f"upload-{i}", self._pool) for i in range(first, self._pool_workers)]
+        for name, q in names:
+            self._threads.append(threads.start(functools.partial(self._work, q), name, background=True))
+        if start_ordered:
+            self._threads.append(threads.start(self._prepare_ordered, "upload-prepare", background=True))
 
     def submit(self, job: Job, ordered: bool = False) -> Job:
         with self._lock:
@@ -104,6 +129,7 @@ class Uploader:
             if ordered:
                 self._ordered_pending += 1
         (self._ordered if ordered else self._pool).put(job)
+        self._lanes(ordered, 0 if ordered else 1)
         return job
 
     def backlog(self) -> int:
@@ -131,7 +157,10 @@ class Uploader:
 
     def stop(self) -> None:
         """Let the workers finish what is queued, then end."""
-        for _ in range(self._workers):
+        with self._lock:
+            self._stopping = True
+            workers = self._pool_workers
+        for _ in range(workers):
             self._pool.put(_STOP)
         self._ordered.put(_STOP)
 
@@ -149,10 +178,34 @@ class Uploader:
         with its own ``deadline``; wait for ``job.done``."""
         with self._lock:
             self._jobs.append(job)
+        backoff = self._last(deadline)
+        threads.start(functools.partial(self._finish, job, backoff), "upload-last")
+        return job
+
+    def _last(self, deadline: float) -> Backoff:
         backoff = Backoff(self._clock)
         backoff.set_deadline(deadline)
         self._last_backoff = backoff
-        threads.start(functools.partial(self._finish, job, backoff), "upload-last")
+        return backoff
+
+    def store_here(self, job: Job, last: Optional[float] = None) -> Job:
+        """Make ``job``'s first attempt on the calling thread, sparing two thread hand-offs: for a
+        store with no network to hang on (a local directory). Should it fail for now, the job
+        goes on, retried from where it is, where waiting costs the caller nothing: in the pool
+        (as ``submit``), or with ``last``, its deadline, on a thread of its own (as ``start_last``).
+        So it does too while the preflight has not answered (the caller never waits for it)."""
+        if not self._verdict.is_set():
+            return self.submit(job) if last is None else self.start_last(job, last)
+        with self._lock:
+            self._jobs.append(job)
+        backoff = self._backoff if last is None else self._last(last)
+        if self._finish(job, backoff, here=True):
+            return job
+        if last is not None:
+            threads.start(functools.partial(self._finish, job, backoff), "upload-last")
+        else:
+            self._pool.put(job)
+            self._lanes(False, 1)
         return job
 
     def jobs(self) -> list[Job]:
@@ -163,87 +216,6 @@ class Uploader:
         """Stop tracking finished jobs (for long-lived users: the library's Logger)."""
         with self._lock:
             self._jobs = [j for j in self._jobs if not j.done.is_set()]
-
-    # -- the store and the preflight ---------------------------------------------------------
-    def store(self) -> Store:
-        """The store, created once per run (serialised); no network involved."""
-        if self._store is not None:
-            return self._store
-        with self._store_lock:
-            if self._store is None:
-                try:
-                    self._store = self._store_factory()
-                except StoreError:
-                    raise
-                except Exception as exc:  # e.g. the S3 client failed to import
-                    raise StoreError(
-                        f"cannot set up the store: {type(exc).__name__}: {exc}",
-                        transient=False,
-                        code="Unexpected",
-                        whole_store=True,
-                    ) from None
-            return self._store
-
-    def _warm_up(self) -> None:
-        try:
-            self.store()
-        except StoreError as exc:
-            self._note_permanent(exc)
-
-    def _preflight_warn(self, prefix: str) -> None:
-        """In the background while COMMAND runs: report a misconfiguration within seconds."""
-        try:
-            self._check(prefix)
-        finally:
-            self._verdict.set()
-
-    def _check(self, prefix: str) -> None:
-        with self._lock:
-            self.requests += 1
-        try:
-            self.store().check(prefix)
-        except StoreError as exc:
-            if exc.transient:
-                self._reporter.warn(
-                    f"object storage not reachable yet ({exc}); uploads keep retrying; "
-                    "check --endpoint (OBJECTSTORE_ENDPOINT) and the network"
-                )
-            elif exc.whole_store and exc.code != "AccessDenied":
-                self._note_permanent(exc)
-            else:  # AccessDenied on a listing: write-only credentials may still upload
-                self._reporter.warn(f"preflight: {exc}; uploads will be tried anyway")
-            return
-        self._reporter.debug("preflight: bucket reachable")
-
-    def preflight_strict(self, prefix: str, timeout: float) -> Optional[StoreError]:
-        """Before COMMAND starts: None when the bucket is usable, else the error (transient
-        errors are retried for ``timeout`` seconds)."""
-        backoff = Backoff(self._clock)
-        backoff.set_deadline(self._clock() + timeout)
-        attempts = Attempts(backoff, self._policy, self._reporter)
-        try:
-            attempts(lambda: self.store().check(prefix), "preflight")
-        except DeadlinePassed as exc:
-            last = exc.last
-            return StoreError(
-                f"object storage unreachable for {timeout:.0f}s ({last or 'no answer'})",
-                transient=True,
-                code=exc.code,
-            )
-        except StoreError as exc:
-            return exc
-        return None
-
-    def _note_permanent(self, exc: StoreError) -> StoreError:
-        """Record the first whole-store error (reported once); return the one recorded."""
-        with self._lock:
-            first = self.permanent is None
-            if first:
-                self.permanent = exc
-        if first:
-            self._reporter.error(f"object storage: {exc} (not retried)")
-        assert self.permanent is not None
-        return self.permanent
 
     # -- workers -----------------------------------------------------------------------------
     def _prepare_ordered(self) -> None:
@@ -264,23 +236,6 @@ class Uploader:
                     item.prepared = None  # e.g. the store cannot be set up: the sender reports it
             self._ready.put(item)
 
-    def _await_verdict(self, backoff: Backoff) -> None:
-        """Before a job's first request: wait for the background preflight's answer. It is one
-        request, bounded by the connect and read timeouts, and costs nothing when the store is
-        healthy; when the store refuses us, no upload has gone out beside it (no burst of 403s,
-        whatever the machine's speed). The flush deadline and ``abandon`` end the wait."""
-        if self._verdict.is_set():
-            return
-        with self._lock:
-            self.awaiting_verdict += 1
-        try:
-            while not self._verdict.wait(VERDICT_POLL):
-                if self._abandoned or backoff.expired():
-                    return
-        finally:
-            with self._lock:
-                self.awaiting_verdict -= 1
-
     def _preload(self, payload: Payload) -> Payload:
         self._await_verdict(self._backoff)  # no reading ahead for a store that refuses us
         if self.permanent is not None:
@@ -288,7 +243,7 @@ class Uploader:
         preload: Any = getattr(self.store(), "preload", None)
         return payload if preload is None else preload(payload)
 
-    def _work(self, q: queue.Queue[object]) -> None:
+    def _work(self, q: SimpleQueue[object]) -> None:
         ordered = q is self._ready
         while True:
             item = q.get()
@@ -302,23 +257,32 @@ class Uploader:
                     item.prepared = None  # the job record stays (manifest): not its bytes
                     self._ahead.release()
 
-    def _finish(self, job: Job, backoff: Backoff, ordered: bool = False) -> None:
+    def _finish(self, job: Job, backoff: Backoff, ordered: bool = False, here: bool = False) -> bool:
+        """Run ``job`` to its end; False when ``here`` (its first attempt only) left it to retry."""
+        deferred = False
         try:
-            self._run(job, backoff)
+            self._run(job, backoff, here)
+        except Deferred:
+            deferred = True
         except Exception as exc:  # never let a worker die: the job fails, others go on
             job.error = f"{type(exc).__name__}: {exc}"
         finally:
-            if ordered:
-                with self._lock:
-                    self._ordered_pending -= 1
-            if job.on_done is not None:
-                try:
-                    job.on_done(job)
-                except Exception as exc:
-                    self._reporter.error(f"after uploading {job.key}: {exc}")
-            job.done.set()
-            if self._notify is not None:
-                self._notify()
+            if not deferred:
+                self._done(job, ordered)
+        return not deferred
+
+    def _done(self, job: Job, ordered: bool) -> None:
+        if ordered:
+            with self._lock:
+                self._ordered_pending -= 1
+        if job.on_done is not None:
+            try:
+                job.on_done(job)
+            except Exception as exc:
+                self._reporter.error(f"after uploading {job.key}: {exc}")
+        job.done.set()
+        if self._notify is not None:
+            self._notify()
 
     def _gone(self) -> Optional[StoreError]:
         if not self._abandoned:
@@ -330,12 +294,12 @@ class Uploader:
         with self._lock:
             self.requests += 1
 
-    def _run(self, job: Job, backoff: Backoff) -> None:
+    def _run(self, job: Job, backoff: Backoff, here: bool = False) -> None:
         if self.permanent is not None:
             job.error = str(self.permanent)
             job.cause = self.permanent.code
             return
-        if backoff is self._backoff and self._abandoned:
+        if backoff is self._backoff and self._abandoned and job.retrying is None:
             job.error = "not started before the flush deadline"
             return
         try:
@@ -352,15 +316,20 @@ class Uploader:
             return
         job.size = payload.size
         self._await_verdict(backoff)
-        attempts = Attempts(
+        attempts = job.retrying or Attempts(
             backoff,
             self._policy,
             self._reporter,
             on_attempt=lambda: self._attempted(job),
             doomed=lambda: self.permanent or (self._gone() if backoff is self._backoff else None),
+            first_only=here,
         )
+        job.retrying = None
         try:
             stored = self.store().put(job.key, payload, job.content_type, attempts, job.metadata)
+        except Deferred:  # to be retried elsewhere (``store_here``), from where it is
+            job.retrying, job.prepared = attempts, payload
+            raise
         except StoreError as exc:
             job.error = str(exc)
             if not exc.transient:

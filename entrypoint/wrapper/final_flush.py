@@ -10,20 +10,22 @@ SIGKILLs the step at the timeout, with no warning). The time left between the
 flush's start (or a later SIGTERM) and that end is split once: everything but the summary and the
 manifest has all but the last ``RESERVE_SHARE`` of it (at most ``RESERVE_MAX``), the summary half of
 that reserve, the manifest the rest. The summary and the manifest go up each on a thread of its
-own, so that workers stuck on a dead connection cannot keep them from being tried. The wrapper
-exits by the flush's end whatever the store does; a second SIGINT/SIGTERM gives the flush up at
-once (the summary and the manifest are then counted missing).
+own, so that workers stuck on a dead connection cannot keep them from being tried; with a local
+store (no network to hang on) they, and the log archive when it is complete, are first tried on
+the main thread, and only a transient failure hands them on to a thread (``Uploader.store_here``).
+The wrapper exits by the flush's end whatever the store does; a second SIGINT/SIGTERM gives the
+flush up at once (the summary and the manifest are then counted missing).
 """
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from signal import Signals
-from typing import Any, NamedTuple, Optional, Protocol
+from typing import Any, Optional, Protocol
 
 from ..formats.layout import MANIFEST, SUMMARY
 from ..formats.manifest import LogAccount, Manifest
@@ -42,7 +44,6 @@ from .outcome import Cause, Outcome, cause_of, log_account
 from .pressure import MemoryWatch
 from .summary import Summary, children_cpu
 from .supervisor import INTERRUPTS
-from .termination import note_termination
 
 EXIT_MARGIN = 1.0  # seconds kept back from the termination grace for exiting cleanly
 RESERVE_SHARE = 1 / 3  # of the time left for the flush, kept for the summary and the manifest
@@ -58,29 +59,45 @@ class Interruptible(Protocol):
     def wait_wakeup(self, timeout: Optional[float]) -> list[int]: ...
 
 
-class Ended(NamedTuple):
-    """How COMMAND ended, as the supervisor saw it."""
+class Ended:
+    """How COMMAND ended, as the supervisor saw it.
 
-    code: int  # as a shell reports it (128+N for signal N), 124 for --timeout
-    status: int  # the wait status
-    timed_out: bool
-    signals_received: Sequence[int]
-    started_wall: float
-    finished_wall: float
-    peak_rss: int  # 0: not sampled
-    memory: Optional[MemoryWatch] = None  # the memory cgroup watch (None: not watched)
-    tekton_timeout: bool = False  # stopped ahead of the Tekton step timeout (set by its detection)
-    terminated: bool = False  # the wrapper got SIGTERM before COMMAND's end
+    (A plain class, as every record loaded after the spawn: a ``typing.NamedTuple`` costs ~0.1 ms
+    to define, and a COMMAND that ends at once waits for it.)"""
 
-    def cause(self) -> Cause:
-        """Why COMMAND ended, from its status, what the wrapper did and the memory cgroup."""
+    __slots__ = (
+        "code", "finished_wall", "memory", "peak_rss", "signals_received", "started_wall", "status",
+        "terminated", "timed_out",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        code: int,
+        status: int,
+        timed_out: bool,
+        signals_received: Sequence[int],
+        started_wall: float,
+        finished_wall: float,
+        peak_rss: int,
+        memory: Optional[MemoryWatch] = None,
+        terminated: bool = False,
+    ) -> None:
+        self.code = code  # as a shell reports it (128+N for signal N), 124 for --timeout
+        self.status = status  # the wait status
+        self.timed_out, self.signals_received = timed_out, signals_received
+        self.started_wall, self.finished_wall = started_wall, finished_wall
+        self.peak_rss = peak_rss  # 0: not sampled
+        self.memory = memory  # the memory cgroup watch (None: not watched)
+        self.terminated = terminated  # the wrapper got SIGTERM before COMMAND's end
+
+    def cause(self, tekton_timeout: bool = False) -> Cause:
+        """Why COMMAND ended, from its status, what the wrapper did and the memory cgroup;
+        ``tekton_timeout``: stopped ahead of the Tekton step timeout (by its detection)."""
         watch = self.memory
         after = watch.end() if watch is not None else None
         before = watch.first if watch is not None else None
         peak = watch.peak if watch is not None else None
-        return cause_of(
-            self.status, self.timed_out, self.terminated, before, after, peak, self.tekton_timeout
-        )
+        return cause_of(self.status, self.timed_out, self.terminated, before, after, peak, tekton_timeout)
 
 
 class Deadlines:
@@ -142,6 +159,8 @@ class FinalFlush:
         self.capture, self.archiver, self.budget, self.spool = capture, archiver, budget, spool
         self.sup, self.clock, self.inputs = supervisor, clock, list(inputs)
         self.aborted = False
+        # a local directory: no network to hang on, so objects are first tried on this thread
+        self.here = cfg.store.endpoint is None
         self.deadlines: Optional[Deadlines] = None
         self.manifest: dict[str, Any] = {}
 
@@ -156,14 +175,18 @@ class FinalFlush:
         found, not_uploaded, queued = submit_results(
             cfg, self.uploader, self.spool, self.reporter, ended.code, self.budget
         )
-        cause = ended._replace(tekton_timeout=self.stopped_for_tekton).cause()
+        cause = ended.cause(tekton_timeout=self.stopped_for_tekton)
         if cause.name == "oom-kill" and cfg.termination_log is not None:
+            from .termination import note_termination  # seldom needed: not loaded on every exit
+
             note_termination(cfg.termination_log, f"{cfg.layout.step}: COMMAND {cause.text}", self.reporter)
         self.capture.close()
         total = self.capture.total
         mtime = ended.finished_wall if cfg.archive_mtime is None else cfg.archive_mtime
+        # with a local store and the archive complete (nothing to wait for), stored right here
+        submit = self.uploader.store_here if self.here and self.archiver.idle() else self.uploader.submit
         for key in cfg.layout.log_archive_keys():  # a retry's own, then <step>-log.tgz (the latest's)
-            self.uploader.submit(
+            submit(
                 Job(
                     key=key,
                     build=lambda: self.archiver.finish(total, mtime),
@@ -172,7 +195,7 @@ class FinalFlush:
                 )
             )
         if cfg.results_log_key is not None:  # --tekton-results-logs: the same bytes, plain, once
-            self.uploader.submit(
+            submit(
                 Job(
                     key=cfg.results_log_key,
                     build=self.archiver.plain,
@@ -271,9 +294,13 @@ class FinalFlush:
         outcome.missing.append(job)
 
     def _store_last(self, suffix: str, data: bytes, deadline: Callable[[], float]) -> Job:
-        """Store ``<step>-<suffix>`` (summary, manifest) on its own thread within ``deadline()``."""
+        """Store ``<step>-<suffix>`` (summary, manifest) on its own thread within ``deadline()``
+        (a local store: first tried right here)."""
         job = self._last_job(suffix, data)
-        self.uploader.start_last(job, deadline())
+        if self.here:
+            self.uploader.store_here(job, deadline())
+        else:
+            self.uploader.start_last(job, deadline())
         self._wait([job], deadline)
         return job
 
@@ -325,4 +352,17 @@ class FinalFlush:
 
 
 def _iso(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).isoformat(timespec="milliseconds")
+    """``ts`` in ISO 8601, UTC, to the millisecond: what ``datetime.fromtimestamp(ts, timezone.utc)
+    .isoformat(timespec="milliseconds")`` writes (microseconds rounded half to even, then cut),
+    without loading ``datetime`` after the spawn."""
+    whole = float(int(ts))
+    micros = round((ts - whole) * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    elif micros < 0:
+        whole, micros = whole - 1, micros + 1_000_000
+    t = time.gmtime(whole)
+    return (
+        f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
+        f".{micros // 1000:03d}+00:00"
+    )

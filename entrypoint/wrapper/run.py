@@ -51,9 +51,7 @@ def preflight_strict(cfg: Config, reporter: Reporter) -> bool:
 
 
 def warm_up() -> None:
-    """Load what the final flush needs (tar, the deflate module) while COMMAND runs, not after."""
-    import tarfile  # noqa: F401
-
+    """Load what the final flush needs (the deflate module) while COMMAND runs, not after."""
     deflate_module()
 
 
@@ -120,8 +118,16 @@ class Run:
         cfg, sup = self.cfg, self.supervisor
         try:
             started_wall = time.time() - (sup.clock() - sup.started_at)  # COMMAND's spawn, in wall time
-            # after the spawn: the S3 client is imported (and the bucket checked) in the background
-            self.uploader.start(cfg.preflight, cfg.layout.task_prefix)
+            # after the spawn: the S3 client is imported (and the bucket checked) in the background;
+            # a local directory is checked right here when COMMAND is gone already
+            local, gone = cfg.store.endpoint is None, sup.status is not None
+            self.uploader.start(
+                cfg.preflight,
+                cfg.layout.task_prefix,
+                warm_up=not local,
+                here=local and gone,
+                ordered_lane=not gone,  # not started by the first chunk, on the pump's thread
+            )
             watch = MemoryWatch(
                 *self.memory,
                 self.capture,
@@ -130,8 +136,13 @@ class Run:
                 terminated=lambda: sup.terminated_at is not None,
                 wake=sup.wake,
             )
-            sampler = TreeSampler(sup.pid, on_tick=watch.tick).start()
-            threads.start(warm_up, "warm-up", background=True)
+            sampler = TreeSampler(sup.pid, on_tick=watch.tick)
+            if not gone:
+                sampler.start()
+                self.archiver.start()
+                threads.start(warm_up, "warm-up", background=True)
+            else:  # COMMAND is gone already: no thread for what only matters while it runs
+                watch.tick()  # the sampler's first look, all the same
             if cfg.embedded_default:
                 self.reporter.info(f"no --endpoint set: storing objects in {cfg.store.describe()}")
             code = sup.run()

@@ -31,25 +31,30 @@ class TreeSampler:
         self.on_tick = on_tick
         self.peak = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
+        self._sampling = threading.Lock()  # held for each sample
 
     def start(self) -> TreeSampler:
-        self._thread.start()
+        threads.start(self._run, "sampler", background=True)
         return self
 
     def stop(self) -> int:
+        """The peak seen (0: never sampled, or not started). No sample starts after this; one under
+        way is waited for (at most 2 s), not the thread's end, which would cost a thread switch."""
         self._stop.set()
-        self._thread.join(timeout=2)
+        if self._sampling.acquire(timeout=2):
+            self._sampling.release()
         return self.peak
 
     def _run(self) -> None:
-        threads.settle("sampler", background=True)
-        while not self._stop.is_set():
-            self.on_tick()
-            pids = proctree.tree(self.pid)
-            if proctree.state(self.pid) in ("", "Z", "X"):
-                return
-            self.peak = max(self.peak, proctree.rss(pids))
+        while True:
+            with self._sampling:
+                if self._stop.is_set():
+                    return
+                self.on_tick()
+                pids = proctree.tree(self.pid)
+                if proctree.state(self.pid) in ("", "Z", "X"):
+                    return
+                self.peak = max(self.peak, proctree.rss(pids))
             self._stop.wait(self.interval)
 
 
