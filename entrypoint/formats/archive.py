@@ -12,7 +12,10 @@ import importlib
 import os
 from pathlib import Path
 from types import ModuleType
-from typing import Any, BinaryIO
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, BinaryIO
 
 
 @functools.cache

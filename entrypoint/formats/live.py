@@ -13,8 +13,11 @@ lost). Chunks of older wrappers carry no promise: a reader waits for ever, as be
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Optional
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Optional
+
 
 NEXT_WITHIN = "next-within"  # the metadata name (x-amz-meta-next-within on S3)
 HEARTBEAT_INTERVALS = 12  # a live step stores a chunk at least every 12 flush intervals (1 min at 5 s)

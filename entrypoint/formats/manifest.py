@@ -11,10 +11,13 @@ step's objects against it, and its absence means the step never finished its fin
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
-from typing import Any, Optional
 
 from .layout import Layout
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any, Optional
 
 VERSION = 1
 

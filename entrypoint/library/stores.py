@@ -6,11 +6,14 @@ import time
 
 from ..report import Reporter
 from ..store import Retry, Store, Stored, StoreError, once, open_store
-from ..store.base import Metadata
 from ..store.payload import Payload
 from ..transfer.retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
 from .config import ObjectStoreConfig
 from .errors import ObjectStoreError, redact
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..store.base import Metadata
 
 
 def open_for(cfg: ObjectStoreConfig) -> Store:

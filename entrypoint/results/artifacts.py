@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Optional
 
 from ..report import Reporter
 from ..settings.step import Config
 from .files import replace_file, skip_reason
 from .queue import Queued
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import Any, Optional
 
 TEKTON_LIMIT = 4096  # bytes of results per container (the termination message)
 BIGGEST = 3  # results named in the warning

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
 
 from ..formats.layout import KeyTooLong, NotSent, key_length_problem
 from ..formats.manifest import Skipped
@@ -15,6 +13,11 @@ from ..spool.budget import SpoolBudget, worst_compressed
 from ..store.payload import Payload
 from ..transfer.uploader import Job, Uploader
 from . import files as results
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Optional
 
 
 class Queued:

@@ -6,13 +6,16 @@ import os
 import threading
 from _queue import SimpleQueue  # queue.SimpleQueue, without loading queue (and heapq) after the spawn
 from pathlib import Path
-from typing import BinaryIO, Optional
 
 from .. import threads
 from ..formats import archive
 from ..store.payload import GzipMember, Payload
 from .budget import SpoolBudget
 from .chunk import Chunk
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO, Optional
 
 HOLD_WAIT = 5.0  # how long the archiver waits for an upload reading a chunk's raw file
 

@@ -6,10 +6,13 @@ import io
 import os
 import threading
 from pathlib import Path
-from typing import BinaryIO, Optional
 
 from ..store.payload import GzipMember
 from .budget import SpoolBudget
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO, Optional
 
 
 class _HeldFile(io.BufferedReader):

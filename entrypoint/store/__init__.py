@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Optional
-
 from ..settings.store import StoreConfig
 from .base import ObjectInfo, ReadableStore, Retry, Store, Stored, StoreError, once
 from .local import LocalStore
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Optional
 
 __all__ = [
     "LocalStore",

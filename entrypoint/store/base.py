@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Mapping
-from typing import NamedTuple, Optional, Protocol, TypeVar
 
+from ..records import Record
 from .payload import Payload
 
-T = TypeVar("T")
-Metadata = Optional[Mapping[str, str]]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Optional, Protocol, TypeVar
+
+    T = TypeVar("T")
+    Metadata = Optional[Mapping[str, str]]
+else:
+    Protocol = object  # protocols are for type checkers: no typing module at run time (start-up cost)
+
 
 
 class StoreError(Exception):
@@ -43,7 +50,7 @@ def once(request: Callable[[], T], what: str) -> T:
     return request()
 
 
-class Stored(NamedTuple):
+class Stored(Record):
     """What was written: for the manifest."""
 
     key: str
@@ -77,7 +84,7 @@ class Store(Protocol):
         """Keys under ``prefix``, sorted."""
 
 
-class ObjectInfo(NamedTuple):
+class ObjectInfo(Record):
     """One listed object; ``is_prefix`` marks a "directory" of a non-recursive listing."""
 
     key: str

@@ -10,13 +10,18 @@ import io
 import os
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from stat import S_ISREG
-from typing import Any, Optional
 
-from .base import Metadata, ObjectInfo, Retry, Stored, StoreError, once
+from .base import ObjectInfo, Retry, Stored, StoreError, once
 from .payload import Payload
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Optional
+
+    from .base import Metadata
 
 _COPY = 1024 * 1024
 _PERMANENT_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)

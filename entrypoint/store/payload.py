@@ -18,9 +18,17 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, NamedTuple, Protocol, Union
+
+from ..records import Record
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from typing import BinaryIO, Protocol, Union
+else:
+    Protocol = object  # protocols are for type checkers: no typing module at run time (start-up cost)
+
 
 
 class Source(Protocol):
@@ -32,7 +40,10 @@ class Source(Protocol):
     def open(self) -> BinaryIO: ...
 
 
-Part = Union[bytes, Path, Source]
+if TYPE_CHECKING:
+    Part = Union[bytes, Path, Source]
+
+
 _COMPRESSED_READ = 256 * 1024
 _HASH_READ = 1024 * 1024  # bytes per read while hashing a payload that is not kept in memory
 
@@ -117,7 +128,7 @@ class Digests:
         self.md5, self.sha256, self.size = md5, sha256, size
 
 
-class Payload(NamedTuple):
+class Payload(Record):
     parts: tuple[Part, ...]
     size: int
     digests: Digests | None = None  # set by ``hashed()``: the store need not compute them

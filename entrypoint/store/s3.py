@@ -34,7 +34,7 @@ import io
 import os
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlunsplit
 
 import urllib3
@@ -46,11 +46,13 @@ from urllib3._collections import HTTPHeaderDict
 
 from ..settings.store import StoreConfig
 from . import s3_credentials, s3_security
-from .base import Metadata as Meta
 from .base import Retry, Stored, StoreError, once
 from .payload import Digests, Payload
 from .s3_errors import classify, reword, with_sse_cause
 from .s3_read import S3Reads
+
+if TYPE_CHECKING:
+    from .base import Metadata as Meta
 
 PART_SIZE = 8 * 1024 * 1024  # one part in memory per upload in flight
 STREAM_PUT_MAX = 1024 * 1024 * 1024  # larger: multipart (a retry resends one part, not the object)

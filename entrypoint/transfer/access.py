@@ -9,12 +9,15 @@ per worker.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Optional
 
 from ..report import Reporter
 from ..store import Store, StoreError
 from .retry import Attempts, Backoff, DeadlinePassed, RetryPolicy
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Optional
 
 VERDICT_POLL = 0.5  # s: how often a job waiting for the preflight looks at the flush deadline
 

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Optional
 
 from ..formats.manifest import Entry
 from ..store import Stored
 from ..store.payload import Payload
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Optional
+
     from .retry import Attempts
 
 

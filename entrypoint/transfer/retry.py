@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Optional, TypeVar
 
 from ..report import Reporter
 from ..store import StoreError
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import random
+    from collections.abc import Callable
+    from typing import Optional, TypeVar
 
-T = TypeVar("T")
-Clock = Callable[[], float]
+    T = TypeVar("T")
+    Clock = Callable[[], float]
 
 
 class RetryPolicy:

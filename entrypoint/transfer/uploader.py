@@ -30,8 +30,6 @@ import functools
 import threading
 import time
 from _queue import SimpleQueue  # queue.SimpleQueue, without loading queue (and heapq) after the spawn
-from collections.abc import Callable
-from typing import Any, Optional
 
 from .. import threads
 from ..formats.layout import NotSent
@@ -42,9 +40,14 @@ from .access import StoreAccess
 from .job import Job
 from .retry import Attempts, Backoff, Deferred, RetryPolicy
 
-__all__ = ["Job", "Uploader"]
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Optional
 
-Clock = Callable[[], float]
+    Clock = Callable[[], float]
+
+__all__ = ["Job", "Uploader"]
 
 
 _STOP = object()

@@ -22,10 +22,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
 from signal import Signals
-from typing import Any, Optional, Protocol
 
 from ..formats.layout import MANIFEST, SUMMARY
 from ..formats.manifest import LogAccount, Manifest
@@ -44,6 +42,13 @@ from .outcome import Cause, Outcome, cause_of, log_account
 from .pressure import MemoryWatch
 from .summary import Summary, children_cpu
 from .supervisor import INTERRUPTS
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, Optional, Protocol
+else:
+    Protocol = object  # protocols are for type checkers: no typing module at run time (start-up cost)
 
 EXIT_MARGIN = 1.0  # seconds kept back from the termination grace for exiting cleanly
 RESERVE_SHARE = 1 / 3  # of the time left for the flush, kept for the summary and the manifest

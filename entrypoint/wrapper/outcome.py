@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any, Optional
 
 from .. import exitcodes
 from ..formats.manifest import LogAccount
@@ -22,6 +21,10 @@ from ..spool.capture import LogCapture
 from ..transfer.uploader import Job
 from ..units import format_size
 from .cgroup import OOM_COUNTERS, Memory
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 MISSING_LINES = 10  # "not stored" lines on stderr; the manifest has them all
 

@@ -13,12 +13,17 @@ memory alone it lasts while the usage or the pressure stays high.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Any, Optional, Protocol
 
 from ..report import Reporter
 from ..units import format_size
 from .cgroup import Cgroup, Memory
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, Optional, Protocol
+else:
+    Protocol = object  # protocols are for type checkers: no typing module at run time (start-up cost)
 
 FAST_INTERVAL = 1.0  # seconds between seals when death is near
 PRESSURE_HIGH = 10.0  # PSI some avg10 (percent of the last 10 s some task stalled on memory)

@@ -9,9 +9,7 @@ the results, the log archive, the summary and the manifest, and computes the exi
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Optional
 
 from .. import threads
 from ..formats import live
@@ -32,6 +30,11 @@ from .final_flush import Ended, FinalFlush
 from .pressure import MemoryWatch
 from .summary import TreeSampler
 from .supervisor import Supervisor
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, Optional
 
 PREFLIGHT_TIMEOUT = 30.0  # --preflight strict: how long transient errors are retried
 

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import resource
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple, Optional
 
 from .. import threads
+from ..records import Record
 from . import proctree
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from typing import Any, Optional
+
 
 SAMPLE_INTERVAL = 0.5
 
@@ -58,11 +63,11 @@ class TreeSampler:
             self._stop.wait(self.interval)
 
 
-class Summary(NamedTuple):
+class Summary(Record):
     """What ``<step>-summary.json`` holds, in this order (``extra``'s keys come last, at the top level).
 
-    (A NamedTuple: ``dataclasses`` costs milliseconds on the wrapper's run path. It is built once,
-    complete, and never changed: the empty defaults are not shared with anything that writes.)
+    (A ``Record``: ``dataclasses`` and ``typing`` cost milliseconds on the wrapper's run path. It is
+    built once, complete, and never changed: the empty defaults are not shared with anything that writes.)
     """
 
     pipelinerun: str
