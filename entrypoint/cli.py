@@ -71,12 +71,10 @@ def execute(values: Mapping[str, Any], command: Sequence[str], on_command_line: 
 
         remove_spool(spool)
         return failed
-    from pathlib import Path
-
     from .wrapper.run import Run  # the rest of the machinery loads while COMMAND runs
 
     return Run(
-        cfg, reporter, supervisor, inputs=inputs, tekton=tekton, memory=(cgroup, baseline), spool=Path(spool)
+        cfg, reporter, supervisor, inputs=inputs, tekton=tekton, memory=(cgroup, baseline), spool=spool
     ).execute()
 
 

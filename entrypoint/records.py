@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from _operator import itemgetter
 
-__all__ = ["Record", "path", "path_text"]
+__all__ = ["Record", "path", "path_text", "text"]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,6 +48,13 @@ def path_text(raw: str) -> str:
     slashes = len(raw) - len(stripped)
     root = "//" if slashes == 2 else "/" if slashes else ""
     return root + "/".join(p for p in stripped.split("/") if p and p != ".") or "."
+
+
+def text(record: Any, field: str) -> Any:
+    """The value of ``record``'s field ``field``, annotated ``Path`` or ``Optional[Path]``, as
+    text (None stays None), without importing pathlib as reading the field would."""
+    value = tuple.__getitem__(record, type(record)._fields.index(field))
+    return value if value is None else str(value)
 
 
 def _path_getter(index: int) -> Any:

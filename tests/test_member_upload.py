@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,7 @@ def test_chunks_sent_from_their_members_read_back_byte_exact(
 ) -> None:
     data = log_text(2 * MiB + 777, seed=5)
     chunks, archiver = archived_chunks(tmp_path, data, MiB)
-    assert not any(c.path.exists() for c in chunks) and all(c.member for c in chunks)
+    assert not any(os.path.exists(c.path) for c in chunks) and all(c.member for c in chunks)
     store = s3mod.S3Store(store_config(s3, bucket))
     for c in chunks:
         stored = store.put(f"logs/{c.seq:08d}.log", Payload((c,), c.size), "text/plain", quick())
@@ -46,7 +47,7 @@ def test_a_member_upload_reset_mid_request_is_sent_again_whole(
 ) -> None:
     data = log_text(MiB, seed=6)
     (chunk,), archiver = archived_chunks(tmp_path, data, MiB)
-    assert not chunk.path.exists() and chunk.member is not None
+    assert not os.path.exists(chunk.path) and chunk.member is not None
     store = s3mod.S3Store(store_config(s3, bucket, netloc=proxy.netloc))
     proxy.fail_next(2, "reset")
     attempts = quick()
@@ -62,7 +63,7 @@ def test_a_streamed_member_upload_reset_mid_request_rereads_the_member(
 ) -> None:
     data = log_text(11 * MiB + 5, seed=7)  # over 8 MiB: one streaming PUT, read from the payload
     (chunk,), archiver = archived_chunks(tmp_path, data, 12 * MiB)
-    assert not chunk.path.exists() and chunk.member is not None
+    assert not os.path.exists(chunk.path) and chunk.member is not None
     store = s3mod.S3Store(store_config(s3, bucket, netloc=proxy.netloc))
     proxy.fail_next(1, "reset")
     attempts = quick()
@@ -80,7 +81,7 @@ def test_a_damaged_multipart_member_upload_is_detected_and_sent_again(
     monkeypatch.setattr(s3mod, "STREAM_PUT_MAX", 5 * MiB)
     data = log_text(11 * MiB + 5, seed=7)
     (chunk,), archiver = archived_chunks(tmp_path, data, 12 * MiB)
-    assert not chunk.path.exists() and chunk.member is not None
+    assert not os.path.exists(chunk.path) and chunk.member is not None
     pool = RecordingPool(corrupt=1)  # one part's body damaged on the way: the ETag check catches it
     store = s3mod.S3Store(store_config(s3, bucket), http_client=pool)
     attempts = quick()
@@ -114,10 +115,10 @@ def test_an_attempt_reading_the_raw_file_holds_it_and_the_next_attempt_reads_the
     archiver = LogArchiver(tmp_path, "main.log", budget)
     archiver.add(chunk)
     wait_until(lambda: chunk.archived, timeout=30, what="archiving")
-    assert chunk.path.exists()  # held by attempt 1: not deleted under it
+    assert os.path.exists(chunk.path)  # held by attempt 1: not deleted under it
     assert first.read(10**6) == data[1000:]
     first.close()  # attempt 1 failed (say): the raw file is not needed any more
-    assert not chunk.path.exists() and chunk.member is not None
+    assert not os.path.exists(chunk.path) and chunk.member is not None
     assert budget.used() == chunk.member.length  # only the compressed copy is left
     assert payload.read_all() == data  # attempt 2 decompresses the member
     assert payload.read_all() == data  # and so does attempt 3
@@ -136,7 +137,7 @@ def test_the_plain_log_goes_up_multipart_from_the_members_equal_to_the_archives_
     monkeypatch.setattr(s3mod, "STREAM_PUT_MAX", 5 * MiB)
     data = log_text(13 * MiB + 11, seed=8)
     chunks, archiver = archived_chunks(tmp_path, data, 3 * MiB)
-    assert len(chunks) == 5 and not any(c.path.exists() for c in chunks)
+    assert len(chunks) == 5 and not any(os.path.exists(c.path) for c in chunks)
     plain = archiver.plain()
     archive = archiver.finish(len(data), 0.0)
     assert archiver.plain().size == plain.size == len(data)  # asked again: the same payload

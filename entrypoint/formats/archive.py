@@ -10,11 +10,11 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from pathlib import Path
 from types import ModuleType
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from pathlib import Path
     from typing import Any, BinaryIO
 
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
+from ..records import text
 from ..report import Reporter
 from ..settings.step import Config
 from .files import replace_file, skip_reason
@@ -26,6 +26,7 @@ from .queue import Queued
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from pathlib import Path
     from typing import Any, Optional
 
 TEKTON_LIMIT = 4096  # bytes of results per container (the termination message)
@@ -71,7 +72,7 @@ def offload(queued: list[Queued], bucket: str, over: int, step: str, reporter: R
             continue
         target = uri(bucket, q.job.key)
         try:
-            replace_file(q.directory / q.result.name, target.encode())
+            replace_file(os.path.join(q.directory, q.result.name), target.encode())
         except OSError as exc:
             reporter.warn(f"result {name!r} not offloaded: cannot rewrite it ({exc.strerror or exc})")
             continue
@@ -82,7 +83,7 @@ def offload(queued: list[Queued], bucket: str, over: int, step: str, reporter: R
     return done
 
 
-def sizes(dirs: list[tuple[Path, str]]) -> list[tuple[str, int]]:
+def sizes(dirs: list[tuple[str, str]]) -> list[tuple[str, int]]:
     """(name, bytes) of every result file the wrapper accepts (``files.skip_reason``) in the
     results directories. A refused entry (a symlink to ``/etc/shadow``, say) is not looked at:
     its size is nobody's business, and its name was already warned about."""
@@ -198,9 +199,9 @@ def tekton_outputs(
         from .chains import write_chains_results  # loaded only when asked for: a short step's exit waits
 
         write_chains_results(queued, cfg.store.bucket, cfg.results_dir, inputs, reporter)
-    dirs = [(cfg.results_dir, "")]
+    dirs: list[tuple[str, str]] = [(text(cfg, "results_dir"), "")]  # text: no pathlib on the run path
     if cfg.step_results_dir is not None:
-        dirs.append((cfg.step_results_dir, f"{step}/"))
+        dirs.append((text(cfg, "step_results_dir"), f"{step}/"))
     files = sizes(dirs)
     if cfg.artifacts_file is not None:
         written = write_provenance(

@@ -42,7 +42,7 @@ def write_chains_results(
     files: dict[Path, bytes] = {}
     for q in queued:
         if q.job.stored and q.job.result is not None:
-            path = q.directory / f"{q.result.name}{CHAINS_OUTPUTS}"
+            path = Path(q.directory) / f"{q.result.name}{CHAINS_OUTPUTS}"
             files[path] = hint(f"s3://{bucket}/{q.job.key}", q.job.result.sha256, build_artifact=True)
     for entry in inputs:
         values = entry.get("values") or []

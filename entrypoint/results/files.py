@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import os
 import stat
-from pathlib import Path
 
 from ..formats import archive
 from ..formats.layout import name_problem
 from ..report import Reporter
 from ..store.payload import Payload
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from _typeshed import StrPath
 
 # Tekton Chains' type-hinted results (``--chains-outputs``): Tekton results, never archived as results.
 CHAINS_OUTPUTS = "-ARTIFACT_OUTPUTS"
@@ -33,7 +36,7 @@ class ResultFile:
 
     __slots__ = ("name", "path")
 
-    def __init__(self, name: str, path: Path) -> None:
+    def __init__(self, name: str, path: str) -> None:
         self.name = name  # the result's name: the file name in the results directory
         self.path = path  # what is read (a symlink's target inside the directory, else the file)
 
@@ -42,7 +45,7 @@ class UnreadableResults(OSError):
     """The results directory exists but cannot be read: every result in it is missing."""
 
 
-def scan(results_dir: Path, reporter: Reporter) -> tuple[list[ResultFile], list[str]]:
+def scan(results_dir: StrPath, reporter: Reporter) -> tuple[list[ResultFile], list[str]]:
     """The result files to archive, and the entries skipped (each also warned about). No
     directory: no results. One that cannot be read: ``UnreadableResults`` (a missing result)."""
     found: list[ResultFile] = []
@@ -62,7 +65,7 @@ def scan(results_dir: Path, reporter: Reporter) -> tuple[list[ResultFile], list[
             reporter.warn(f"result {entry.name!r} skipped: {reason}")
             skipped.append(entry.name)
             continue
-        target = Path(os.path.realpath(entry.path)) if entry.is_symlink() else Path(entry.path)
+        target = os.path.realpath(entry.path) if entry.is_symlink() else entry.path  # text: no pathlib
         found.append(ResultFile(entry.name, target))
     return found, skipped
 
@@ -83,17 +86,17 @@ def skip_reason(entry: os.DirEntry[str], real_dir: str) -> str:
     return ""
 
 
-def open_regular(path: Path) -> tuple[int, os.stat_result]:
+def open_regular(path: StrPath) -> tuple[int, os.stat_result]:
     """Open without following a final symlink and without blocking on a FIFO; must be regular."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
-        raise OSError(0, f"{path.name}: not a regular file")
+        raise OSError(0, f"{os.path.basename(path)}: not a regular file")
     return fd, st
 
 
-def archive_result(result: ResultFile, out_path: Path, mtime: float | None = None) -> Payload:
+def archive_result(result: ResultFile, out_path: StrPath, mtime: float | None = None) -> Payload:
     """Write ``<result>.tgz`` to ``out_path`` (in the spool); the payload to upload."""
     fd, st = open_regular(result.path)
     try:
@@ -104,11 +107,12 @@ def archive_result(result: ResultFile, out_path: Path, mtime: float | None = Non
     return Payload.of(out_path)
 
 
-def replace_file(path: Path, data: bytes) -> None:
+def replace_file(path: StrPath, data: bytes) -> None:
     """Write ``data`` to a new file and rename it over ``path`` (a symlink is replaced, not followed)."""
     import tempfile  # seldom needed (offloaded results): not loaded on every run's exit
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    parent, name = os.path.split(os.fspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=parent or ".")
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from ..formats.layout import KeyTooLong, NotSent, key_length_problem
 from ..formats.manifest import Skipped
+from ..records import text
 from ..report import Reporter
 from ..settings.step import Config
 from ..spool.budget import SpoolBudget, worst_compressed
@@ -26,7 +26,7 @@ class Queued:
 
     __slots__ = ("directory", "job", "result", "step")
 
-    def __init__(self, result: results.ResultFile, job: Job, directory: Path, step: bool) -> None:
+    def __init__(self, result: results.ResultFile, job: Job, directory: str, step: bool) -> None:
         self.result, self.job = result, job
         self.directory = directory  # the results directory it is in
         self.step = step  # a step result (--step-results-dir), stored under <step>/
@@ -40,7 +40,7 @@ class ResultArchive:
     and deletes it once its upload is over (stored or not), so results never pile up on disk."""
 
     def __init__(
-        self, result: results.ResultFile, path: Path, mtime: Optional[float], budget: SpoolBudget
+        self, result: results.ResultFile, path: str, mtime: Optional[float], budget: SpoolBudget
     ) -> None:
         self.result, self.path, self.mtime, self.budget = result, path, mtime, budget
         self.held = 0
@@ -80,18 +80,18 @@ def _refuse(problem: str, hint: bool = True) -> Callable[[], Payload]:
 
 
 def submit_results(
-    cfg: Config, uploader: Uploader, spool: Path, reporter: Reporter, code: int, budget: SpoolBudget
+    cfg: Config, uploader: Uploader, spool: str, reporter: Reporter, code: int, budget: SpoolBudget
 ) -> tuple[list[str], list[Skipped], list[Queued]]:
     """Queue each result file: the names queued, the ones not uploaded with the reason, and the
     queued files with their jobs (task results first, then step results)."""
-    dirs = [(cfg.results_dir, False)]
+    dirs: list[tuple[str, bool]] = [(text(cfg, "results_dir"), False)]  # text: no pathlib on the run path
     if cfg.step_results_dir is not None:
-        dirs.append((cfg.step_results_dir, True))
+        dirs.append((text(cfg, "step_results_dir"), True))
     if code != 0 and cfg.skip_results_on_failure:
         names: list[str] = []
         for directory, _step in dirs:
             try:
-                names += sorted(p.name for p in directory.iterdir())
+                names += sorted(os.listdir(directory))
             except OSError:
                 pass
         if names:
@@ -111,7 +111,7 @@ def submit_results(
         for result in found:
             key = cfg.layout.step_result_key(result.name) if step else cfg.layout.result_key(result.name)
             archive = ResultArchive(
-                result, spool / f"result-{len(queued):05d}.tgz", cfg.archive_mtime, budget
+                result, os.path.join(spool, f"result-{len(queued):05d}.tgz"), cfg.archive_mtime, budget
             )
             too_long = key_length_problem(key)  # checked as found: never sent, reported missing
             job = uploader.submit(

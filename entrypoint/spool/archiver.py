@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import threading
 from _queue import SimpleQueue  # queue.SimpleQueue, without loading queue (and heapq) after the spawn
-from pathlib import Path
 
 from .. import threads
 from ..formats import archive
@@ -16,6 +15,8 @@ from .chunk import Chunk
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import BinaryIO, Optional
+
+    from _typeshed import StrPath
 
 HOLD_WAIT = 5.0  # how long the archiver waits for an upload reading a chunk's raw file
 
@@ -29,10 +30,10 @@ class LogArchiver:
     member as a payload of its own (the plain-text log for Tekton Results).
     """
 
-    def __init__(self, directory: Path, member_name: str, budget: Optional[SpoolBudget] = None) -> None:
+    def __init__(self, directory: StrPath, member_name: str, budget: Optional[SpoolBudget] = None) -> None:
         self.member_name = member_name
         self._budget = budget
-        self.members = directory / "log-members.gz"
+        self.members = os.path.join(directory, "log-members.gz")  # os.path: no pathlib on the run path
         self._error: Optional[OSError] = None
         self._out: Optional[BinaryIO] = None
         try:  # COMMAND runs already: a lost spool costs the log archive only, never COMMAND's output

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import time
-from pathlib import Path
 
 from ..formats.manifest import Gap
 from ..units import format_size
@@ -37,6 +36,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Optional
+
+    from _typeshed import StrPath
 
 MARKER_PREFIX = b"[tekton-uploader: "
 BACKLOG_SEAL_BY_SIZE_ONLY = 2  # ordered uploads pending (one in flight, one waiting)
@@ -52,7 +53,7 @@ def write_all(fd: int, data: memoryview) -> None:
 class LogCapture:
     def __init__(
         self,
-        directory: Path,
+        directory: StrPath,
         chunk_size: int,
         flush_interval: float,
         on_sealed: Callable[[Chunk], None],
@@ -62,7 +63,7 @@ class LogCapture:
         on_pause: Optional[Callable[[str], None]] = None,
         heartbeat: Optional[float] = None,
     ) -> None:
-        self.directory = directory
+        self.directory = os.fspath(directory)  # text, os.path: no pathlib on the run path
         self.chunk_size = chunk_size
         self.flush_interval = flush_interval
         self._on_sealed = on_sealed
@@ -90,8 +91,8 @@ class LogCapture:
     def not_captured(self) -> int:
         return sum(g.size for g in self.gaps) + (self.output - self._gap_at if self._gap_at >= 0 else 0)
 
-    def _path(self, seq: int) -> Path:
-        return self.directory / f"{seq:08d}.log"
+    def _path(self, seq: int) -> str:
+        return os.path.join(self.directory, f"{seq:08d}.log")
 
     def write(self, data: memoryview) -> None:
         n = len(data)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import os
 import threading
-from pathlib import Path
 
 from ..store.payload import GzipMember
 from .budget import SpoolBudget
@@ -13,6 +12,8 @@ from .budget import SpoolBudget
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import BinaryIO, Optional
+
+    from _typeshed import StrPath
 
 
 class _HeldFile(io.BufferedReader):
@@ -54,7 +55,7 @@ class Chunk:
         "uploaded",
     )
 
-    def __init__(self, seq: int, path: Path, size: int, budget: Optional[SpoolBudget] = None,
+    def __init__(self, seq: int, path: StrPath, size: int, budget: Optional[SpoolBudget] = None,
                  last: bool = False) -> None:
         self.seq = seq
         self.path = path

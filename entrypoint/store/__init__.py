@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..records import text
 from ..settings.store import StoreConfig
 from .base import ObjectInfo, ReadableStore, Retry, Store, Stored, StoreError, once
 from .local import LocalStore
@@ -27,8 +28,9 @@ __all__ = [
 
 def open_store(cfg: StoreConfig, warn: Optional[Callable[[str], None]] = None) -> Store:
     if cfg.endpoint is None:
-        assert cfg.local_dir is not None
-        return LocalStore(cfg.local_dir, cfg.bucket, cfg.create_bucket)
+        local_dir = text(cfg, "local_dir")  # text: pathlib costs milliseconds on every step's exit
+        assert local_dir is not None
+        return LocalStore(local_dir, cfg.bucket, cfg.create_bucket)
     from .s3 import S3Store  # slow import: only once COMMAND is running
 
     return S3Store(cfg, warn=warn)

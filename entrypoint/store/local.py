@@ -10,9 +10,9 @@ import io
 import os
 import sys
 import threading
-from pathlib import Path
 from stat import S_ISREG
 
+from ..records import path_text
 from .base import ObjectInfo, Retry, Stored, StoreError, once
 from .payload import Payload
 
@@ -20,6 +20,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, Optional
+
+    from _typeshed import StrPath
 
     from .base import Metadata
 
@@ -52,7 +54,7 @@ def _builtin_sha256() -> Optional[Callable[[], Any]]:
     return constructor
 
 
-def _create_temporary(directory: Path, name: str) -> tuple[int, str]:
+def _create_temporary(directory: str, name: str) -> tuple[int, str]:
     """A new file ``.<name>.<random>.part`` in ``directory``, mode 0600, open for writing (what
     ``tempfile.mkstemp`` makes, without loading ``tempfile``)."""
     for _ in range(_TMP_TRIES):
@@ -61,22 +63,24 @@ def _create_temporary(directory: Path, name: str) -> tuple[int, str]:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), tmp
         except FileExistsError:
             continue
-    raise FileExistsError(errno.EEXIST, "no unique temporary name found", str(directory))
+    raise FileExistsError(errno.EEXIST, "no unique temporary name found", directory)
 
 
 class LocalStore:
-    def __init__(self, root: Path, bucket: str, create_bucket: bool = True) -> None:
+    def __init__(self, root: StrPath, bucket: str, create_bucket: bool = True) -> None:
         self.root = root
         self.bucket = bucket
         self.create_bucket = create_bucket
-        self.base = (root / bucket).absolute()
+        # text and os.path, not pathlib: pathlib costs milliseconds to import on every step's exit
+        base = path_text(os.path.join(root, bucket))  # as str(Path(root) / bucket)
+        self.base = base if base.startswith("/") else path_text(os.path.join(os.getcwd(), base))
         self._bucket_lock = threading.Lock()
 
     def describe(self) -> str:
         return f"local directory {self.base}"
 
     def _ensure_bucket(self) -> None:
-        if self.base.is_dir():
+        if os.path.isdir(self.base):
             return
         if not self.create_bucket:
             raise StoreError(
@@ -87,7 +91,7 @@ class LocalStore:
             )
         with self._bucket_lock:
             try:
-                self.base.mkdir(parents=True, exist_ok=True)
+                os.makedirs(self.base, exist_ok=True)
             except OSError as exc:
                 raise StoreError(
                     f"AccessDenied: cannot create {self.base}: {exc.strerror}",
@@ -109,12 +113,12 @@ class LocalStore:
                 whole_store=True,
             )
 
-    def path_of(self, key: str) -> Path:
+    def path_of(self, key: str) -> str:
         """The file for ``key``; refuses keys that would resolve outside the bucket directory."""
         parts = key.split("/")
         if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in key:
             raise StoreError(f"refusing object key {key!r}", transient=False, code="InvalidKey")
-        path = self.base.joinpath(*parts)
+        path = os.path.join(self.base, *parts)
         if not os.path.realpath(path).startswith(os.path.realpath(self.base) + os.sep):
             raise StoreError(f"refusing object key {key!r}", transient=False, code="InvalidKey")
         return path
@@ -130,13 +134,14 @@ class LocalStore:
         path = self.path_of(key)
         return retry(lambda: self._put(key, path, payload, metadata or {}), f"write {key}")
 
-    def _put(self, key: str, path: Path, payload: Payload, metadata: Metadata) -> Stored:
+    def _put(self, key: str, path: str, payload: Payload, metadata: Metadata) -> Stored:
         self._ensure_bucket()
         digest = _sha256(payload.size)
         size = 0
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = _create_temporary(path.parent, path.name)
+            parent, name = os.path.split(path)
+            os.makedirs(parent, exist_ok=True)
+            fd, tmp = _create_temporary(parent, name)
             try:
                 with os.fdopen(fd, "wb") as out, payload.open() as src:
                     while data := src.read(_COPY):
@@ -163,12 +168,13 @@ class LocalStore:
 
     def get(self, key: str) -> bytes:
         try:
-            return self.path_of(key).read_bytes()
+            with open(self.path_of(key), "rb") as file:
+                return file.read()
         except FileNotFoundError:
             raise StoreError(f"no object {key!r}", transient=False, code="NoSuchKey") from None
 
     def list(self, prefix: str) -> list[str]:
-        if not self.base.is_dir():
+        if not os.path.isdir(self.base):
             return []
         keys = []
         for dirpath, _dirs, files in os.walk(self.base):
@@ -189,7 +195,7 @@ class LocalStore:
 
     def _read_error(self, key: str, exc: OSError) -> StoreError:
         if isinstance(exc, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
-            if not self.base.is_dir():
+            if not os.path.isdir(self.base):
                 return self._no_bucket()
             return StoreError(f"NoSuchKey: no object {key!r}", transient=False, code="NoSuchKey")
         if isinstance(exc, PermissionError):
@@ -228,11 +234,11 @@ class LocalStore:
     def list_objects(
         self, prefix: str, recursive: bool = True, start_after: str = ""
     ) -> builtins.list[ObjectInfo]:
-        if not self.base.is_dir():
+        if not os.path.isdir(self.base):
             raise self._no_bucket()
         folder, _, _ = prefix.rpartition("/")
-        top = self.base.joinpath(*folder.split("/")) if folder else self.base
-        if folder and (any(p in ("", ".", "..") for p in folder.split("/")) or not top.is_dir()):
+        top = os.path.join(self.base, *folder.split("/")) if folder else self.base
+        if folder and (any(p in ("", ".", "..") for p in folder.split("/")) or not os.path.isdir(top)):
             return []
         found: builtins.list[ObjectInfo] = []
         if recursive:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import io
 import os
-from pathlib import Path
 
 from ..records import Record
 
@@ -26,6 +25,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import BinaryIO, Protocol, Union
+
+    from _typeshed import StrPath
 else:
     Protocol = object  # protocols are for type checkers: no typing module at run time (start-up cost)
 
@@ -41,7 +42,7 @@ class Source(Protocol):
 
 
 if TYPE_CHECKING:
-    Part = Union[bytes, Path, Source]
+    Part = Union[bytes, StrPath, Source]  # a path: the file's bytes
 
 
 _COMPRESSED_READ = 256 * 1024
@@ -56,7 +57,7 @@ class GzipMember:
 
     __slots__ = ("length", "offset", "path", "size")
 
-    def __init__(self, path: Path, offset: int, length: int, size: int) -> None:
+    def __init__(self, path: StrPath, offset: int, length: int, size: int) -> None:
         self.path, self.offset, self.length, self.size = path, offset, length, size
 
     def open(self) -> BinaryIO:
@@ -167,8 +168,8 @@ class Payload(Record):
 def _size(part: Part) -> int:
     if isinstance(part, bytes):
         return len(part)
-    if isinstance(part, Path):
-        return part.stat().st_size
+    if isinstance(part, (str, os.PathLike)):  # os.PathLike, not pathlib: no pathlib on the run path
+        return os.stat(part).st_size
     return part.size
 
 
@@ -189,7 +190,7 @@ class PayloadReader(io.RawIOBase):
         part = self._parts.pop(0)
         if isinstance(part, bytes):
             self._current = io.BytesIO(part)
-        elif isinstance(part, Path):
+        elif isinstance(part, (str, os.PathLike)):
             fd = os.open(part, os.O_RDONLY | os.O_CLOEXEC)
             self._current = open(fd, "rb", buffering=1024 * 1024)  # noqa: SIM115
         else:

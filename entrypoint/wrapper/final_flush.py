@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 from signal import Signals
 
 from ..formats.layout import MANIFEST, SUMMARY
@@ -152,7 +151,7 @@ class FinalFlush:
         capture: LogCapture,
         archiver: LogArchiver,
         budget: SpoolBudget,
-        spool: Path,
+        spool: str,
         supervisor: Interruptible,
         clock: Callable[[], float],
         inputs: Sequence[dict[str, Any]] = (),

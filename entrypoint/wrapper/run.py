@@ -8,8 +8,8 @@ the results, the log archive, the summary and the manifest, and computes the exi
 
 from __future__ import annotations
 
+import os
 import time
-from pathlib import Path
 
 from .. import threads
 from ..formats import live
@@ -21,7 +21,7 @@ from ..spool.archiver import LogArchiver
 from ..spool.budget import SpoolBudget
 from ..spool.capture import LogCapture
 from ..spool.chunk import Chunk
-from ..spool.directory import make_spool, remove_spool
+from ..spool.directory import make_spool_dir, remove_spool
 from ..store import Store, open_store
 from ..store.payload import Payload
 from ..transfer.uploader import Job, Uploader
@@ -67,7 +67,7 @@ class Run:
         inputs: Sequence[dict[str, Any]] = (),
         tekton: Optional[TektonDeadline] = None,
         memory: tuple[Optional[Cgroup], Optional[Memory]] = (None, None),
-        spool: Path | None = None,
+        spool: str | None = None,
     ) -> None:
         assert supervisor.pid, "COMMAND is spawned before the run is wired"
         self.cfg = cfg
@@ -75,10 +75,10 @@ class Run:
         self.reporter = reporter
         self.supervisor = supervisor
         clock = supervisor.clock
-        self.spool = spool if spool is not None else make_spool(cfg.spool_dir)  # cli.py makes it first
+        self.spool = spool if spool is not None else make_spool_dir(cfg.spool_dir)  # cli.py makes it first
         self.budget = SpoolBudget(cfg.spool_limit)
         self.capture = LogCapture(
-            self.spool / "chunks",
+            os.path.join(self.spool, "chunks"),
             cfg.log_chunk_size,
             cfg.log_flush_interval,
             self._sealed,
