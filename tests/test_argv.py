@@ -226,12 +226,21 @@ def test_start_up_path_imports_no_click_and_nothing_heavy(tmp_path: Any, endpoin
     assert out.stdout.strip() == "[]"
 
 
+RUN_PATH_HEAVY = (
+    "click", "dataclasses", "inspect", "ast", "dis", "tokenize", "pathlib", "typing", "urllib", "ipaddress",
+    "fnmatch", "ntpath", "signal",
+)  # fmt: skip
+
+
 def test_a_whole_run_imports_no_dataclasses(tmp_path: Any) -> None:
     """After the spawn the machinery loads while COMMAND runs: a COMMAND that ends at once waits
-    for it, so nothing on the run path uses ``dataclasses`` (it pulls inspect, ast, dis, tokenize)."""
+    for it, so nothing on a local-store run's path uses ``dataclasses`` (it pulls inspect, ast, dis,
+    tokenize), ``pathlib`` (re, urllib.parse, ipaddress, fnmatch), ``typing`` or ``signal``'s enum.
+    (``json``, for the summary and the manifest, still loads ``re`` and ``enum``.) Without ``site``
+    (-S), as the start-up test: an editable install's path hook imports pathlib and re itself."""
     code = (
         "import sys, entrypoint.cli as c\n"
-        "heavy = ('click', 'dataclasses', 'inspect', 'ast', 'dis', 'tokenize')\n"
+        f"heavy = {RUN_PATH_HEAVY!r}\n"
         "def end(code):\n"
         "    print(code, sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
         "    sys.stdout.flush()\n"
@@ -241,7 +250,8 @@ def test_a_whole_run_imports_no_dataclasses(tmp_path: Any) -> None:
     )
     env = {k: v for k, v in os.environ.items() if k not in ALL_ENV}
     env.update(OBJECTSTORE_ENDPOINT=f"file://{tmp_path / 'store'}")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "0 []"
     assert list((tmp_path / "store").rglob("main-summary.json")), "the run stored its summary"

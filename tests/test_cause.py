@@ -21,7 +21,7 @@ from conftest import WRAPPER, S3Server, StoreView, clean_env, run_wrapper, untar
 
 from entrypoint.report import Reporter
 from entrypoint.wrapper.cgroup import Cgroup, locate
-from entrypoint.wrapper.outcome import CAUSES, cause_of
+from entrypoint.wrapper.outcome import CAUSES, cause_of, signal_name
 from entrypoint.wrapper.pressure import FAST_INTERVAL, MemoryWatch
 
 PREFIX = "artifacts/run-1/task-1/"
@@ -423,3 +423,15 @@ def test_real_oom_kill_in_a_v1_memory_cgroup(moto: StoreView, tmp_path: Path, me
     _name, log = untar_single(moto.read(PREFIX + "main-log.tgz"))
     assert log == out  # the log up to the kill, byte for byte
     assert b"".join(moto.read(k) for k in chunk_keys(moto)) == out
+
+
+def test_signal_names_are_the_signal_modules() -> None:
+    """``signal_name`` (no enum on the run path) gives ``signal.Signals(n).name`` for every number."""
+    for n in range(-1, 130):
+        try:
+            expected = signal.Signals(n).name
+        except ValueError:
+            with pytest.raises(ValueError):
+                signal_name(n)
+            continue
+        assert signal_name(n) == expected, n

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from signal import Signals
 
 from ..formats.layout import MANIFEST, SUMMARY
 from ..formats.manifest import LogAccount, Manifest
@@ -37,7 +36,7 @@ from ..spool.capture import LogCapture
 from ..store.payload import Payload
 from ..transfer.uploader import Job, Uploader
 from ..units import format_size
-from .outcome import Cause, Outcome, cause_of, log_account
+from .outcome import Cause, Outcome, cause_of, log_account, signal_name
 from .pressure import MemoryWatch
 from .summary import Summary, children_cpu
 from .supervisor import INTERRUPTS
@@ -330,7 +329,7 @@ class FinalFlush:
                     return
                 left = max(0.0, self.deadlines.end() - self.clock()) if self.deadlines else 0.0
                 self.reporter.info(
-                    f"{Signals(sig).name} during the final flush: storing what is left within "
+                    f"{signal_name(sig)} during the final flush: storing what is left within "
                     f"{left:.1f}s; a second one gives it up"
                 )
 

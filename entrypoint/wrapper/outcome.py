@@ -12,7 +12,6 @@ it; the summary records it and the end-of-step line says it in words.
 from __future__ import annotations
 
 import os
-import signal
 
 from .. import exitcodes
 from ..formats.manifest import LogAccount
@@ -24,7 +23,10 @@ from .cgroup import OOM_COUNTERS, Memory
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import signal as _signal
     from typing import Any, Optional
+else:
+    import _signal  # the C module under signal, whose Signals enum would load enum after the spawn
 
 MISSING_LINES = 10  # "not stored" lines on stderr; the manifest has them all
 
@@ -87,7 +89,7 @@ def cause_of(
     oom = [c for c in OOM_COUNTERS if c in moved]
     if not oom and after is not None and "oom_kill" not in after.counters and "failcnt" in moved:
         oom = ["failcnt"]  # an old v1 kernel without the oom_kill count
-    if sig == signal.SIGKILL and oom and after is not None:
+    if sig == _signal.SIGKILL and oom and after is not None:
         detail["counter"] = f"{'memory.events' if after.version == 2 else 'memory.oom_control'} {oom[0]}"
         if oom[0] == "failcnt":
             detail["counter"] = "memory.failcnt"
@@ -105,9 +107,19 @@ def cause_of(
 
 def _signame(sig: int) -> str:
     try:
-        return signal.Signals(sig).name
+        return signal_name(sig)
     except ValueError:
         return f"SIG{sig}"
+
+
+def signal_name(sig: int) -> str:
+    """``signal.Signals(sig).name`` without the enum: of the names for ``sig`` (SIGABRT and
+    SIGIOT, say), the first in sort order, as the enum's canonical one. ValueError if none."""
+    names = [n for n in dir(_signal) if n.startswith("SIG") and not n.startswith("SIG_")]
+    names = [n for n in names if getattr(_signal, n) == sig]
+    if not names:
+        raise ValueError(f"{sig} is not a valid signal")
+    return min(names)
 
 
 class Outcome:
