@@ -422,3 +422,53 @@ def test_command_keeps_the_session_of_a_controlling_terminal(local) -> None:
     open /dev/tty (a password prompt), in a process group of its own as before."""
     env, _read, opts = local
     assert _session_of_command(env, opts, terminal=True) == "inherited True\n"
+
+
+LOST_SIGCHLD = r"""
+import os, sys, threading, types
+from entrypoint.report import Reporter
+from entrypoint.wrapper import supervisor as sv
+
+
+def swallow_sigchld(mask, timeout):  # as if every SIGCHLD were lost before the signal thread saw it
+    info = sv_signal.sigtimedwait(mask, timeout)
+    return None if info is not None and info.si_signo == sv_signal.SIGCHLD else info
+
+
+sv_signal = sv._signal
+sv._signal = types.SimpleNamespace(**{n: getattr(sv_signal, n) for n in dir(sv_signal) if not n.startswith("__")})
+sv._signal.sigtimedwait = swallow_sigchld
+sv.REAP_EVERY = 0.05
+sup = sv.Supervisor([sys.executable, "-c", "import sys; sys.exit(3)"], Reporter())
+assert sv.start(sup, Reporter()) is None
+
+
+class Sink:
+    def write(self, data):
+        pass
+
+    def due(self):
+        return None
+
+    def tick(self, now):
+        pass
+
+
+sup.sink = Sink()
+done = []
+runner = threading.Thread(target=lambda: done.append(sup.run()), daemon=True)
+runner.start()
+runner.join(60)
+print("exit", done)
+"""
+
+
+def test_command_is_reaped_even_if_its_sigchld_is_lost() -> None:
+    """The signal thread also reaps every REAP_EVERY seconds, as tini's loop does: with every
+    SIGCHLD swallowed, COMMAND's exit is still seen (without it the run would wait for ever)."""
+    out = subprocess.run(
+        [PY, "-c", LOST_SIGCHLD], capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout == "exit [3]\n"

@@ -7,10 +7,10 @@ the drain); the rest of the wrapper is wired meanwhile, and COMMAND's first outp
 thread (the mask is set before any thread starts) and taken by one thread (``tu-signals``) with
 ``sigwaitinfo``, as tini does: it forwards a signal the moment it is taken and reaps on SIGCHLD
 (``waitpid(-1, WNOHANG)``: nothing else reaps, so no code can steal COMMAND's status); the loop does
-the bookkeeping. As child subreaper the wrapper reaps orphaned descendants, PID 1 or not. No
-disposition is changed, so COMMAND inherits the ignored signals and the mask the wrapper was started
-with (Python's SIGPIPE/SIGXFSZ ignore is undone). A fault signal (SIGSEGV, ...) sent by another
-process is forwarded like any other; a real fault of the wrapper still ends it.
+the bookkeeping (and reaps every REAP_EVERY seconds all the same). As child subreaper the wrapper
+reaps orphaned descendants, PID 1 or not. COMMAND inherits the ignored signals and the mask the
+wrapper was started with (Python's SIGPIPE/SIGXFSZ ignore is undone). A fault signal sent by
+another process is forwarded like any other; a real fault of the wrapper still ends it.
 
 On a terminal, COMMAND is put in its own process group and made the terminal's foreground group
 *before* it execs (fork + exec; posix_spawn otherwise, which is faster), so a COMMAND that reads
@@ -52,8 +52,7 @@ if TYPE_CHECKING:
         def tick(self, now: float) -> None: ...
 
 else:
-    # The builtin modules under signal (which imports enum) and collections (which imports much
-    # more): this module loads before COMMAND starts. Signals are plain ints here.
+    # signal's and collections' builtin modules (no enum, ...): loaded before COMMAND starts
     import _signal
     from _collections import deque
 
@@ -63,11 +62,11 @@ PIPE_SIZE = 1024 * 1024
 F_SETPIPE_SZ = 1031
 PR_SET_CHILD_SUBREAPER = 36
 WAKE = 0  # byte written to the wakeup pipe by other threads; signal numbers are never 0
-# The pump and the signal thread get the interpreter within this while another thread runs Python
-# code (Python's default is 5 ms): while the rest of the wrapper is imported, then while it runs.
-SWITCH_INTERVAL_WIRING = 0.0001  # an orphan burst at start-up is reaped as fast as by tini
-SWITCH_INTERVAL = 0.001
+# The pump and the signal thread get the interpreter within this (Python's default is 5 ms):
+SWITCH_INTERVAL_WIRING = 0.0001  # while the rest of the wrapper is imported,
+SWITCH_INTERVAL = 0.001  # then while it runs
 TTY_CHECK = 0.5  # on a terminal: how often a stopped (^Z) foreground job is looked for
+REAP_EVERY = 1.0  # the signal thread reaps at least this often, SIGCHLD or not (tini's period)
 
 # SIGPIPE stays ignored (Python's default) so that a closed stdout shows up as EPIPE on write;
 # SIGCHLD is ours; SIGKILL and SIGSTOP cannot be taken. Every other signal is forwarded.
@@ -176,7 +175,11 @@ class Supervisor:
     def _take_signals(self) -> None:
         """Forward each signal the moment it is taken (the loop only does the bookkeeping)."""
         while self._listening:
-            info = _signal.sigwaitinfo(WAITED)
+            info = _signal.sigtimedwait(WAITED, REAP_EVERY)
+            if info is None:  # none for a while: reap all the same (tini does: a lost SIGCHLD
+                if self._collect():  # must not leave a zombie for good)
+                    self.wake()
+                continue
             sig = info.si_signo
             if sig in FAULTS and info.si_code not in SENT:
                 continue  # not sent by anyone: never forwarded
@@ -326,12 +329,9 @@ class Supervisor:
     def send(self, sig: int, whole_group: bool = True) -> None:
         """Send ``sig`` to COMMAND's process group (or COMMAND alone)."""
         try:
-            if whole_group:
-                os.killpg(self.pid, sig)
-            else:
-                os.kill(self.pid, sig)
-        except ProcessLookupError:
-            pass
+            (os.killpg if whole_group else os.kill)(self.pid, sig)
+        except ProcessLookupError:  # reaped already
+            return
         except PermissionError:
             self.reporter.debug(f"cannot send signal {sig} to COMMAND")
 
@@ -391,17 +391,19 @@ class Supervisor:
             self.wait_wakeup(None)
         self.restore_signals()
 
-    def _collect(self) -> None:
+    def _collect(self) -> int:
         """Wait for every exited child (the signal thread on each SIGCHLD, and the loop); note
-        COMMAND's status. The lock keeps a reaped pid from being signalled."""
+        COMMAND's status; how many. The lock keeps a reaped pid from being signalled."""
+        count = 0
         with self._lock:
             while True:
                 try:
                     pid, status = os.waitpid(-1, os.WNOHANG)
                 except ChildProcessError:
-                    return
+                    pid = 0
                 if pid == 0:
-                    return
+                    return count
+                count += 1
                 if pid == self.pid:
                     self.status = status
                     self.exited_at = self.clock()
