@@ -238,20 +238,7 @@ def test_a_whole_run_imports_no_dataclasses(tmp_path: Any) -> None:
     tokenize), ``pathlib`` (re, urllib.parse, ipaddress, fnmatch), ``typing`` or ``signal``'s enum.
     (``json``, for the summary and the manifest, still loads ``re`` and ``enum``.) Without ``site``
     (-S), as the start-up test: an editable install's path hook imports pathlib and re itself."""
-    code = (
-        "import sys, entrypoint.cli as c\n"
-        f"heavy = {RUN_PATH_HEAVY!r}\n"
-        "def end(code):\n"
-        "    print(code, sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
-        "    sys.stdout.flush()\n"
-        "c._exit = end\n"
-        f"c.main(['--pipelinerun', 'r', '--pipelinetask', 't', '--results-dir', {str(tmp_path / 'none')!r},"
-        " '--quiet', '--', 'true'])\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k not in ALL_ENV}
-    env.update(OBJECTSTORE_ENDPOINT=f"file://{tmp_path / 'store'}")
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    out = _whole_run(tmp_path, "m.split('.')[0] in heavy", RUN_PATH_HEAVY, ['true'], no_site=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "0 []"
     assert list((tmp_path / "store").rglob("main-summary.json")), "the run stored its summary"
@@ -263,19 +250,8 @@ def test_a_whole_local_store_run_loads_no_tempfile_tarfile_nor_openssl(tmp_path:
     OpenSSL (``_hashlib``: milliseconds to load), the log archive's tar header is built without
     ``tarfile``, the summary's times without ``datetime``, the queues are ``_queue``'s, and
     ``random`` waits for a first retry."""
-    code = (
-        "import sys, entrypoint.cli as c\n"
-        "heavy = ('tempfile', '_hashlib', 'hashlib', 'tarfile', 'datetime', 'random', 'queue')\n"
-        "def end(code):\n"
-        "    print(code, sorted(m for m in sys.modules if m in heavy))\n"
-        "    sys.stdout.flush()\n"
-        "c._exit = end\n"
-        f"c.main(['--pipelinerun', 'r', '--pipelinetask', 't', '--results-dir', {str(tmp_path / 'none')!r},"
-        " '--quiet', '--', 'sh', '-c', 'echo some output'])\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k not in ALL_ENV}
-    env.update(OBJECTSTORE_ENDPOINT=f"file://{tmp_path / 'store'}")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=60)
+    out = _whole_run(tmp_path, "m in heavy", ('tempfile', '_hashlib', 'hashlib', 'tarfile', 'datetime', 'random', 'queue'),
+                     ['sh', '-c', 'echo some output'], no_site=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == ["some output", "0 []"]
     assert len(list((tmp_path / "store").rglob("*.log"))) == 1, "the run stored a log chunk"
@@ -295,3 +271,25 @@ def test_help_and_errors_still_come_from_click(tmp_path: Any) -> None:
         [*run, "--no-such", "--", "true"], capture_output=True, text=True, env=env, timeout=60
     )
     assert out.returncode == 2 and "No such option '--no-such'" in out.stderr
+
+
+def _whole_run(tmp_path: Any, test: str, heavy: Sequence[str], command: list[str], no_site: bool) -> Any:
+    """A whole local-store run of COMMAND in a fresh interpreter; it prints the exit code and the
+    modules of ``heavy`` (matched by ``test``) loaded by then. ``no_site``: ``python -S`` (an
+    editable install's path hook imports pathlib and re itself)."""
+    code = (
+        "import sys, entrypoint.cli as c\n"
+        f"heavy = {tuple(heavy)!r}\n"
+        "def end(code):\n"
+        f"    print(code, sorted(m for m in sys.modules if {test}))\n"
+        "    sys.stdout.flush()\n"
+        "c._exit = end\n"
+        f"c.main(['--pipelinerun', 'r', '--pipelinetask', 't', '--results-dir', {str(tmp_path / 'none')!r},"
+        f" '--quiet', '--', *{command!r}])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ALL_ENV}
+    env.update(OBJECTSTORE_ENDPOINT=f"file://{tmp_path / 'store'}")
+    if no_site:
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
+    site = ["-S"] if no_site else []
+    return subprocess.run([sys.executable, *site, "-c", code], capture_output=True, text=True, env=env, timeout=60)
